@@ -1,0 +1,78 @@
+/**
+ * Public types of connect-oidc. See the API contract for their semantics.
+ */
+
+/** Anything that hands out a valid access token: what the interceptor needs. */
+export interface TokenProvider {
+  /**
+   * A token that is valid now. `rejected`: the token a server just refused; if it
+   * is still the current one, refresh (even if the clock says it is valid); if a
+   * newer one exists, return that without a new refresh.
+   */
+  getAccessToken(options?: {
+    readonly signal?: AbortSignal;
+    readonly rejected?: string;
+  }): Promise<string>;
+}
+
+/**
+ * What a token endpoint returns (RFC 6749 §5.1), as openid-client hands it over.
+ * This is what `setTokens` takes after a login.
+ */
+export interface TokenEndpointResponse {
+  readonly access_token: string;
+  readonly token_type?: string;
+  readonly expires_in?: number;
+  readonly refresh_token?: string;
+  readonly scope?: string;
+  readonly id_token?: string;
+  readonly [parameter: string]: unknown;
+}
+
+/**
+ * The persisted form of a login. Small on purpose (no ID token): some keyrings
+ * limit a secret to 2,560 bytes.
+ */
+export interface StoredTokens {
+  readonly version: 1;
+  /** Issuer identifier the tokens came from. */
+  readonly issuer: string;
+  /** Client the tokens were issued to. */
+  readonly clientId: string;
+  readonly accessToken?: string;
+  readonly refreshToken?: string;
+  /** Epoch ms (local clock): when the token request was sent. */
+  readonly issuedAt?: number;
+  /** Epoch ms (local clock): issuedAt + expires_in. */
+  readonly expiresAt?: number;
+  readonly scope?: string;
+}
+
+/** Where a login is kept. Stores know nothing of OIDC or Connect. */
+export interface TokenStore {
+  load(): Promise<StoredTokens | undefined>;
+  save(tokens: StoredTokens): Promise<void>;
+  clear(): Promise<void>;
+  /** Cross-process mutual exclusion around a whole refresh. */
+  lock?<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
+export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
+
+export type TokenEvent =
+  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number }
+  | { readonly type: "adopted"; readonly expiresAt: number }
+  | {
+      readonly type: "refresh-failed";
+      readonly error: Error;
+      readonly retryAt?: number;
+      readonly terminal: boolean;
+    }
+  | { readonly type: "reauth-required"; readonly error: Error };
+
+/** Time, injected so tests can drive hours of token lifetimes in milliseconds. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
