@@ -1,0 +1,20 @@
+export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
+export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
+export { memoryStore } from "./memory-store.js";
+export {
+  ConfigurationError,
+  ConnectOidcError,
+  LoginError,
+  ReauthRequiredError,
+  TokenRefreshError,
+  TokenStoreError,
+} from "./errors.js";
+export type {
+  Clock,
+  RefreshReason,
+  StoredTokens,
+  TokenEndpointResponse,
+  TokenEvent,
+  TokenProvider,
+  TokenStore,
+} from "./types.js";

@@ -1,0 +1,134 @@
+/**
+ * The auth interceptor: puts a bearer token on every request and, when a server
+ * still says Unauthenticated, asks for a new token and re-sends the request once.
+ * It knows nothing of OIDC: tokens come from a TokenProvider.
+ */
+import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
+import { ReauthRequiredError } from "./errors.js";
+import type { TokenProvider } from "./types.js";
+
+export interface AuthInterceptorOptions {
+  /** Reactive retry on Unauthenticated; default true. */
+  readonly retry?: boolean;
+}
+
+export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterceptorOptions = {}): Interceptor {
+  const retry = options.retry ?? true;
+
+  const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {
+    try {
+      return await tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected });
+    } catch (error) {
+      if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
+      throw unauthenticated(error);
+    }
+  };
+
+  // Tell the provider the token was refused, so the next call gets a fresh one; never fails.
+  const report = (signal: AbortSignal, rejected: string) => {
+    tokens.getAccessToken({ signal, rejected }).catch(() => {});
+  };
+
+  return (next) => async (req) => {
+    if (req.header.has("authorization")) return next(req);
+    const first = await token(req.signal);
+    if (!req.stream) return unary(next, req, first);
+    if (req.method.methodKind === "server_streaming") return serverStream(next, req, first);
+    return otherStream(next, req, first);
+  };
+
+  async function unary(next: Next, req: UnaryRequest, sent: string) {
+    try {
+      return await next(withToken(req, sent));
+    } catch (error) {
+      if (!isUnauthenticated(error)) throw error;
+      if (!retry) {
+        report(req.signal, sent);
+        throw error;
+      }
+      const fresh = await token(req.signal, sent);
+      if (fresh === sent) throw error;
+      return next(withToken(req, fresh));
+    }
+  }
+
+  async function serverStream(next: Next, req: StreamRequest, sent: string) {
+    // The request's iterable can be read only once: read the one message now, re-send it on retry.
+    const messages: unknown[] = [];
+    for await (const m of req.message) messages.push(m);
+    const attempt = (t: string) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest);
+    try {
+      return await attempt(sent);
+    } catch (error) {
+      if (!isUnauthenticated(error)) throw error;
+      if (!retry) {
+        report(req.signal, sent);
+        throw error;
+      }
+      const fresh = await token(req.signal, sent);
+      if (fresh === sent) throw error;
+      return attempt(fresh);
+    }
+  }
+
+  // Client-streaming and bidi: the request stream cannot be re-sent, but the refusal is reported.
+  async function otherStream(next: Next, req: StreamRequest, sent: string) {
+    let res: StreamResponse;
+    try {
+      res = (await next(withToken(req, sent))) as StreamResponse;
+    } catch (error) {
+      if (isUnauthenticated(error)) report(req.signal, sent);
+      throw error;
+    }
+    const source = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* source;
+        } catch (error) {
+          if (isUnauthenticated(error)) report(req.signal, sent);
+          throw error;
+        }
+      })(),
+    };
+  }
+}
+
+type Next = Parameters<Interceptor>[0];
+
+/** Call, then read the first response message, so an Unauthenticated in the stream surfaces here. */
+async function openStream(next: Next, req: StreamRequest): Promise<StreamResponse> {
+  const res = (await next(req)) as StreamResponse;
+  const it = res.message[Symbol.asyncIterator]();
+  const first = await it.next();
+  return {
+    ...res,
+    message: (async function* () {
+      if (first.done) return;
+      yield first.value;
+      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+    })(),
+  };
+}
+
+// Each attempt gets its own copy of the headers: transports edit them in place.
+function withToken<R extends UnaryRequest | StreamRequest>(req: R, token: string): R {
+  const header = new Headers(req.header);
+  header.set("authorization", `Bearer ${token}`);
+  return { ...req, header };
+}
+
+async function* replay(messages: readonly unknown[]) {
+  yield* messages;
+}
+
+function isUnauthenticated(error: unknown): boolean {
+  return error instanceof ConnectError ? error.code === Code.Unauthenticated : ConnectError.from(error).code === Code.Unauthenticated;
+}
+
+function unauthenticated(cause: unknown): ConnectError {
+  const why = cause instanceof Error ? cause.message : "no access token could be obtained";
+  const advice = cause instanceof ReauthRequiredError ? "" : " (the request was not sent)";
+  return new ConnectError(`Not authenticated: ${why}${advice}`, Code.Unauthenticated, undefined, undefined, cause);
+}

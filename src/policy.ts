@@ -1,0 +1,81 @@
+/**
+ * The refresh policy: when a token is usable, when to refresh it, how long to
+ * back off, which failures are final. Pure functions of time and input; no I/O.
+ */
+
+/** When a token was requested and when it expires, both epoch ms on the local clock. */
+export interface TokenTimes {
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** Lifetime assumed when a token response has no `expires_in`. */
+export const DEFAULT_LIFETIME_MS = 5 * 60_000;
+export const DEFAULT_REFRESH_WINDOW_MS = 15 * 60_000;
+
+const lifetime = (t: TokenTimes) => Math.max(0, t.expiresAt - t.issuedAt);
+
+/**
+ * `expires_in` has whole-second resolution and servers floor `iat`, so a server may
+ * reject a token up to a second before issuedAt + expires_in. Stop using it a little
+ * earlier (at most 1 s, at most 10 % of its lifetime); the reactive retry covers the rest.
+ */
+export function usableUntil(t: TokenTimes): number {
+  return t.expiresAt - Math.min(1000, lifetime(t) * 0.1);
+}
+
+export function isUsable(t: TokenTimes, now: number): boolean {
+  return now < usableUntil(t);
+}
+
+/** When to start a background refresh: the effective window is min(window, 25 % of the lifetime). */
+export function refreshAt(t: TokenTimes, refreshWindowMs: number): number {
+  return usableUntil(t) - Math.min(refreshWindowMs, lifetime(t) * 0.25);
+}
+
+/** Times of a token that was requested at `sentAt` and lives `expiresIn` seconds. */
+export function tokenTimes(sentAt: number, expiresIn: number | undefined): TokenTimes {
+  const ms =
+    typeof expiresIn === "number" && Number.isFinite(expiresIn) && expiresIn > 0
+      ? expiresIn * 1000
+      : DEFAULT_LIFETIME_MS;
+  return { issuedAt: sentAt, expiresAt: sentAt + ms };
+}
+
+export interface BackoffOptions {
+  readonly baseMs?: number;
+  readonly maxMs?: number;
+}
+
+/**
+ * Delay before retry number `failures` (1 = after the first failure): exponential,
+ * capped, with "equal jitter" so processes that failed together do not retry together.
+ */
+export function backoffDelay(failures: number, random: () => number, options: BackoffOptions = {}): number {
+  const base = options.baseMs ?? 1000;
+  const max = options.maxMs ?? 60_000;
+  const ceiling = Math.min(max, base * 2 ** Math.max(0, failures - 1));
+  return ceiling / 2 + random() * (ceiling / 2);
+}
+
+/** OAuth error codes after which retrying the same grant can never succeed. */
+const TERMINAL_ERRORS = new Set([
+  "invalid_grant",
+  "invalid_client",
+  "unauthorized_client",
+  "unsupported_grant_type",
+  "invalid_scope",
+]);
+
+export interface FailureFacts {
+  /** HTTP status of the token endpoint's answer, if one arrived. */
+  readonly status?: number;
+  /** OAuth `error` code, if the answer carried one. */
+  readonly error?: string;
+}
+
+/** Terminal failures need a new login; everything else (network, timeout, 5xx, 429) may pass. */
+export function isTerminal(facts: FailureFacts): boolean {
+  if (facts.status !== undefined && (facts.status >= 500 || facts.status === 429)) return false;
+  return facts.error !== undefined && TERMINAL_ERRORS.has(facts.error);
+}
