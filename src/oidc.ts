@@ -28,7 +28,7 @@ export async function discover(options: OidcAdapterOptions): Promise<oidc.Config
     new URL(options.issuer),
     options.clientId,
     undefined,
-    options.clientSecret === undefined ? oidc.None() : oidc.ClientSecretPost(options.clientSecret),
+    options.clientSecret === undefined ? oidc.None() : oidc.ClientSecretBasic(options.clientSecret),
     {
       timeout,
       ...(options.allowInsecureRequests ? { execute: [oidc.allowInsecureRequests] } : {}),

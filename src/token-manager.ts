@@ -31,7 +31,7 @@ export interface TokenManagerOptions {
   /** Issuer URL; discovery through openid-client happens once. */
   readonly issuer: string | URL;
   readonly clientId: string;
-  /** For confidential clients (client_secret_post). */
+  /** For confidential clients (client_secret_basic). */
   readonly clientSecret?: string;
   /** Default "refresh_token". */
   readonly grant?: "refresh_token" | "client_credentials";
@@ -104,7 +104,8 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   let current: StoredTokens | undefined;
   let loading: Promise<void> | undefined;
   let loaded = false;
-  let refreshedOnce = false;
+  // "startup": the first refresh of a login loaded from the store when the manager started.
+  let startup = false;
   // Bumped by setTokens and signOut, so a refresh that started before does not overwrite them.
   let generation = 0;
   let failures = 0;
@@ -146,6 +147,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       const stored = ours(await store.load());
       if (gen === generation && !loaded) {
         current = stored;
+        startup = true;
         loaded = true;
         schedule();
       }
@@ -261,7 +263,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
           failures = 0;
           retryAt = undefined;
           lastFailure = undefined;
-          refreshedOnce = true;
+          startup = false;
           if (!adopted) emit({ type: "refreshed", reason, expiresAt: tokens.expiresAt! });
           schedule();
         }
@@ -337,7 +339,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       if (flight.pending === undefined && retryAt !== undefined && now < retryAt && lastFailure !== undefined) {
         throw lastFailure;
       }
-      const reason: RefreshReason = mustRefresh ? "rejected" : refreshedOnce || token !== undefined ? "expired" : "startup";
+      const reason: RefreshReason = mustRefresh ? "rejected" : startup || token === undefined ? "startup" : "expired";
       const tokens = await abortable(refresh(reason, mustRefresh ? rejected : undefined), signal);
       return tokens.accessToken!;
     },
@@ -350,6 +352,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       const tokens = fromResponse(response, clock.now());
       current = tokens;
       loaded = true;
+      startup = false;
       reauth = undefined;
       failures = 0;
       retryAt = undefined;

@@ -1,0 +1,326 @@
+/**
+ * The token manager against a real oidc-provider (rotating refresh tokens, JWT
+ * access tokens). Long lifetimes are driven with a manual clock; the IdP is real.
+ */
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import {
+  ConfigurationError,
+  createTokenManager,
+  memoryStore,
+  ReauthRequiredError,
+  TokenRefreshError,
+  type TokenEvent,
+  type TokenManager,
+  type TokenManagerOptions,
+} from "../src/index.js";
+import { createOidcAdapter } from "../src/oidc.js";
+import { startIdp, type Idp } from "./support/idp.js";
+import { createLeakScanner } from "./support/leaks.js";
+import { createManualClock, type ManualClock } from "./support/manual-clock.js";
+
+const HOUR = 3600_000;
+
+describe("token manager (real oidc-provider)", () => {
+  let idp: Idp;
+  const leaks = createLeakScanner();
+  const events: TokenEvent[] = [];
+  const errors: unknown[] = [];
+  const managers: TokenManager[] = [];
+
+  before(async () => {
+    // A 1 h access token: the manual clock moves through its lifetime.
+    idp = await startIdp({ accessTokenTtl: 3600 });
+  });
+  after(async () => {
+    for (const m of managers) m.close();
+    // Nothing any manager emitted or threw in this suite holds token material.
+    assert.ok(leaks.count > 0);
+    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
+    for (const e of errors) leaks.assertClean(e, "error");
+    await idp.close();
+  });
+  beforeEach(() => {
+    idp.setTokenLatency(0);
+    idp.setTokenOutage(undefined);
+  });
+
+  async function setup(extra: Partial<TokenManagerOptions> = {}) {
+    const clock = createManualClock();
+    const seen: TokenEvent[] = [];
+    const manager = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      clock,
+      random: () => 0.5,
+      onEvent: (e) => {
+        seen.push(e);
+        events.push(e);
+      },
+      ...extra,
+    });
+    managers.push(manager);
+    const login = await idp.login();
+    leaks.remember(login.access_token, login.refresh_token, login.id_token as string | undefined);
+    await manager.setTokens(login);
+    return { manager, clock, seen, login };
+  }
+
+  const get = async (m: TokenManager, options?: Parameters<TokenManager["getAccessToken"]>[0]) => {
+    const t = await m.getAccessToken(options);
+    leaks.remember(t);
+    return t;
+  };
+  const rejects = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (error) {
+      errors.push(error);
+      return error;
+    }
+    assert.fail("expected a rejection");
+  };
+
+  it("hands out the login's token without asking the IdP", async () => {
+    const { manager, login } = await setup();
+    const before = idp.stats.byGrantType.refresh_token;
+    assert.equal(await get(manager), login.access_token);
+    assert.equal(idp.stats.byGrantType.refresh_token, before);
+  });
+
+  it("200 concurrent calls at expiry make exactly one token-endpoint request", async () => {
+    const { manager, clock } = await setup({ store: memoryStore() });
+    // Let the clock pass expiry without the background timer acting: close the first
+    // manager and open a second on the same store once the token has expired.
+    const store = memoryStore();
+    const seed = await idp.login();
+    leaks.remember(seed.access_token, seed.refresh_token);
+    const first = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store });
+    await first.setTokens(seed);
+    first.close();
+    manager.close();
+    await clock.advance(HOUR + 1);
+    const seen: TokenEvent[] = [];
+    const m = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => seen.push(e) });
+    managers.push(m);
+    const before = idp.stats.byGrantType.refresh_token;
+    const tokens = await Promise.all(Array.from({ length: 200 }, () => get(m)));
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 1, "one refresh for 200 callers");
+    assert.equal(new Set(tokens).size, 1);
+    assert.notEqual(tokens[0], seed.access_token);
+    // The first refresh of a login loaded from the store is reported as "startup".
+    assert.deepEqual(seen.map((e) => e.type === "refreshed" && e.reason), ["startup"]);
+  });
+
+  it("refreshes proactively in the background: callers never wait while the token is valid", async () => {
+    const { manager, clock, seen, login } = await setup();
+    const loggedInAt = clock.now();
+    idp.setTokenLatency(300);
+    const before = idp.stats.byGrantType.refresh_token;
+    // 46 min into a 1 h token: inside the 15 min window.
+    await clock.advance(46 * 60_000);
+    // The timer started a refresh; callers get the current token at once meanwhile.
+    const t0 = performance.now();
+    assert.equal(await get(manager), login.access_token);
+    assert.ok(performance.now() - t0 < 100, "a caller did not wait for the slow IdP");
+    await waitFor(() => seen.some((e) => e.type === "refreshed"));
+    const refreshed = seen.find((e) => e.type === "refreshed");
+    assert.deepEqual(refreshed && { type: refreshed.type, reason: (refreshed as { reason: string }).reason }, { type: "refreshed", reason: "proactive" });
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    const next = await get(manager);
+    assert.notEqual(next, login.access_token);
+    // The timer sent the request when 15 min (+1 s margin) remained; expiry counts from then.
+    const sentAt = loggedInAt + HOUR - 1000 - 15 * 60_000;
+    assert.equal((refreshed as { expiresAt: number }).expiresAt, sentAt + HOUR);
+  });
+
+  it("keeps refreshing across many lifetimes driven by the clock, one request per lifetime", async () => {
+    const { manager, clock, seen } = await setup();
+    const before = idp.stats.byGrantType.refresh_token;
+    const tokens = new Set<string>();
+    for (let minute = 0; minute < 5 * 60; minute += 1) {
+      await clock.advance(60_000);
+      tokens.add(await get(manager));
+      if (minute % 30 === 0) await waitFor(() => true);
+    }
+    await waitFor(() => idp.stats.byGrantType.refresh_token - before >= 6);
+    const refreshes = idp.stats.byGrantType.refresh_token - before;
+    // 5 h of 1 h tokens refreshed at 45 min: 6 or 7 refreshes, all proactive.
+    assert.ok(refreshes >= 6 && refreshes <= 7, `refreshes: ${refreshes}`);
+    assert.ok(seen.filter((e) => e.type === "refreshed").every((e) => e.type === "refreshed" && e.reason === "proactive"));
+    assert.ok(tokens.size >= 6);
+  });
+
+  it("a rejected current token forces one refresh; a rejected old token returns the current one", async () => {
+    const { manager, login, seen } = await setup();
+    const before = idp.stats.byGrantType.refresh_token;
+    const fresh = await get(manager, { rejected: login.access_token });
+    assert.notEqual(fresh, login.access_token);
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.ok(seen.some((e) => e.type === "refreshed" && e.reason === "rejected"));
+    // Stale report: no new request.
+    assert.equal(await get(manager, { rejected: login.access_token }), fresh);
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+  });
+
+  it("100 concurrent rejections of the same token make exactly one refresh", async () => {
+    const { manager, login } = await setup();
+    const before = idp.stats.byGrantType.refresh_token;
+    idp.setTokenLatency(50);
+    const tokens = await Promise.all(Array.from({ length: 100 }, () => get(manager, { rejected: login.access_token })));
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.equal(new Set(tokens).size, 1);
+  });
+
+  it("a dead refresh token: one reauth-required, then every call fails fast without asking the IdP", async () => {
+    const { manager, clock, seen } = await setup();
+    await idp.revokeGrant();
+    idp.setTokenLatency(0);
+    await clock.advance(HOUR + 1);
+    await waitFor(() => seen.some((e) => e.type === "reauth-required"));
+    const before = idp.stats.byGrantType.refresh_token;
+    for (let i = 0; i < 50; i += 1) {
+      const error = await rejects(manager.getAccessToken());
+      assert.ok(error instanceof ReauthRequiredError);
+      assert.equal((error as ReauthRequiredError).code, "ERR_REAUTH_REQUIRED");
+      assert.match((error as Error).message, /log in again/);
+      await clock.advance(30_000); // a heartbeat every 30 s for 25 min
+    }
+    assert.equal(idp.stats.byGrantType.refresh_token - before, 0, "no request after reauth-required");
+    assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
+    assert.ok(seen.some((e) => e.type === "refresh-failed" && e.terminal));
+    // A new login brings it back.
+    const again = await idp.login();
+    leaks.remember(again.access_token, again.refresh_token);
+    await manager.setTokens(again);
+    assert.equal(await get(manager), again.access_token);
+  });
+
+  it("an IdP outage: serves the valid token, backs off, fails fast after expiry, recovers", async () => {
+    const { manager, clock, seen, login } = await setup({ backoff: { baseMs: 60_000, maxMs: 120_000 } });
+    idp.setTokenOutage(503);
+    const before = idp.stats.byGrantType.refresh_token;
+    await clock.advance(46 * 60_000); // window reached: background refresh fails
+    await waitFor(() => seen.some((e) => e.type === "refresh-failed"));
+    assert.equal(await get(manager), login.access_token, "still valid: keep serving it");
+    const failed = seen.find((e) => e.type === "refresh-failed");
+    assert.ok(failed?.type === "refresh-failed" && !failed.terminal && failed.retryAt !== undefined);
+    // Past expiry, with the IdP still down: callers fail fast, the IdP sees only the backoff schedule.
+    await clock.advance(15 * 60_000);
+    const requestsBefore = idp.stats.byGrantType.refresh_token;
+    for (let i = 0; i < 100; i += 1) {
+      const error = await rejects(manager.getAccessToken());
+      assert.ok(error instanceof TokenRefreshError, String(error));
+      assert.match((error as Error).message, /503/);
+    }
+    assert.ok(idp.stats.byGrantType.refresh_token - requestsBefore <= 1, "no request storm");
+    idp.setTokenOutage(undefined);
+    await clock.advance(130_000); // past the longest backoff: the timer retries
+    await waitFor(() => seen.some((e) => e.type === "refreshed"));
+    const recovered = await get(manager);
+    assert.notEqual(recovered, login.access_token);
+    assert.ok(idp.stats.byGrantType.refresh_token - before < 12, `requests during the outage: ${idp.stats.byGrantType.refresh_token - before}`);
+  });
+
+  it("a wait for a slow refresh ends at once when the caller aborts", async () => {
+    const store = memoryStore();
+    const { manager, clock } = await setup({ store });
+    manager.close();
+    await clock.advance(HOUR + 1);
+    const m = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => events.push(e) });
+    managers.push(m);
+    idp.setTokenLatency(3000);
+    const controller = new AbortController();
+    const t0 = performance.now();
+    const pending = m.getAccessToken({ signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("caller gave up")), 50);
+    const error = await rejects(pending);
+    const elapsed = performance.now() - t0;
+    assert.match(String((error as Error).message), /caller gave up/);
+    assert.ok(elapsed < 1000, `returned after ${elapsed} ms`);
+  });
+
+  it("keeps the old refresh token when a refresh response has none", async () => {
+    const real = createOidcAdapter({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
+    const sent: string[] = [];
+    // Injected fault: the real IdP's answer with its refresh_token removed.
+    const { manager, login } = await setup({
+      oidc: {
+        async refresh(rt) {
+          sent.push(rt);
+          const { refresh_token: _dropped, ...rest } = await real.refresh(rt);
+          return rest as never;
+        },
+        clientCredentials: () => real.clientCredentials(),
+      },
+    });
+    const a = await get(manager, { rejected: login.access_token });
+    await get(manager, { rejected: a });
+    assert.deepEqual(sent, [login.refresh_token, login.refresh_token]);
+  });
+
+  it("client_credentials: fetches a token for a service, single-flighted", async () => {
+    const manager = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.serviceClient.clientId,
+      clientSecret: idp.serviceClient.clientSecret,
+      grant: "client_credentials",
+      resource: idp.audience,
+      allowInsecureRequests: true,
+      onEvent: (e) => events.push(e),
+    });
+    managers.push(manager);
+    const before = idp.stats.byGrantType.client_credentials;
+    const tokens = await Promise.all(Array.from({ length: 20 }, () => get(manager)));
+    assert.equal(new Set(tokens).size, 1);
+    assert.equal(idp.stats.byGrantType.client_credentials - before, 1);
+  });
+
+  it("loads the login from the store at startup and ignores another client's tokens", async () => {
+    const store = memoryStore();
+    const clock = createManualClock();
+    const login = await idp.login();
+    leaks.remember(login.access_token, login.refresh_token);
+    const seen: TokenEvent[] = [];
+    const first = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    await first.setTokens(login);
+    first.close();
+    await clock.advance(2 * HOUR);
+    const second = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock, onEvent: (e) => seen.push(e) });
+    managers.push(second);
+    const token = await get(second);
+    assert.notEqual(token, login.access_token);
+    assert.ok(seen.some((e) => e.type === "refreshed" && e.reason === "startup"));
+    const other = createTokenManager({ issuer: idp.issuer, clientId: "another-client", allowInsecureRequests: true, store, clock });
+    managers.push(other);
+    assert.ok((await rejects(other.getAccessToken())) instanceof ReauthRequiredError);
+  });
+
+  it("signOut forgets the login and clears the store; close stops the timers", async () => {
+    const store = memoryStore();
+    const { manager, clock } = await setup({ store });
+    assert.ok(clock.pendingTimers > 0);
+    await manager.signOut();
+    assert.equal(await store.load(), undefined);
+    assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+    const { manager: m2, clock: c2 } = await setup();
+    m2.close();
+    assert.equal(c2.pendingTimers, 0);
+  });
+
+  it("bad options give a typed error", () => {
+    assert.throws(() => createTokenManager({ issuer: "not a url", clientId: "x" }), ConfigurationError);
+    assert.throws(() => createTokenManager({ issuer: "http://127.0.0.1:1", clientId: "x" }), /allowInsecureRequests/);
+    assert.throws(() => createTokenManager({ issuer: idp.issuer, clientId: "" }), ConfigurationError);
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 10));
+    if (condition()) return;
+    if (Date.now() > end) throw new Error("condition not met in time");
+  }
+}
