@@ -1,0 +1,78 @@
+import { TokenStoreError } from "./errors.js";
+import type { StoredTokens } from "./types.js";
+
+/**
+ * The persisted form of a login: compact JSON of the known fields only. Kept small
+ * because some keyrings cap a secret (Windows Credential Manager: 2,560 bytes), so
+ * nothing else (an ID token, say) rides along even if the object carries it.
+ */
+export function serializeStoredTokens(tokens: StoredTokens): string {
+  const out: Record<string, string | number> = {
+    version: 1,
+    issuer: tokens.issuer,
+    clientId: tokens.clientId,
+  };
+  for (const key of optionalStrings) {
+    const value = tokens[key];
+    if (value !== undefined) out[key] = value;
+  }
+  for (const key of optionalNumbers) {
+    const value = tokens[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return JSON.stringify(out);
+}
+
+/**
+ * Reads what `serializeStoredTokens` wrote. `where` names the place for the error
+ * message (e.g. `The token file /home/me/.config/app/tokens.json`).
+ *
+ * Errors never quote the text, not even through `cause`: it holds tokens, and
+ * V8's JSON.parse messages echo the input.
+ */
+export function parseStoredTokens(text: string, where: string): StoredTokens {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw corrupt(where, "it is not JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw corrupt(where, "it is not a JSON object");
+  }
+  const record = value as Record<string, unknown>;
+  if (record.version !== 1) {
+    const detail =
+      typeof record.version === "number"
+        ? "its format version is not 1 (written by a newer connect-oidc?)"
+        : "it has no format version";
+    throw corrupt(where, detail);
+  }
+  for (const key of ["issuer", "clientId"] as const) {
+    if (typeof record[key] !== "string" || record[key] === "") {
+      throw corrupt(where, `field "${key}" is missing or not a string`);
+    }
+  }
+  for (const key of optionalStrings) {
+    if (record[key] !== undefined && typeof record[key] !== "string") {
+      throw corrupt(where, `field "${key}" is not a string`);
+    }
+  }
+  for (const key of optionalNumbers) {
+    if (record[key] !== undefined && !Number.isFinite(record[key])) {
+      throw corrupt(where, `field "${key}" is not a number`);
+    }
+  }
+  // Copy the known fields only, so unknown ones never reach the token manager.
+  return JSON.parse(serializeStoredTokens(record as unknown as StoredTokens)) as StoredTokens;
+}
+
+const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
+const optionalNumbers = ["issuedAt", "expiresAt"] as const;
+
+function corrupt(where: string, detail: string): TokenStoreError {
+  return new TokenStoreError(
+    "corrupt",
+    `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`,
+  );
+}
