@@ -41,8 +41,18 @@ export interface IdpOptions {
   readonly accessTokenTtl?: number;
   /** Refresh token lifetime in seconds. Default one day. */
   readonly refreshTokenTtl?: number;
+  /**
+   * Rotate refresh tokens on every refresh (default true, as oidc-provider does
+   * for public clients). false: a refresh token stays valid and can be re-used.
+   */
+  readonly rotateRefreshTokens?: boolean;
   /** Account (JWT `sub`) that logins and device approvals sign in as. Default "test-user". */
   readonly accountId?: string;
+  /**
+   * `interval` (seconds) in device authorization responses. Default 1.
+   * oidc-provider sends none, and openid-client then waits 5 s before every poll.
+   */
+  readonly deviceCodeInterval?: number;
 }
 
 export interface LoginOptions {
@@ -366,6 +376,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
+    rotateRefreshToken: options.rotateRefreshTokens ?? true,
     // Refresh tokens outlive the browser session, with or without offline_access.
     expiresWithSession: async () => false,
     clientBasedCORS: () => true,
@@ -455,6 +466,15 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
       ctx.res.off("close", onClose);
     }
   };
+
+  const deviceAuthorizationPath = new URL(provider.urlFor("device_authorization")).pathname;
+  const deviceCodeInterval = options.deviceCodeInterval ?? 1;
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === deviceAuthorizationPath && ctx.status === 200 && ctx.body && typeof ctx.body === "object") {
+      (ctx.body as { interval?: number }).interval = deviceCodeInterval;
+    }
+  });
 
   const tokenPath = new URL(provider.urlFor("token")).pathname;
   provider.use(async (ctx, next) => {
