@@ -68,7 +68,7 @@ describe("createFileLock across processes", () => {
     await assert.rejects(stat(lockPath), { code: "ENOENT" }, "the lock is gone after the last release");
   });
 
-  test("the lock of a SIGKILLed holder is taken over within the lease", async () => {
+  test("the lock of a SIGKILLed holder is taken over within the lease", async (t) => {
     const lockPath = join(folder, "killed.lock");
     const staleMs = 2_000;
     const child = await holder(lockPath);
@@ -80,8 +80,11 @@ describe("createFileLock across processes", () => {
     const killedAt = Date.now();
     const taker = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 10_000 });
     const tookAfter = await taker.lock(async () => Date.now() - killedAt);
-    // The last heartbeat was at most one update interval (staleMs / 2 here) before the kill.
-    assert.ok(tookAfter <= staleMs + 300, `took over after ${tookAfter} ms`);
+    t.diagnostic(`took over ${tookAfter} ms after the kill`);
+    // The last heartbeat came at most one update interval (1 s here) before the kill, so
+    // the takeover lands within the lease; the extra second covers file systems that
+    // keep mtimes in whole seconds (proper-lockfile then rounds them up).
+    assert.ok(tookAfter <= staleMs + 1_000, `took over after ${tookAfter} ms`);
   });
 
   test("waiting is bounded: lock-timeout", async () => {
@@ -117,7 +120,7 @@ describe("createFileLock across processes", () => {
       const abortedAt = Date.now();
       controller.abort(reason);
       await assert.rejects(attempt, (e) => e === reason);
-      assert.ok(Date.now() - abortedAt < 50, "rejected promptly");
+      assert.ok(Date.now() - abortedAt < 100, "rejected promptly");
       // An already aborted signal does not even try.
       await assert.rejects(fileLock.lock(async () => {}, AbortSignal.abort(reason)), (e) => e === reason);
     } finally {
