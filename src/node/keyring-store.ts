@@ -1,0 +1,235 @@
+import { createHash } from "node:crypto";
+import { lstatSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AsyncEntry, type EntryOptions } from "@napi-rs/keyring";
+import { TokenStoreError } from "../errors.js";
+import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
+import type { StoredTokens, TokenStore } from "../types.js";
+import { createFileLock } from "./lock.js";
+
+export interface KeyringStoreOptions {
+  /** Names the application, e.g. "my-cli". */
+  readonly service: string;
+  /** Names the login within it, e.g. the user or the issuer. */
+  readonly account: string;
+  /** Linux only: pin a backend. Default: the Secret Service, else the kernel keyring. */
+  readonly linuxStore?: "secret-service" | "keyutils";
+}
+
+/**
+ * The largest serialized login this store writes. Windows Credential Manager caps a
+ * secret at 2,560 bytes. Elsewhere 16 KiB: the kernel keyring's default quota for a
+ * non-root user is about 20 KB for all of that user's keys (the Secret Service and the
+ * macOS Keychain take far more, but one limit off Windows keeps the behaviour the same
+ * whichever Linux backend answers).
+ */
+export function keyringValueLimit(platform: NodeJS.Platform = process.platform): number {
+  return platform === "win32" ? 2_560 : 16 * 1024;
+}
+
+/**
+ * Tokens in the OS keyring through @napi-rs/keyring, with a cross-process lock file in
+ * a per-user runtime folder. A keyring that is unreachable, locked or holds a corrupt
+ * entry gives a TokenStoreError naming the cause; it never passes for "no token stored".
+ */
+export function keyringStore(options: KeyringStoreOptions): TokenStore {
+  const { service, account } = options;
+  const what = `the login (keyring service "${service}", account "${account}")`;
+  const entryOptions: EntryOptions | undefined =
+    options.linuxStore === undefined ? undefined : { linux: { store: options.linuxStore } };
+  const main = entrySlot(service, account, entryOptions);
+  // A separate entry, so probing never touches a login another process is storing.
+  const probe = entrySlot(service, `${account} (connect-oidc probe)`, entryOptions);
+  const runtimeFolder = runtimeDirectory();
+  const fileLock = createFileLock(join(runtimeFolder, `keyring-${hash(service, account)}.lock`));
+
+  /**
+   * Runs one keyring call. The kernel keyring refuses the first access of some processes
+   * with AccessDenied and then works, so that error gets one retry with a fresh entry.
+   */
+  async function call<T>(slot: EntrySlot, op: (entry: AsyncEntry) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op(slot.get());
+      } catch (error) {
+        slot.drop(); // a broken connection must not stick to the cached entry
+        if (attempt === 1 && messagesOf(error).includes("AccessDenied")) continue;
+        throw keyringError(error, what);
+      }
+    }
+  }
+
+  /**
+   * A Secret Service that is locked, or has no keyring to write to, answers a read of a
+   * missing entry with null, like "nothing stored". Only a write tells them apart: a
+   * locked keyring fails it with the unlock-prompt error.
+   */
+  async function assertWritable(): Promise<void> {
+    await call(probe, (entry) => entry.setSecret(probeValue));
+    await call(probe, (entry) => entry.deleteCredential()).catch(() => {}); // a leftover is harmless
+  }
+
+  return {
+    async load(): Promise<StoredTokens | undefined> {
+      let bytes = await call(main, (entry) => entry.getSecret());
+      if (bytes === null && process.platform === "linux") {
+        await assertWritable();
+        // On a desktop the probe may have raised an unlock prompt that the user accepted.
+        bytes = await call(main, (entry) => entry.getSecret());
+      }
+      if (bytes === null) return undefined;
+      let text: string;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(bytes));
+      } catch {
+        throw new TokenStoreError(
+          "corrupt",
+          `The keyring entry (service "${service}", account "${account}") holds no usable login: ` +
+            `it is not UTF-8 text. Delete it, or log in again to overwrite it.`,
+        );
+      }
+      return parseStoredTokens(text, `The keyring entry (service "${service}", account "${account}")`);
+    },
+
+    async save(tokens: StoredTokens): Promise<void> {
+      const bytes = new TextEncoder().encode(serializeStoredTokens(tokens));
+      const limit = keyringValueLimit();
+      if (bytes.length > limit) {
+        throw new TokenStoreError(
+          "too-large",
+          `Cannot keep ${what}: it takes ${bytes.length} bytes, over this store's limit of ` +
+            `${limit} bytes (Windows Credential Manager caps a secret at 2,560 bytes; elsewhere ` +
+            `the limit is 16 KiB, within the kernel keyring's per-user quota). Ask the identity ` +
+            `provider for smaller tokens (fewer scopes or claims), or use fileStore(path).`,
+        );
+      }
+      // Raw UTF-8 bytes: on Windows a "password" is stored as UTF-16, halving the room.
+      await call(main, (entry) => entry.setSecret(bytes));
+    },
+
+    async clear(): Promise<void> {
+      await call(main, (entry) => entry.deleteCredential()); // false (nothing there) is fine
+    },
+
+    async lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+      checkRuntimeFolder(runtimeFolder);
+      return fileLock.lock(fn, signal);
+    },
+  };
+}
+
+interface EntrySlot {
+  get(): AsyncEntry;
+  drop(): void;
+}
+
+/**
+ * One cached entry: the constructor connects to D-Bus synchronously (about 13 ms here),
+ * so it is built once, not per call, and lazily, because it throws when there is no bus.
+ */
+function entrySlot(service: string, account: string, options: EntryOptions | undefined): EntrySlot {
+  let entry: AsyncEntry | undefined;
+  return {
+    get: () => (entry ??= new AsyncEntry(service, account, options)),
+    drop: () => {
+      entry = undefined;
+    },
+  };
+}
+
+const probeValue = new TextEncoder().encode("probe");
+
+/** Turns a keyring failure into a TokenStoreError naming the cause and the fix. */
+function keyringError(error: unknown, what: string): TokenStoreError {
+  const detail = messagesOf(error);
+  const fileStoreHint = "or use fileStore(path) instead";
+  if (/unlock prompt|IsLocked|is locked/i.test(detail)) {
+    return new TokenStoreError(
+      "locked",
+      `The OS keyring holding ${what} is locked and was not unlocked (the unlock prompt was ` +
+        `dismissed or could not be shown). Unlock it (log in to the desktop session, use your ` +
+        `keyring app, or run \`echo -n "$PASSWORD" | gnome-keyring-daemon --replace --unlock ` +
+        `--components=secrets\`) and retry, ${fileStoreHint}.`,
+      { cause: error },
+    );
+  }
+  if (/no result found|ServiceUnknown|org\.freedesktop\.secrets/i.test(detail)) {
+    return new TokenStoreError(
+      "no-keyring",
+      `Cannot reach ${what}: the D-Bus session has no Secret Service with an unlocked default ` +
+        `keyring (${detail}). Start one (e.g. \`echo -n "$PASSWORD" | gnome-keyring-daemon ` +
+        `--unlock --components=secrets\`, or KeePassXC with its Secret Service), ${fileStoreHint}.`,
+      { cause: error },
+    );
+  }
+  if (/DBus|D-Bus|zbus|autolaunch|DBUS_SESSION_BUS_ADDRESS/i.test(detail)) {
+    return new TokenStoreError(
+      "no-keyring",
+      `Cannot reach the OS keyring holding ${what}: no D-Bus session (${detail}). Run inside a ` +
+        `D-Bus session with an unlocked keyring, such as a desktop login or \`dbus-run-session ` +
+        `-- sh -c 'echo -n "$PASSWORD" | gnome-keyring-daemon --unlock --components=secrets; ` +
+        `<command>'\` (gnome-keyring), ${fileStoreHint}.`,
+      { cause: error },
+    );
+  }
+  if (/AccessDenied/.test(detail)) {
+    return new TokenStoreError(
+      "no-keyring",
+      `The kernel keyring refused access to ${what} (AccessDenied): this process has no usable ` +
+        `session keyring. Run it in a login session (or under \`keyctl session -\`), use the ` +
+        `Secret Service (linuxStore: "secret-service"), ${fileStoreHint}.`,
+      { cause: error },
+    );
+  }
+  return new TokenStoreError(
+    "keyring-error",
+    `The OS keyring failed on ${what} (${detail}). Check the keyring service, ${fileStoreHint}.`,
+    { cause: error },
+  );
+}
+
+/**
+ * The message of an error with those of its causes that it does not already contain
+ * (the native errors nest the useful part, often repeated in the outer message).
+ */
+function messagesOf(error: unknown): string {
+  let text = "";
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!text.includes(message)) text = text === "" ? message : `${text}: ${message}`;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return text;
+}
+
+/** Per user and short-lived: $XDG_RUNTIME_DIR, else a per-user folder in the temp dir. */
+function runtimeDirectory(): string {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  if (runtime) return join(runtime, "connect-oidc");
+  const user = process.getuid?.() ?? "user"; // on Windows tmpdir() is per user already
+  return join(tmpdir(), `connect-oidc-${user}`);
+}
+
+/** A shared temp dir lets another user plant the folder first; refuse to use theirs. */
+function checkRuntimeFolder(folder: string): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  let stat;
+  try {
+    stat = lstatSync(folder);
+  } catch {
+    return; // missing: the lock creates it (0700)
+  }
+  if (!stat.isDirectory() || stat.uid !== uid) {
+    throw new TokenStoreError(
+      "io",
+      `The lock folder ${folder} is not a folder owned by this user, so it cannot be trusted ` +
+        `for the keyring lock. Remove it, or set XDG_RUNTIME_DIR to a private folder.`,
+    );
+  }
+}
+
+function hash(service: string, account: string): string {
+  return createHash("sha256").update(`${service}\0${account}`).digest("hex").slice(0, 32);
+}
