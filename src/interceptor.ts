@@ -25,8 +25,9 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   };
 
   // Tell the provider the token was refused, so the next call gets a fresh one; never fails.
-  const report = (signal: AbortSignal, rejected: string) => {
-    tokens.getAccessToken({ signal, rejected }).catch(() => {});
+  // Not tied to the call's signal: that one is aborted as soon as the call has failed.
+  const report = (rejected: string) => {
+    tokens.getAccessToken({ rejected }).catch(() => {});
   };
 
   return (next) => async (req) => {
@@ -43,7 +44,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     } catch (error) {
       if (!isUnauthenticated(error)) throw error;
       if (!retry) {
-        report(req.signal, sent);
+        report(sent);
         throw error;
       }
       const fresh = await token(req.signal, sent);
@@ -62,7 +63,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     } catch (error) {
       if (!isUnauthenticated(error)) throw error;
       if (!retry) {
-        report(req.signal, sent);
+        report(sent);
         throw error;
       }
       const fresh = await token(req.signal, sent);
@@ -77,7 +78,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     try {
       res = (await next(withToken(req, sent))) as StreamResponse;
     } catch (error) {
-      if (isUnauthenticated(error)) report(req.signal, sent);
+      if (isUnauthenticated(error)) report(sent);
       throw error;
     }
     const source = res.message;
@@ -87,7 +88,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
         try {
           yield* source;
         } catch (error) {
-          if (isUnauthenticated(error)) report(req.signal, sent);
+          if (isUnauthenticated(error)) report(sent);
           throw error;
         }
       })(),

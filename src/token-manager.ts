@@ -70,6 +70,11 @@ export interface TokenManager extends TokenProvider, Disposable {
 // login another process made; it never asks the identity provider.
 const REAUTH_RECHECK_MS = 1000;
 
+// A token fetched because a server refused the previous one, and refused again this soon,
+// is not replaced again: the server refuses every token (wrong audience, broken clock), and
+// refreshing on every call would only hammer the identity provider.
+const FORCED_REFRESH_COOLDOWN_MS = 10_000;
+
 /** A refresh's result: tokens from the identity provider, or adopted from the store. */
 interface Outcome {
   readonly tokens: StoredTokens;
@@ -113,6 +118,9 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   let lastFailure: TokenRefreshError | undefined;
   let reauth: ReauthRequiredError | undefined;
   let reauthCheckedAt = 0;
+  // A token a server refused: not handed out again while its replacement is fetched.
+  let refused: string | undefined;
+  let forced: { token: string; at: number } | undefined;
   let timer: unknown;
   let closed = false;
 
@@ -265,6 +273,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
           lastFailure = undefined;
           startup = false;
           if (!adopted) emit({ type: "refreshed", reason, expiresAt: tokens.expiresAt! });
+          if (reason === "rejected" && tokens.accessToken !== undefined) forced = { token: tokens.accessToken, at: clock.now() };
           schedule();
         }
         return tokens;
@@ -325,8 +334,12 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       if (reauth !== undefined) throw reauth;
       const now = clock.now();
       const token = current?.accessToken;
+      if (rejected !== undefined && rejected === forced?.token && now - forced.at < FORCED_REFRESH_COOLDOWN_MS && usable(current, now)) {
+        return rejected;
+      }
       const mustRefresh = rejected !== undefined && rejected === token;
-      if (!mustRefresh && usable(current, now)) {
+      if (mustRefresh) refused = rejected;
+      if (!mustRefresh && token !== refused && usable(current, now)) {
         if (flight.pending === undefined && now >= refreshTime(current) && (retryAt === undefined || now >= retryAt)) {
           refresh("proactive").catch(() => {});
         }
@@ -339,8 +352,9 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       if (flight.pending === undefined && retryAt !== undefined && now < retryAt && lastFailure !== undefined) {
         throw lastFailure;
       }
-      const reason: RefreshReason = mustRefresh ? "rejected" : startup || token === undefined ? "startup" : "expired";
-      const tokens = await abortable(refresh(reason, mustRefresh ? rejected : undefined), signal);
+      const reason: RefreshReason =
+        mustRefresh || (token !== undefined && token === refused) ? "rejected" : startup || token === undefined ? "startup" : "expired";
+      const tokens = await abortable(refresh(reason, reason === "rejected" ? token : undefined), signal);
       return tokens.accessToken!;
     },
 

@@ -242,22 +242,40 @@ describe("token manager (real oidc-provider)", () => {
   });
 
   it("keeps the old refresh token when a refresh response has none", async () => {
-    const real = createOidcAdapter({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
-    const sent: string[] = [];
-    // Injected fault: the real IdP's answer with its refresh_token removed.
-    const { manager, login } = await setup({
-      oidc: {
-        async refresh(rt) {
-          sent.push(rt);
-          const { refresh_token: _dropped, ...rest } = await real.refresh(rt);
-          return rest as never;
+    // An IdP that does not rotate refresh tokens (and, here, does not repeat them either).
+    const plainIdp = await startIdp({ accessTokenTtl: 3600, rotateRefreshTokens: false });
+    try {
+      const real = createOidcAdapter({ issuer: plainIdp.issuer, clientId: plainIdp.clientId, allowInsecureRequests: true });
+      const sent: string[] = [];
+      const clock = createManualClock();
+      const manager = createTokenManager({
+        clock,
+        issuer: plainIdp.issuer,
+        clientId: plainIdp.clientId,
+        allowInsecureRequests: true,
+        onEvent: (e) => events.push(e),
+        // Injected fault: the real IdP's answer with its refresh_token removed.
+        oidc: {
+          async refresh(rt) {
+            sent.push(rt);
+            const { refresh_token: _dropped, ...rest } = await real.refresh(rt);
+            return rest as never;
+          },
+          clientCredentials: () => real.clientCredentials(),
         },
-        clientCredentials: () => real.clientCredentials(),
-      },
-    });
-    const a = await get(manager, { rejected: login.access_token });
-    await get(manager, { rejected: a });
-    assert.deepEqual(sent, [login.refresh_token, login.refresh_token]);
+      });
+      managers.push(manager);
+      const login = await plainIdp.login();
+      leaks.remember(login.access_token, login.refresh_token);
+      await manager.setTokens(login);
+      const a = await get(manager, { rejected: login.access_token });
+      await clock.advance(HOUR); // expired: refreshed again, with the refresh token it kept
+      const b = await get(manager);
+      assert.notEqual(a, b);
+      assert.deepEqual(sent, [login.refresh_token, login.refresh_token]);
+    } finally {
+      await plainIdp.close();
+    }
   });
 
   it("client_credentials: fetches a token for a service, single-flighted", async () => {

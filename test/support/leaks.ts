@@ -46,7 +46,7 @@ export function createLeakScanner(): LeakScanner {
 
 function safeJson(value: unknown): string {
   try {
-    return JSON.stringify(value, (_k, v) => (v instanceof Error ? { message: v.message, cause: v.cause, ...v } : v)) ?? "";
+    return JSON.stringify(value, (_k, v) => (v instanceof Error ? { ...v, message: v.message, cause: v.cause } : v)) ?? "";
   } catch {
     return "";
   }

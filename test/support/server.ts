@@ -157,10 +157,24 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
 
   const authInterceptor: Interceptor = (next) => async (req) => {
     const record = req.contextValues.get(kRecord);
-    const reject = (reason: RejectReason, message: string, cause?: unknown) => {
+    const reject = async (reason: RejectReason, message: string, cause?: unknown) => {
       if (record) {
         record.auth = "rejected";
         record.reason = reason;
+        // Read what the client sends before refusing, so the raw body is recorded on HTTP/2
+        // too (there a refusal can beat the client's data). Bounded: a bidi client may wait.
+        if (req.stream) {
+          const drain = (async () => {
+            try {
+              for await (const _ of req.message) {
+                // recorded by the request tap
+              }
+            } catch {
+              // the client went away
+            }
+          })();
+          await Promise.race([drain, sleep(1000)]);
+        }
       }
       return unauthenticated(reason, message, cause);
     };
@@ -169,10 +183,10 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
 
     const authorization = req.header.get("authorization");
     const token = bearerOf(authorization);
-    if (rejectAll) throw reject("reject-all", "server refuses every token (setRejectAll)");
-    if (authorization === null) throw reject("missing", "missing bearer token");
-    if (token === undefined) throw reject("malformed", "authorization is not a bearer token");
-    if (revoked.has(hashToken(token))) throw reject("revoked", "token revoked");
+    if (rejectAll) throw await reject("reject-all", "server refuses every token (setRejectAll)");
+    if (authorization === null) throw await reject("missing", "missing bearer token");
+    if (token === undefined) throw await reject("malformed", "authorization is not a bearer token");
+    if (revoked.has(hashToken(token))) throw await reject("revoked", "token revoked");
     try {
       const { payload } = await jwtVerify(token, jwks, {
         issuer,
@@ -188,8 +202,8 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       }
       req.contextValues.set(kSubject, subject);
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw reject("expired", "token expired", err);
-      throw reject("invalid", "token invalid", err);
+      if (err instanceof joseErrors.JWTExpired) throw await reject("expired", "token expired", err);
+      throw await reject("invalid", "token invalid", err);
     }
     return next(req);
   };
