@@ -1,0 +1,54 @@
+/**
+ * The packed package, as a user gets it: `npm pack`, install the tarball into a
+ * fresh project, import both entry points from ESM and from CommonJS.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, describe, it } from "node:test";
+
+const root = resolve(import.meta.dirname, "..");
+const npm = (args: string[], cwd: string) =>
+  execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, npm_config_loglevel: "error" } });
+
+describe("npm pack", () => {
+  const dir = mkdtempSync(join(tmpdir(), "connect-oidc-pack-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("installs into a fresh project and imports from both entry points, ESM and CJS", () => {
+    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as { filename: string; files: { path: string }[] }[];
+    const tarball = join(dir, packed[0]!.filename);
+    const files = packed[0]!.files.map((f) => f.path);
+    assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));
+    assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
+
+    const app = join(dir, "app");
+    execFileSync("mkdir", ["-p", app]);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
+    // Peers come from the registry (or npm's cache) like for any user.
+    npm(["install", "--no-audit", "--no-fund", "--prefer-offline", tarball, "@connectrpc/connect@^2", "@bufbuild/protobuf@^2"], app);
+
+    writeFileSync(
+      join(app, "esm.mjs"),
+      `import { createAuthInterceptor, createTokenManager, memoryStore, ReauthRequiredError } from "connect-oidc";
+       import { keyringStore, fileStore } from "connect-oidc/node";
+       const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c", store: memoryStore() });
+       const i = createAuthInterceptor(m);
+       console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code].join(","));
+       m.close();`,
+    );
+    writeFileSync(
+      join(app, "cjs.cjs"),
+      `const { createAuthInterceptor, createTokenManager, ReauthRequiredError } = require("connect-oidc");
+       const { keyringStore, fileStore } = require("connect-oidc/node");
+       const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c" });
+       console.log([typeof createAuthInterceptor(m), typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code].join(","));
+       m.close();`,
+    );
+    const expected = "function,function,function,ERR_REAUTH_REQUIRED";
+    assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
+    assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
+  });
+});
