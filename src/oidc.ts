@@ -3,6 +3,7 @@
  * Discovery happens once per adapter (retried after a failure).
  */
 import * as oidc from "openid-client";
+import { ConnectOidcError } from "./errors.js";
 import type { FailureFacts } from "./policy.js";
 import type { TokenEndpointResponse } from "./types.js";
 
@@ -86,6 +87,8 @@ export function failureFacts(error: unknown): FailureFacts {
 
 /** A short, token-free description of a failed exchange for error messages. */
 export function describeFailure(error: unknown): string {
+  // Our own errors (a store or lock failure) already say what happened, token-free.
+  if (error instanceof ConnectOidcError) return error.message;
   const facts = failureFacts(error);
   const code = (error as { code?: unknown } | null)?.code;
   if (code === "OAUTH_TIMEOUT" || (error as Error | null)?.name === "TimeoutError") return "the identity provider did not answer in time";

@@ -246,9 +246,14 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       }
     }
     if (gen === generation) {
-      // Memory first: if the save fails, this process still holds the live refresh token.
+      // Memory first: if the save fails, this process still holds the live refresh token
+      // and goes on with it; the failure is reported (other processes cannot see it).
       current = next;
-      await store.save(next);
+      try {
+        await store.save(next);
+      } catch (error) {
+        emit({ type: "refresh-failed", error: error instanceof Error ? error : new Error(String(error)), terminal: false });
+      }
     }
     return { tokens: next, adopted: false };
   };

@@ -10,6 +10,7 @@ import {
   memoryStore,
   ReauthRequiredError,
   TokenRefreshError,
+  TokenStoreError,
   type TokenEvent,
   type TokenManager,
   type TokenManagerOptions,
@@ -276,6 +277,27 @@ describe("token manager (real oidc-provider)", () => {
     } finally {
       await plainIdp.close();
     }
+  });
+
+  it("a store that cannot save: the refreshed token is still used, and the failure reported", async () => {
+    const inner = memoryStore();
+    // Injected fault: a store whose writes fail after the login was saved.
+    let broken = false;
+    const store = {
+      load: () => inner.load(),
+      clear: () => inner.clear(),
+      async save(t: Parameters<typeof inner.save>[0]) {
+        if (broken) throw new TokenStoreError("io", "the token store cannot be written (disk full)");
+        return inner.save(t);
+      },
+    };
+    const { manager, login, seen } = await setup({ store });
+    broken = true;
+    const fresh = await get(manager, { rejected: login.access_token });
+    assert.notEqual(fresh, login.access_token);
+    assert.equal(await get(manager), fresh, "the new token is kept in memory");
+    const failed = seen.find((e) => e.type === "refresh-failed");
+    assert.ok(failed?.type === "refresh-failed" && !failed.terminal && failed.error instanceof TokenStoreError);
   });
 
   it("client_credentials: fetches a token for a service, single-flighted", async () => {
