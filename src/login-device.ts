@@ -1,0 +1,221 @@
+/**
+ * The first token on a machine without a browser: the OAuth 2.0 Device Authorization
+ * Grant (RFC 8628) through openid-client. Also holds the option checks and error
+ * mapping the browser login shares (internal).
+ */
+import * as oidc from "openid-client";
+import { abortable } from "./abortable.js";
+import { ConfigurationError, LoginError } from "./errors.js";
+import { describeFailure, discover } from "./oidc.js";
+import type { TokenEndpointResponse } from "./types.js";
+
+/** The scope both logins request when none is given: an ID token and a refresh token. */
+export const DEFAULT_LOGIN_SCOPE = "openid offline_access";
+
+/** What the user needs to approve a device login, handed to `onUserCode`. */
+export interface DeviceCodeInfo {
+  /** The code the user types at `verificationUri`. */
+  readonly userCode: string;
+  /** Where the user goes to enter the code. */
+  readonly verificationUri: string;
+  /** The same page with the code filled in (for a link or a QR code), when the IdP sends one. */
+  readonly verificationUriComplete?: string;
+  /** Seconds until the code expires. */
+  readonly expiresIn: number;
+}
+
+/** Options shared by both logins. */
+export interface LoginOptions {
+  /** Issuer URL; discovered through openid-client. */
+  readonly issuer: string | URL;
+  /** A public client (no secret) registered for this login flow. */
+  readonly clientId: string;
+  /** Default `"openid offline_access"`: ask for a refresh token so the login lasts. */
+  readonly scope?: string;
+  /** RFC 8707 resource indicator, sent with the authorization and the token request. */
+  readonly resource?: string;
+  /** Allow an http:// issuer: loopback development and tests only. */
+  readonly allowInsecureRequests?: boolean;
+  /**
+   * Cancels the login. The promise then rejects at once with `signal.reason`
+   * (as `fetch` does), not with a `LoginError`.
+   */
+  readonly signal?: AbortSignal;
+}
+
+export interface DeviceCodeLoginOptions extends LoginOptions {
+  /**
+   * Show the user where to go and what to type. Called once, before polling starts.
+   * The library prints nothing itself.
+   */
+  readonly onUserCode: (info: DeviceCodeInfo) => void;
+}
+
+/**
+ * Log in with the OAuth 2.0 Device Authorization Grant (RFC 8628): for machines
+ * without a browser, or where the user approves on another device.
+ *
+ * Asks the identity provider for a user code, hands it to `onUserCode`, then polls
+ * the token endpoint (at the interval the IdP asks for) until the user approves,
+ * denies, or the code expires. The result is plain data: pass it to
+ * `TokenManager.setTokens`.
+ *
+ * Failures:
+ * - denied by the user, expired code, or any other IdP / network failure: `LoginError`
+ *   (`code` `ERR_LOGIN`, the openid-client error as `cause`; no token in any message);
+ * - invalid options: `ConfigurationError`;
+ * - `signal` aborted: rejects at once with `signal.reason`, and polling stops.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, loginWithDeviceCode } from "connect-oidc";
+ *
+ * const issuer = "https://id.example.com";
+ * const clientId = "my-cli";
+ * const tokens = createTokenManager({ issuer, clientId });
+ * await tokens.setTokens(
+ *   await loginWithDeviceCode({
+ *     issuer,
+ *     clientId,
+ *     signal: AbortSignal.timeout(10 * 60_000),
+ *     onUserCode: ({ userCode, verificationUri, verificationUriComplete }) => {
+ *       console.error(`Open ${verificationUriComplete ?? verificationUri} and enter ${userCode}`);
+ *     },
+ *   }),
+ * );
+ * ```
+ */
+export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Promise<TokenEndpointResponse> {
+  const name = "loginWithDeviceCode";
+  checkLoginOptions(name, options);
+  if (typeof options.onUserCode !== "function") throw new ConfigurationError(`${name}: \`onUserCode\` is required`);
+  const { signal } = options;
+  signal?.throwIfAborted();
+
+  const config = await discoverForLogin(name, options);
+  const resource: Record<string, string> = options.resource !== undefined ? { resource: options.resource } : {};
+  const authorization = await step(
+    oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
+    signal,
+    (error) => new LoginError(`Device login could not start: ${describeLoginFailure(error)}`, { cause: error }),
+  );
+
+  try {
+    options.onUserCode({
+      userCode: authorization.user_code,
+      verificationUri: authorization.verification_uri,
+      ...(authorization.verification_uri_complete !== undefined
+        ? { verificationUriComplete: authorization.verification_uri_complete }
+        : {}),
+      expiresIn: authorization.expires_in,
+    });
+  } catch (cause) {
+    throw new LoginError(`${name}: the onUserCode callback failed`, { cause });
+  }
+
+  // openid-client polls until its signal aborts. A caller's signal replaces its own
+  // expiry timer, so combine both: polling ends at the caller's abort or at expires_in.
+  const polling = new AbortController();
+  let expired = false;
+  const expiry = setTimeout(() => {
+    expired = true;
+    polling.abort();
+  }, authorization.expires_in * 1000);
+  const onAbort = () => polling.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const response = await step(
+      oidc.pollDeviceAuthorizationGrant(config, authorization, resource, { signal: polling.signal }),
+      signal,
+      (error) => {
+        const code = (error as { error?: unknown }).error;
+        if (expired || code === "expired_token") {
+          return new LoginError(
+            `The device code expired before the login was approved (it was valid for ${authorization.expires_in} s): start the login again`,
+            { cause: error },
+          );
+        }
+        if (code === "access_denied") {
+          return new LoginError("The device login was denied at the identity provider", { cause: error });
+        }
+        return new LoginError(`Device login failed: ${describeLoginFailure(error)}`, { cause: error });
+      },
+    );
+    return plainResponse(response);
+  } finally {
+    clearTimeout(expiry);
+    signal?.removeEventListener("abort", onAbort);
+    // Stops a poll still waiting (after an abort) at its next step.
+    if (!polling.signal.aborted) polling.abort();
+  }
+}
+
+// ---- internal, shared with the browser login ----
+
+/** @internal Throws a `ConfigurationError` for options that cannot work. */
+export function checkLoginOptions(name: string, options: LoginOptions): URL {
+  if (typeof options !== "object" || options === null) throw new ConfigurationError(`${name}: options are required`);
+  if (options.issuer === undefined || options.issuer === "") throw new ConfigurationError(`${name}: \`issuer\` is required`);
+  if (typeof options.clientId !== "string" || options.clientId === "") {
+    throw new ConfigurationError(`${name}: \`clientId\` is required`);
+  }
+  let issuer: URL;
+  try {
+    issuer = new URL(options.issuer);
+  } catch (cause) {
+    throw new ConfigurationError(`${name}: \`issuer\` is not a valid URL`, { cause });
+  }
+  if (issuer.protocol === "http:" && !options.allowInsecureRequests) {
+    throw new ConfigurationError(
+      `${name}: an http:// issuer needs \`allowInsecureRequests: true\` (loopback development and tests only)`,
+    );
+  }
+  return issuer;
+}
+
+/** @internal Discovery for a login: abortable, failures as `LoginError`. */
+export function discoverForLogin(name: string, options: LoginOptions): Promise<oidc.Configuration> {
+  return step(
+    discover({
+      issuer: options.issuer,
+      clientId: options.clientId,
+      ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
+    }),
+    options.signal,
+    (error) =>
+      new LoginError(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeLoginFailure(error)}`, {
+        cause: error,
+      }),
+  );
+}
+
+/**
+ * @internal Wait for one step of a login. An abort rejects at once with the signal's
+ * reason (whatever the step does meanwhile); any other failure goes through `fail`.
+ */
+export async function step<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  fail: (error: unknown) => Error,
+): Promise<T> {
+  try {
+    return await abortable(promise, signal);
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw fail(error);
+  }
+}
+
+/** @internal A short, token-free description of a failed exchange. */
+export function describeLoginFailure(error: unknown): string {
+  const text = describeFailure(error);
+  if (text !== "the token request failed") return text;
+  // openid-client's own codes (e.g. OAUTH_INVALID_RESPONSE) name the problem without content.
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? `the request failed (${code})` : "the request failed";
+}
+
+/** @internal openid-client adds helper methods to the response; keep only the data. */
+export function plainResponse(response: oidc.TokenEndpointResponse): TokenEndpointResponse {
+  return { ...response } as TokenEndpointResponse;
+}
