@@ -1,0 +1,273 @@
+/**
+ * An example AgentSessionService that only accepts OIDC access tokens it can verify:
+ * a JWT (`typ: at+jwt`, RS256) signed by the issuer's keys (JWKS), for this audience,
+ * not expired — with no clock tolerance, so an expired token is refused for real.
+ *
+ *   tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com [--port 8080] [--h2c]
+ *
+ * `startExampleServer(options)` starts the same server in-process (the demo does).
+ */
+import { createHash, randomUUID } from "node:crypto";
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo, Socket } from "node:net";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
+import { AgentSessionService, Decision, type IngestEventRequest } from "../gen/agent/v1/session_pb.js";
+
+export interface ExampleServerOptions {
+  /** The issuer the tokens must come from (`iss`). */
+  readonly issuer: string;
+  /** The audience the tokens must be for (`aud`): this API's resource identifier. */
+  readonly audience: string;
+  /** Default: `jwks_uri` from the issuer's discovery document. */
+  readonly jwksUri?: string;
+  /** true: HTTP/2 over cleartext (h2c); default HTTP/1.1. */
+  readonly http2?: boolean;
+  /** Default 0: any free port. */
+  readonly port?: number;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** The answer to an event; default: {@link defaultDecision}. */
+  readonly decide?: (event: IngestEventRequest) => Decision;
+}
+
+export type RejectReason = "missing" | "malformed" | "revoked" | "expired" | "invalid";
+
+export interface ExampleServerStats {
+  /** Requests whose token was verified. */
+  readonly accepted: number;
+  /** Requests refused as Unauthenticated, by reason. */
+  readonly rejected: Readonly<Record<RejectReason, number>>;
+  readonly sessionsCreated: number;
+  readonly sessionsEnded: number;
+  readonly heartbeats: number;
+  /** Distinct events stored. */
+  readonly events: number;
+  /** IngestEvent calls answered from a stored event (a retry of one already stored). */
+  readonly duplicateEvents: number;
+}
+
+export interface ExampleServer {
+  /** http://host:port */
+  readonly url: string;
+  readonly http2: boolean;
+  readonly stats: ExampleServerStats;
+  /**
+   * Refuse this token from now on, valid signature or not: server-side revocation.
+   * Only a hash of it is kept.
+   */
+  revoke(token: string): void;
+  close(): Promise<void>;
+}
+
+interface Session {
+  readonly subject: string;
+  readonly agentName: string;
+  lastHeartbeat: number;
+  ended: boolean;
+  /** client_event_id → the first answer, so a retried event gets the same one. */
+  readonly events: Map<string, { readonly eventId: string; readonly decision: Decision }>;
+}
+
+/** Deny `rm -rf` in Bash, ask before fetching from the web, allow the rest. */
+export function defaultDecision(event: IngestEventRequest): Decision {
+  if (event.hookEventName !== "PreToolUse") return Decision.ALLOW;
+  const input = new TextDecoder().decode(event.toolInputJson);
+  if (event.toolName === "Bash" && /\brm\s+-[a-z]*r[a-z]*f|\brm\s+-[a-z]*f[a-z]*r/.test(input)) return Decision.DENY;
+  if (event.toolName === "WebFetch") return Decision.ASK;
+  return Decision.ALLOW;
+}
+
+const kSubject = createContextKey<string>("", { description: "verified JWT sub" });
+
+const fingerprint = (token: string) => createHash("sha256").update(token).digest("base64url");
+
+export async function startExampleServer(options: ExampleServerOptions): Promise<ExampleServer> {
+  const { issuer, audience } = options;
+  if (!issuer || !audience) throw new Error("startExampleServer: `issuer` and `audience` are required");
+  const jwks = createRemoteJWKSet(new URL(options.jwksUri ?? (await discoverJwksUri(issuer))));
+  const decide = options.decide ?? defaultDecision;
+
+  const revoked = new Set<string>();
+  const sessions = new Map<string, Session>();
+  const stats = {
+    accepted: 0,
+    rejected: { missing: 0, malformed: 0, revoked: 0, expired: 0, invalid: 0 } as Record<RejectReason, number>,
+    sessionsCreated: 0,
+    sessionsEnded: 0,
+    heartbeats: 0,
+    events: 0,
+    duplicateEvents: 0,
+  };
+
+  const refuse = (reason: RejectReason, message: string, cause?: unknown) => {
+    stats.rejected[reason]++;
+    // RFC 6750 §3: tell the client why, so it knows a new token may help.
+    const header = { "www-authenticate": `Bearer error="invalid_token", error_description="${reason}"` };
+    return new ConnectError(message, Code.Unauthenticated, header, undefined, cause);
+  };
+
+  const authenticate: Interceptor = (next) => async (req) => {
+    const authorization = req.header.get("authorization");
+    if (authorization === null) throw refuse("missing", "missing bearer token");
+    const token = /^Bearer +(\S+)\s*$/i.exec(authorization)?.[1];
+    if (token === undefined) throw refuse("malformed", "authorization is not a bearer token");
+    if (revoked.has(fingerprint(token))) throw refuse("revoked", "token revoked");
+    try {
+      const { payload } = await jwtVerify(token, jwks, {
+        issuer,
+        audience,
+        typ: "at+jwt",
+        algorithms: ["RS256"],
+        clockTolerance: 0,
+      });
+      if (!payload.sub) throw refuse("invalid", "token has no subject");
+      stats.accepted++;
+      req.contextValues.set(kSubject, payload.sub);
+    } catch (error) {
+      if (error instanceof ConnectError) throw error;
+      if (error instanceof joseErrors.JWTExpired) throw refuse("expired", "token expired", error);
+      throw refuse("invalid", "token invalid", error);
+    }
+    return next(req);
+  };
+
+  /** The caller's own open session, or the error that says why not. */
+  const sessionOf = (sessionId: string, ctx: HandlerContext, allowEnded = false): Session => {
+    const session = sessions.get(sessionId);
+    // Someone else's session looks like no session: ids are not secrets, but they are not yours.
+    if (!session || session.subject !== ctx.values.get(kSubject)) {
+      throw new ConnectError(`no session ${JSON.stringify(sessionId)}`, Code.NotFound);
+    }
+    if (session.ended && !allowEnded) throw new ConnectError("the session has ended", Code.FailedPrecondition);
+    return session;
+  };
+
+  const routes = (router: ConnectRouter) => {
+    router.service(AgentSessionService, {
+      createSession(req, ctx) {
+        const agentName = req.agentName.trim();
+        if (agentName === "") throw new ConnectError("agent_name is required", Code.InvalidArgument);
+        const sessionId = randomUUID();
+        sessions.set(sessionId, {
+          subject: ctx.values.get(kSubject),
+          agentName,
+          lastHeartbeat: Date.now(),
+          ended: false,
+          events: new Map(),
+        });
+        stats.sessionsCreated++;
+        return { sessionId };
+      },
+      heartbeat(req, ctx) {
+        sessionOf(req.sessionId, ctx).lastHeartbeat = Date.now();
+        stats.heartbeats++;
+        return {};
+      },
+      ingestEvent(req, ctx) {
+        const session = sessionOf(req.sessionId, ctx);
+        if (req.clientEventId === "") throw new ConnectError("client_event_id is required", Code.InvalidArgument);
+        if (req.hookEventName === "") throw new ConnectError("hook_event_name is required", Code.InvalidArgument);
+        const seen = session.events.get(req.clientEventId);
+        if (seen) {
+          stats.duplicateEvents++;
+          return seen;
+        }
+        const answer = { eventId: randomUUID(), decision: decide(req) };
+        session.events.set(req.clientEventId, answer);
+        stats.events++;
+        return answer;
+      },
+      endSession(req, ctx) {
+        const session = sessionOf(req.sessionId, ctx, true);
+        if (!session.ended) {
+          session.ended = true;
+          stats.sessionsEnded++;
+        }
+        return {};
+      },
+    });
+  };
+
+  const adapter = connectNodeAdapter({ routes, interceptors: [authenticate] });
+  const server = options.http2 ? http2.createServer(adapter) : http.createServer(adapter);
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  let closed: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${address.port}`,
+    http2: options.http2 ?? false,
+    stats,
+    revoke(token) {
+      revoked.add(fingerprint(token));
+    },
+    close: () =>
+      (closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      })),
+  };
+}
+
+async function discoverJwksUri(issuer: string): Promise<string> {
+  const url = new URL(`${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`discovery at ${url.href} failed: HTTP ${res.status}`);
+  const { jwks_uri } = (await res.json()) as { jwks_uri?: unknown };
+  if (typeof jwks_uri !== "string") throw new Error(`discovery at ${url.href}: no jwks_uri`);
+  return jwks_uri;
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      issuer: { type: "string", default: process.env.OIDC_ISSUER },
+      audience: { type: "string", default: process.env.OIDC_AUDIENCE },
+      "jwks-uri": { type: "string" },
+      port: { type: "string", default: process.env.PORT ?? "8080" },
+      host: { type: "string", default: "127.0.0.1" },
+      h2c: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help || !values.issuer || !values.audience) {
+    process.stderr.write(
+      "usage: tsx examples/server.ts --issuer <url> --audience <api identifier> [--jwks-uri <url>] [--port 8080] [--host 127.0.0.1] [--h2c]\n" +
+        "       (or OIDC_ISSUER, OIDC_AUDIENCE, PORT in the environment)\n",
+    );
+    process.exit(values.help ? 0 : 2);
+  }
+  const server = await startExampleServer({
+    issuer: values.issuer,
+    audience: values.audience,
+    ...(values["jwks-uri"] ? { jwksUri: values["jwks-uri"] } : {}),
+    port: Number(values.port),
+    host: values.host,
+    http2: values.h2c,
+  });
+  process.stderr.write(`AgentSessionService listening on ${server.url} (${server.http2 ? "h2c" : "HTTP/1.1"}); Ctrl-C stops it\n`);
+  process.once("SIGINT", () => {
+    void server.close().then(() => process.exit(0));
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`server: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}
