@@ -1,0 +1,61 @@
+/**
+ * The token manager of an example client: the login comes from the store when a usable
+ * one is there (another process may have made it), else from an interactive login whose
+ * result is saved to the store for every later process.
+ */
+import { createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "../../src/index.js";
+import { availableLoginMethods, isLoopback, login, type LoginMethod } from "./login.js";
+import { storeFromFlag } from "./store.js";
+import { printTokenEvents } from "./token-events.js";
+
+export interface LoggedInOptions {
+  readonly issuer: string;
+  readonly clientId: string;
+  /** `--store` flag value; default keyring. */
+  readonly store?: string;
+  /** Default: the first login flow this build has (device code, then browser). */
+  readonly login?: LoginMethod | "none";
+  /** Default: print every event to stderr. */
+  readonly onEvent?: (event: TokenEvent) => void;
+}
+
+const stderr = (line: string) => process.stderr.write(`${line}\n`);
+
+export async function loggedInTokenManager(options: LoggedInOptions): Promise<TokenManager> {
+  // http:// only for loopback issuers (development); anything else must be https.
+  const allowInsecureRequests = isLoopback(options.issuer);
+  const tokens = createTokenManager({
+    issuer: options.issuer,
+    clientId: options.clientId,
+    store: storeFromFlag(options.store, options),
+    allowInsecureRequests,
+    onEvent: options.onEvent ?? printTokenEvents(),
+  });
+  try {
+    await tokens.getAccessToken();
+    return tokens;
+  } catch (error) {
+    if (!(error instanceof ReauthRequiredError)) {
+      tokens.close();
+      throw error;
+    }
+  }
+  const method = options.login ?? availableLoginMethods()[0];
+  if (method === undefined || method === "none") {
+    tokens.close();
+    throw new Error(
+      method === "none"
+        ? "No usable login stored; run once without --login none to log in"
+        : "No usable login stored, and this build of connect-oidc has no login flow (loginWithDeviceCode / loginWithBrowser)",
+    );
+  }
+  stderr(`No usable login stored for ${options.clientId} at ${options.issuer}: logging in (${method})`);
+  try {
+    await tokens.setTokens(await login(method, { issuer: options.issuer, clientId: options.clientId, allowInsecureRequests }));
+  } catch (error) {
+    tokens.close();
+    throw error;
+  }
+  stderr("✓ Logged in");
+  return tokens;
+}
