@@ -1,15 +1,13 @@
 /**
- * Interactive login for the example clients, through connect-oidc's own login flows.
- * They are looked up at run time so the examples work with builds that do not have them
- * yet; where one is missing the error says so.
+ * Interactive login for the example clients, through connect-oidc's login flows.
+ * Prompts go to stderr; the result goes straight to `setTokens`, never to a screen.
  */
-import * as core from "../../src/index.js";
-import * as nodeEntry from "../../src/node.js";
-import type { TokenEndpointResponse } from "../../src/index.js";
+import { loginWithDeviceCode, type TokenEndpointResponse } from "../../src/index.js";
+import { loginWithBrowser } from "../../src/node.js";
 
 export type LoginMethod = "device" | "browser";
 
-interface LoginBase {
+export interface LoginBase {
   readonly issuer: string;
   readonly clientId: string;
   readonly scope?: string;
@@ -18,40 +16,26 @@ interface LoginBase {
   readonly signal?: AbortSignal;
 }
 
-type DeviceLogin = (
-  options: LoginBase & {
-    onUserCode(info: { userCode: string; verificationUri: string; verificationUriComplete?: string; expiresIn: number }): void;
-  },
-) => Promise<TokenEndpointResponse>;
-type BrowserLogin = (options: LoginBase) => Promise<TokenEndpointResponse>;
+const stderr = (line: string) => process.stderr.write(`${line}\n`);
 
-const exported = <T>(module: object, name: string): T | undefined => {
-  const value = (module as Record<string, unknown>)[name];
-  return typeof value === "function" ? (value as T) : undefined;
-};
-
-export function availableLoginMethods(): LoginMethod[] {
-  const methods: LoginMethod[] = [];
-  if (exported(core, "loginWithDeviceCode")) methods.push("device");
-  if (exported(nodeEntry, "loginWithBrowser")) methods.push("browser");
-  return methods;
+/** A browser where there is a desktop, else the device flow (SSH sessions, containers). */
+export function defaultLoginMethod(): LoginMethod {
+  if (process.platform === "darwin" || process.platform === "win32") return "browser";
+  return process.env.DISPLAY || process.env.WAYLAND_DISPLAY ? "browser" : "device";
 }
 
-/** Logs in with the given method; prompts go to stderr. */
-export async function login(method: LoginMethod, options: LoginBase): Promise<TokenEndpointResponse> {
+export function login(method: LoginMethod, options: LoginBase): Promise<TokenEndpointResponse> {
   if (method === "device") {
-    const loginWithDeviceCode = exported<DeviceLogin>(core, "loginWithDeviceCode");
-    if (!loginWithDeviceCode) throw new Error("This build of connect-oidc has no loginWithDeviceCode yet; try --login browser");
     return loginWithDeviceCode({
       ...options,
       onUserCode(info) {
-        const url = info.verificationUriComplete ?? info.verificationUri;
-        process.stderr.write(`To sign in, open ${url} and enter the code ${info.userCode} (valid ${Math.round(info.expiresIn / 60)} min)\n`);
+        const minutes = Math.max(1, Math.round(info.expiresIn / 60));
+        if (info.verificationUriComplete) stderr(`To sign in, open ${info.verificationUriComplete} (code ${info.userCode}, valid ${minutes} min)`);
+        else stderr(`To sign in, open ${info.verificationUri} and enter the code ${info.userCode} (valid ${minutes} min)`);
       },
     });
   }
-  const loginWithBrowser = exported<BrowserLogin>(nodeEntry, "loginWithBrowser");
-  if (!loginWithBrowser) throw new Error("This build of connect-oidc has no loginWithBrowser yet; try --login device");
+  stderr("Opening your browser to sign in…");
   return loginWithBrowser(options);
 }
 

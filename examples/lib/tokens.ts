@@ -4,7 +4,7 @@
  * result is saved to the store for every later process.
  */
 import { createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "../../src/index.js";
-import { availableLoginMethods, isLoopback, login, type LoginMethod } from "./login.js";
+import { defaultLoginMethod, isLoopback, login, type LoginMethod } from "./login.js";
 import { storeFromFlag } from "./store.js";
 import { printTokenEvents } from "./token-events.js";
 
@@ -13,7 +13,7 @@ export interface LoggedInOptions {
   readonly clientId: string;
   /** `--store` flag value; default keyring. */
   readonly store?: string;
-  /** Default: the first login flow this build has (device code, then browser). */
+  /** Default: the browser on a desktop, else the device flow; "none": fail instead. */
   readonly login?: LoginMethod | "none";
   /** Default: print every event to stderr. */
   readonly onEvent?: (event: TokenEvent) => void;
@@ -40,14 +40,10 @@ export async function loggedInTokenManager(options: LoggedInOptions): Promise<To
       throw error;
     }
   }
-  const method = options.login ?? availableLoginMethods()[0];
-  if (method === undefined || method === "none") {
+  const method = options.login ?? defaultLoginMethod();
+  if (method === "none") {
     tokens.close();
-    throw new Error(
-      method === "none"
-        ? "No usable login stored; run once without --login none to log in"
-        : "No usable login stored, and this build of connect-oidc has no login flow (loginWithDeviceCode / loginWithBrowser)",
-    );
+    throw new Error("No usable login stored; run once without --login none to log in");
   }
   stderr(`No usable login stored for ${options.clientId} at ${options.issuer}: logging in (${method})`);
   try {
