@@ -1,0 +1,120 @@
+/**
+ * The demo as a user runs it: a child process, its summary, its exit code — and its
+ * whole output scanned for token material. The demo writes every token it handled
+ * (login, every refresh, every Authorization header) to a file given by --record-tokens;
+ * no piece of any of them may appear in what it printed.
+ *
+ * 35 s with 10 s tokens: a proactive refresh comes 6.5 s into a token's life (25 % of
+ * the lifetime before the 1 s safety margin), so about 5 happen, and the revocation at
+ * 40 % (14 s, then the next refresh, then 1 s) lands by about 21 s with a heartbeat every
+ * second after it: ≥ 3 proactive and ≥ 1 reactive hold with room to spare.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, it } from "node:test";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+function runDemo(args: readonly string[]): Promise<Run> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "examples/demo.ts", ...args], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
+  });
+}
+
+/** The numbers of one summary row, by name: "sent 35, failed 0" → { sent: 35, failed: 0 }. */
+function row(stdout: string, label: string): Record<string, number> {
+  const line = stdout.split("\n").find((l) => l.trimStart().startsWith(`${label} `));
+  assert.ok(line, `summary row "${label}" missing:\n${stdout}`);
+  const numbers: Record<string, number> = {};
+  for (const m of line.slice(line.indexOf(label) + label.length).matchAll(/([a-z]+) (\d+)/g)) numbers[m[1]!] ??= Number(m[2]);
+  const leading = /^\s*(\d+)/.exec(line.slice(line.indexOf(label) + label.length));
+  if (leading) numbers.count = Number(leading[1]);
+  return numbers;
+}
+
+describe("npm run demo", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "connect-oidc-demo-test-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs 35 s across several token lifetimes: nothing fails, ≥ 3 proactive refreshes, ≥ 1 reactive retry, no token printed", { timeout: 120_000 }, async (t) => {
+    const tokenFile = join(dir, "tokens.txt");
+    const run = await runDemo(["--duration", "35s", "--record-tokens", tokenFile]);
+    const output = `${run.stdout}\n${run.stderr}`;
+    assert.equal(run.code, 0, `demo exited ${run.code} after ${run.ms} ms:\n${output}`);
+    assert.match(run.stdout, /^PASS: /m);
+
+    const heartbeats = row(run.stdout, "heartbeats");
+    assert.equal(heartbeats.failed, 0);
+    assert.ok(heartbeats.sent! >= 30, `heartbeats: ${JSON.stringify(heartbeats)}`);
+    const events = row(run.stdout, "events");
+    assert.equal(events.lost, 0);
+    assert.equal(events.retried, 0);
+    assert.ok(events.sent! >= 100, `events: ${JSON.stringify(events)}`);
+    assert.equal(events.stored, events.sent, "the server stored exactly the events the client counted as sent");
+    const refreshes = row(run.stdout, "refreshes");
+    assert.ok(refreshes.proactive! >= 3, `refreshes: ${JSON.stringify(refreshes)}`);
+    assert.ok(refreshes.rejected! >= 1, `refreshes: ${JSON.stringify(refreshes)}`);
+    assert.equal(refreshes.expired, 0);
+    assert.equal(refreshes.failed, 0);
+    assert.ok(row(run.stdout, "reactive retries").count! >= 1);
+    const refusals = row(run.stdout, "server refusals");
+    assert.ok(refusals.revoked! >= 1);
+    assert.equal(refusals.expired, 0, "no call went out with an expired token");
+    assert.equal(refusals.invalid, 0);
+
+    assert.match(run.stderr, /✓ Token refreshed \(proactive, expires \d\d:\d\d:\d\d\)/);
+    assert.match(run.stderr, /✓ Token refreshed \(rejected, /);
+    assert.match(run.stderr, /The server revoked the current access token/);
+
+    // The leak scan. Every token the demo saw, and every 12-character piece of one.
+    const tokens = (await readFile(tokenFile, "utf8")).split("\n").filter(Boolean);
+    const jwts = tokens.filter((t) => t.split(".").length === 3);
+    assert.ok(jwts.length >= 6, `only ${jwts.length} access tokens recorded`);
+    assert.ok(tokens.length - jwts.length >= 3, "refresh tokens recorded too");
+    for (const token of tokens) {
+      for (let i = 0; i + 12 <= token.length; i++) {
+        const piece = token.slice(i, i + 12);
+        if (piece.includes(".")) continue; // a JWT's dots join segments that are checked on their own
+        assert.ok(!output.includes(piece), `the demo printed a piece of a token (${token.length} chars, offset ${i})`);
+      }
+    }
+    // And anything shaped like a JWT or its JSON header, recorded or not.
+    assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{8,}/);
+
+    t.diagnostic(`the 35 s demo took ${(run.ms / 1000).toFixed(1)} s; ${tokens.length} tokens scanned for`);
+  });
+
+  it("exits 1 and says why when the run is too short to show the refreshes", { timeout: 60_000 }, async () => {
+    const run = await runDemo(["--duration", "4s"]);
+    assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /^FAIL: .*proactive refreshes \(need ≥ 3/m);
+    assert.match(run.stdout, /no reactive retry .*\(need ≥ 1\)/);
+    assert.equal(row(run.stdout, "heartbeats").failed, 0);
+  });
+});
