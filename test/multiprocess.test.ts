@@ -20,7 +20,6 @@ import {
   refreshedCount,
   type SharedStore,
   startCallers,
-  startWorker,
   startLogin,
   type Target,
   totals,
@@ -131,50 +130,53 @@ describe("processes sharing one fileStore", () => {
     await steadyState(t, { kind: "file", path: join(folder, "steady", "tokens.json") }, 6, 15_000);
   });
 
-  test("a process SIGKILLed while holding the refresh lock: the others go on after the lease", async (t) => {
+  test("a process SIGKILLed inside its refresh, holding the lock: the others go on after the lease", async (t) => {
     const { idp, server } = await world(t);
     const store: SharedStore = { kind: "file", path: join(folder, "killed", "tokens.json") };
     const target: Target = { issuer: idp.issuer, clientId: idp.clientId, server: server.baseUrl, store };
     const processes = 4;
-    const holder = startWorker("hold", target);
-    const [login, fleet] = await Promise.all([
+    const [login, victim, fleet] = await Promise.all([
       startLogin(target),
-      startCallers(target, processes, { durationMs: 16_000 }),
-      holder.line("ready"),
+      startCallers(target, 1, { durationMs: 60_000 }),
+      startCallers(target, processes, { durationMs: 15_000 }),
     ]);
     await login.store(() => idp.login());
     idp.resetStats();
+    // The victim alone first: its proactive refresh (at 65 % of the token's life) takes the
+    // lock and hangs at the IdP, which holds token requests unprocessed for now.
+    idp.setTokenLatency(60_000, { phase: "before" });
+    victim.go();
+    const deadline = Date.now() + TTL_S * 1000 + 5_000;
+    while (idp.stats.tokenRequests === 0 && Date.now() < deadline) await sleep(10);
+    const lockedAt = Date.now(); // the victim sends its refresh request under the lock
+    assert.equal(idp.stats.tokenRequests, 1, "the victim is inside its refresh");
     fleet.go();
-    await sleep(1_000);
-    // A process of the same user takes the store's refresh lock and is killed holding it.
-    holder.send("take\n");
-    const heldAt = (await holder.line("held")).at as number;
-    await sleep(1_000);
-    holder.kill("SIGKILL");
+    await sleep(500);
+    victim.workers[0]!.kill("SIGKILL");
     const killedAt = Date.now();
-    assert.equal(await holder.exited, "SIGKILL");
+    assert.equal(await victim.workers[0]!.exited, "SIGKILL");
+    idp.setTokenLatency(0);
     const reports = await fleet.reports();
     const sum = totals(reports);
 
-    const refreshes = eventsIn(reports, "refreshed:");
-    const sinceHeld = eventsIn(reports, "", heldAt);
-    const takeover = eventsIn(reports, "refreshed:", heldAt)[0];
-    assert.ok(takeover !== undefined, "someone refreshed after the holder died");
+    const sinceLocked = eventsIn(reports, "", lockedAt);
+    const takeover = eventsIn(reports, "refreshed:", lockedAt)[0];
+    assert.ok(takeover !== undefined, "someone refreshed after the victim died");
     t.diagnostic(
-      `fileStore, N=${processes} processes + 1 SIGKILLed lock holder, ${(sum.elapsedMs / 1000).toFixed(1)} s: ` +
+      `fileStore, N=${processes} processes + 1 SIGKILLed inside its refresh, ${(sum.elapsedMs / 1000).toFixed(1)} s: ` +
         `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${format(sum.failureCodes)}), ` +
-        `refresh requests=${idp.stats.byGrantType.refresh_token}, invalid_grant=${idp.stats.invalidGrant}, ` +
-        `events: ${format(sum.events)}; lock held at +0, killed at +${killedAt - heldAt} ms, first refresh ` +
-        `after it at +${takeover - heldAt} ms (lease ${LEASE_MS} ms), max call ${sum.maxCallMs} ms, ` +
+        `refresh requests=${idp.stats.byGrantType.refresh_token} (+1 dropped: the victim's), invalid_grant=${idp.stats.invalidGrant}, ` +
+        `events: ${format(sum.events)}; the victim's request at +0, killed at +${killedAt - lockedAt} ms, first refresh ` +
+        `by another at +${takeover - lockedAt} ms (lease ${LEASE_MS} ms), max call ${sum.maxCallMs} ms, ` +
         `calls over 1 s=${sum.slowCalls}, requests the server refused (then retried)=${refusedByServer(server)}`,
     );
 
     assert.equal(sum.failures, 0, `failed calls: ${format(sum.failureCodes)}`);
-    assert.equal(idp.stats.invalidGrant, 0);
-    assert.ok(refreshes.length > 0);
-    // Nobody touched the tokens while the holder's lock could still be alive ...
-    assert.equal(sinceHeld[0], takeover, "no token event between the lock being taken and the takeover refresh");
-    assert.ok(takeover - heldAt >= LEASE_MS - HEARTBEAT_MS, `took over ${takeover - heldAt} ms after the lock was taken`);
+    assert.equal(idp.stats.invalidGrant, 0, "the victim's refresh token was never used twice");
+    assert.equal(idp.stats.tokenRequests, idp.stats.byGrantType.refresh_token + 1, "only the victim's request was dropped");
+    // Nobody touched the tokens while the victim's lock could still be alive ...
+    assert.equal(sinceLocked[0], takeover, "no token event between the victim's refresh and the takeover");
+    assert.ok(takeover - lockedAt >= LEASE_MS - HEARTBEAT_MS, `took over ${takeover - lockedAt} ms after the lock was taken`);
     // ... and the lock was taken over within the lease (+ 1 s for whole-second mtimes).
     assert.ok(takeover - killedAt <= LEASE_MS + 1_500, `took over ${takeover - killedAt} ms after the kill`);
     // The others waited (calls were slow, not failed) and went on after the takeover.

@@ -44,7 +44,7 @@ function storeArgs(store: SharedStore): string[] {
     : ["--store", "keyring", "--service", store.service, "--account", store.account];
 }
 
-export function startWorker(mode: "call" | "login" | "hold", target: Target, extra: string[] = []): WorkerHandle {
+export function startWorker(mode: "call" | "login", target: Target, extra: string[] = []): WorkerHandle {
   const args = [
     "--import",
     "tsx",

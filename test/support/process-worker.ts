@@ -11,9 +11,6 @@
  *   login  prints {"kind":"ready"}, reads a token endpoint response (JSON) on stdin,
  *          stores it with setTokens (under the store's lock), prints
  *          {"kind":"stored","at":<epoch ms>}.
- *   hold   prints {"kind":"ready"}, waits for a "take" line on stdin, takes the store's
- *          refresh lock, prints {"kind":"held","at":<epoch ms>} and sleeps holding it
- *          until killed.
  *
  * Options: --issuer --client-id --server (call mode) --store file|keyring --path (file)
  * --service --account (keyring) --duration-ms --interval-min --interval-max
@@ -248,22 +245,9 @@ async function runLogin(): Promise<void> {
   print({ kind: "stored", at: Date.now() });
 }
 
-async function runHold(): Promise<void> {
-  const store = openStore();
-  if (store.lock === undefined) throw new Error("process-worker: this store has no lock");
-  const lines = await stdinLines();
-  print({ kind: "ready", pid: process.pid });
-  for (let line = await lines.next(); !line.done && line.value.trim() !== "take"; line = await lines.next());
-  await store.lock(async () => {
-    print({ kind: "held", at: Date.now() });
-    await new Promise(() => setInterval(() => {}, 60_000)); // until killed
-  });
-}
-
 try {
   if (mode === "call") await runCalls();
   else if (mode === "login") await runLogin();
-  else if (mode === "hold") await runHold();
   else throw new Error(`process-worker: unknown mode ${mode}`);
   // Keep-alive sockets and the stdin reader would hold the process open.
   process.exit(0);
