@@ -16,6 +16,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
+import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
+import { AgentSessionService, Decision } from "../gen/agent/v1/session_pb.js";
+import { runEvents } from "../examples/events.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -116,5 +119,50 @@ describe("npm run demo", () => {
     assert.match(run.stdout, /^FAIL: .*proactive refreshes \(need ≥ 3/m);
     assert.match(run.stdout, /no reactive retry .*\(need ≥ 1\)/);
     assert.equal(row(run.stdout, "heartbeats").failed, 0);
+  });
+});
+
+describe("event client (examples/events.ts)", () => {
+  it("re-sends a failed event with the same client_event_id, and counts one lost only after the bound", async () => {
+    const seen: string[] = [];
+    let failuresLeft = 2;
+    const transport = createRouterTransport(({ service }) =>
+      service(AgentSessionService, {
+        createSession: () => ({ sessionId: "s1" }),
+        heartbeat: () => ({}),
+        endSession: () => ({}),
+        ingestEvent(req) {
+          seen.push(`${req.hookEventName}:${req.clientEventId}`);
+          if (req.toolName === "Down") throw new ConnectError("down for good", Code.Unavailable);
+          if (failuresLeft-- > 0) throw new ConnectError("flaky", Code.Unavailable);
+          return { eventId: `e-${req.clientEventId}`, decision: Decision.ALLOW };
+        },
+      }),
+    );
+    const lines = [
+      JSON.stringify({ hook_event_name: "PreToolUse", tool_name: "Bash", tool_input: { command: "ls" }, id: "a" }),
+      "not json",
+      JSON.stringify({ hook_event_name: "PreToolUse", tool_name: "Down", id: "b" }),
+      JSON.stringify({ hook_event_name: "Stop", id: "c" }),
+    ];
+    const log: string[] = [];
+    const summary = await runEvents({
+      transport,
+      source: (async function* () {
+        yield* lines;
+      })(),
+      retry: { maxAttempts: 3, baseMs: 1, maxMs: 2 },
+      log: (line) => log.push(line),
+    });
+    assert.deepEqual(seen, ["PreToolUse:a", "PreToolUse:a", "PreToolUse:a", "PreToolUse:b", "PreToolUse:b", "PreToolUse:b", "Stop:c"]);
+    assert.equal(summary.read, 4);
+    assert.equal(summary.sent, 2);
+    assert.equal(summary.retried, 1);
+    assert.equal(summary.failedAttempts, 5);
+    assert.equal(summary.malformed, 1);
+    assert.equal(summary.lost, 1);
+    assert.deepEqual(summary.lostEvents.map((e) => [e.line, e.clientEventId]), [[3, "b"]]);
+    assert.ok(log.some((l) => l.includes("Event 3 (PreToolUse Down) LOST") && l.includes("gave up after 3 attempts")), log.join("\n"));
+    assert.ok(log.some((l) => l.includes("Line 2 skipped: not JSON")));
   });
 });

@@ -24,12 +24,17 @@ const stderr = (line: string) => process.stderr.write(`${line}\n`);
 export async function loggedInTokenManager(options: LoggedInOptions): Promise<TokenManager> {
   // http:// only for loopback issuers (development); anything else must be https.
   const allowInsecureRequests = isLoopback(options.issuer);
+  const onEvent = options.onEvent ?? printTokenEvents();
+  // Before the first login "re-login required" is the expected answer, not news.
+  let checking = true;
   const tokens = createTokenManager({
     issuer: options.issuer,
     clientId: options.clientId,
     store: storeFromFlag(options.store, options),
     allowInsecureRequests,
-    onEvent: options.onEvent ?? printTokenEvents(),
+    onEvent: (event) => {
+      if (!(checking && event.type === "reauth-required")) onEvent(event);
+    },
   });
   try {
     await tokens.getAccessToken();
@@ -39,6 +44,8 @@ export async function loggedInTokenManager(options: LoggedInOptions): Promise<To
       tokens.close();
       throw error;
     }
+  } finally {
+    checking = false;
   }
   const method = options.login ?? defaultLoginMethod();
   if (method === "none") {
