@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createAuthInterceptor, createTokenManager } from "../src/index.js";
+import { createAuthInterceptor, createTokenManager } from "connect-oidc";
 import { AgentSessionService } from "../gen/agent/v1/session_pb.js";
 import { isLoopback } from "./lib/login.js";
 import { printTokenEvents } from "./lib/token-events.js";

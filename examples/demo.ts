@@ -44,8 +44,8 @@ import {
   type TokenEvent,
   type TokenManager,
   type TokenStore,
-} from "../src/index.js";
-import { fileStore } from "../src/node.js";
+} from "connect-oidc";
+import { fileStore } from "connect-oidc/node";
 import type { AgentEvent, EventsSummary } from "./events.js";
 import { runEvents } from "./events.js";
 import { type HeartbeatResult, runHeartbeat } from "./heartbeat.js";

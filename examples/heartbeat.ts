@@ -13,7 +13,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createAuthInterceptor } from "../src/index.js";
+import { createAuthInterceptor } from "connect-oidc";
 import { AgentSessionService } from "../gen/agent/v1/session_pb.js";
 import { formatDuration, parseDuration } from "./lib/duration.js";
 import type { LoginMethod } from "./lib/login.js";

@@ -2,8 +2,8 @@
  * Interactive login for the example clients, through connect-oidc's login flows.
  * Prompts go to stderr; the result goes straight to `setTokens`, never to a screen.
  */
-import { loginWithDeviceCode, type TokenEndpointResponse } from "../../src/index.js";
-import { loginWithBrowser } from "../../src/node.js";
+import { loginWithDeviceCode, type TokenEndpointResponse } from "connect-oidc";
+import { loginWithBrowser } from "connect-oidc/node";
 
 export type LoginMethod = "device" | "browser";
 

@@ -2,8 +2,8 @@
  * `--store keyring|memory|file:<path>` for the example clients. Keyring by default:
  * every process of the same user then shares one login and one refresh.
  */
-import { memoryStore, type TokenStore } from "../../src/index.js";
-import { fileStore, keyringStore } from "../../src/node.js";
+import { memoryStore, type TokenStore } from "connect-oidc";
+import { fileStore, keyringStore } from "connect-oidc/node";
 
 export const STORE_HELP = "keyring (default) | memory | file:<path>";
 

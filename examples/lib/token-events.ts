@@ -2,7 +2,7 @@
  * One stderr line per TokenEvent. Events never carry token material, and neither do
  * these lines: only the kind of event, a reason, a time and an error message.
  */
-import type { TokenEvent } from "../../src/index.js";
+import type { TokenEvent } from "connect-oidc";
 
 /** 12:34:56 in local time. */
 export function clockTime(epochMs: number): string {

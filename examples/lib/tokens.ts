@@ -3,7 +3,7 @@
  * one is there (another process may have made it), else from an interactive login whose
  * result is saved to the store for every later process.
  */
-import { createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "../../src/index.js";
+import { createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "connect-oidc";
 import { defaultLoginMethod, isLoopback, login, type LoginMethod } from "./login.js";
 import { storeFromFlag } from "./store.js";
 import { printTokenEvents } from "./token-events.js";
