@@ -39,25 +39,18 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   };
 
   async function unary(next: Next, req: UnaryRequest, sent: string) {
-    try {
-      return await next(withToken(req, sent));
-    } catch (error) {
-      if (!isUnauthenticated(error)) throw error;
-      if (!retry) {
-        report(sent);
-        throw error;
-      }
-      const fresh = await token(req.signal, sent);
-      if (fresh === sent) throw error;
-      return next(withToken(req, fresh));
-    }
+    return withOneRetry(req.signal, sent, (t) => next(withToken(req, t)));
   }
 
   async function serverStream(next: Next, req: StreamRequest, sent: string) {
     // The request's iterable can be read only once: read the one message now, re-send it on retry.
     const messages: unknown[] = [];
     for await (const m of req.message) messages.push(m);
-    const attempt = (t: string) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest);
+    return withOneRetry(req.signal, sent, (t) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest));
+  }
+
+  /** Run `attempt` with the token sent; on Unauthenticated, once more with a fresh token. */
+  async function withOneRetry<T>(signal: AbortSignal, sent: string, attempt: (token: string) => Promise<T>): Promise<T> {
     try {
       return await attempt(sent);
     } catch (error) {
@@ -66,7 +59,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
         report(sent);
         throw error;
       }
-      const fresh = await token(req.signal, sent);
+      const fresh = await token(signal, sent);
       if (fresh === sent) throw error;
       return attempt(fresh);
     }

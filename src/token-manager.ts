@@ -270,8 +270,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     flight.run(async () => {
       const gen = generation;
       try {
-        const run = () => exchange(reason, rejected);
-        const { tokens, adopted } = await (store.lock ? store.lock(run) : run());
+        const { tokens, adopted } = await locked(() => exchange(reason, rejected));
         if (gen === generation) {
           failures = 0;
           retryAt = undefined;
@@ -329,6 +328,23 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     schedule();
   };
 
+  const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
+
+  /** A new login (or none) replaces everything known of the old one, including its failures. */
+  const replaceLogin = (tokens: StoredTokens | undefined) => {
+    generation += 1;
+    current = tokens;
+    loaded = true;
+    startup = false;
+    reauth = undefined;
+    failures = 0;
+    retryAt = undefined;
+    lastFailure = undefined;
+    refused = undefined;
+    forced = undefined;
+    schedule();
+  };
+
   const manager: TokenManager = {
     async getAccessToken(request = {}) {
       const { signal, rejected } = request;
@@ -367,31 +383,15 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       if (typeof response?.access_token !== "string" || response.access_token === "") {
         throw new ConfigurationError("setTokens: the token response has no access_token");
       }
-      generation += 1;
       const tokens = fromResponse(response, clock.now());
-      current = tokens;
-      loaded = true;
-      startup = false;
-      reauth = undefined;
-      failures = 0;
-      retryAt = undefined;
-      lastFailure = undefined;
-      const save = () => store.save(tokens);
-      await (store.lock ? store.lock(save) : save());
-      schedule();
+      replaceLogin(tokens);
+      // In memory first: if the store fails, this process still works (and the error says why others cannot).
+      await locked(() => store.save(tokens));
     },
 
     async signOut() {
-      generation += 1;
-      current = undefined;
-      loaded = true;
-      reauth = undefined;
-      failures = 0;
-      retryAt = undefined;
-      lastFailure = undefined;
-      schedule();
-      const clear = () => store.clear();
-      await (store.lock ? store.lock(clear) : clear());
+      replaceLogin(undefined);
+      await locked(() => store.clear());
     },
 
     close() {
