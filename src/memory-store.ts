@@ -1,8 +1,12 @@
 import type { StoredTokens, TokenStore } from "./types.js";
 
-/** Tokens kept in this process only: the default store. */
+/**
+ * Tokens kept in this process only: the default store. Its lock lets several managers
+ * of one process share it the way processes share a file or keyring store.
+ */
 export function memoryStore(): TokenStore {
   let tokens: StoredTokens | undefined;
+  let tail: Promise<unknown> = Promise.resolve();
   return {
     async load() {
       return tokens;
@@ -12,6 +16,15 @@ export function memoryStore(): TokenStore {
     },
     async clear() {
       tokens = undefined;
+    },
+    lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+      const run = tail.then(() => {
+        signal?.throwIfAborted();
+        return fn();
+      });
+      // The next holder waits for this one, whatever its outcome.
+      tail = run.catch(() => {});
+      return run;
     },
   };
 }

@@ -142,11 +142,13 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     t.issuedAt !== undefined && t.expiresAt !== undefined ? refreshAt(t as Required<StoredTokens>, windowMs) : -Infinity;
 
   // Newer: issued later than what this process holds (processes on one machine share a clock).
+  // Or the same login with its refresh token removed: another process found it dead.
   const newer = (stored: StoredTokens | undefined, than: StoredTokens | undefined) =>
     stored !== undefined &&
     (than === undefined ||
       ((stored.issuedAt ?? 0) > (than.issuedAt ?? 0) &&
-        (stored.accessToken !== than.accessToken || stored.refreshToken !== than.refreshToken)));
+        (stored.accessToken !== than.accessToken || stored.refreshToken !== than.refreshToken)) ||
+      (stored.accessToken === than.accessToken && stored.refreshToken === undefined && than.refreshToken !== undefined));
 
   const ensureLoaded = async () => {
     if (loaded) return;
@@ -209,6 +211,11 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     return error;
   };
 
+  const noRefreshToken = () =>
+    new ReauthRequiredError(
+      `The login of client "${clientId}" at ${issuer} has no usable refresh token (the identity provider refused it, or never issued one): log in again and pass the result to setTokens()`,
+    );
+
   const noLogin = () =>
     new ReauthRequiredError(
       `No login found for client "${clientId}" at ${issuer}: log in (loginWithBrowser or loginWithDeviceCode) and pass the result to setTokens()`,
@@ -228,7 +235,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       const sentAt = clock.now();
       if (grant === "client_credentials") return fromResponse(await adapter.clientCredentials(), sentAt);
       const refreshToken = base?.refreshToken;
-      if (refreshToken === undefined) throw noLogin();
+      if (refreshToken === undefined) throw base?.accessToken === undefined ? noLogin() : noRefreshToken();
       return fromResponse(await adapter.refresh(refreshToken), sentAt, refreshToken);
     };
     let next: StoredTokens;
@@ -242,6 +249,12 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
         if (adoptable(again, clock.now())) return adopt(again!, gen);
         next = await request(again);
       } else {
+        // Tell the other processes: the refresh token is dead. They then stop without asking
+        // the identity provider (which would count each of them as another invalid_grant).
+        if (holding?.refreshToken !== undefined && again?.refreshToken === holding.refreshToken) {
+          const { refreshToken: _dead, ...withoutRefreshToken } = holding;
+          await store.save(withoutRefreshToken).catch(() => {});
+        }
         throw error;
       }
     }
@@ -318,7 +331,10 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     reauthCheckedAt = now;
     const stored = ours(await store.load());
     if (stored === undefined) return;
-    const fresh = stored.refreshToken !== current?.refreshToken || (stored.accessToken !== current?.accessToken && usable(stored, now));
+    // A new login: a refresh token we have not seen, or a valid access token we do not hold.
+    const fresh =
+      (stored.refreshToken !== undefined && stored.refreshToken !== current?.refreshToken) ||
+      (stored.accessToken !== current?.accessToken && usable(stored, now));
     if (!fresh) return;
     current = stored;
     reauth = undefined;

@@ -198,6 +198,31 @@ describe("token manager (real oidc-provider)", () => {
     assert.equal(await get(manager), again.access_token);
   });
 
+  it("a dead refresh token found by one manager stops the others on the same store without an IdP request", async () => {
+    const store = memoryStore();
+    const { manager: first, clock, seen } = await setup({ store });
+    const secondSeen: TokenEvent[] = [];
+    const second = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => secondSeen.push(e) });
+    managers.push(second);
+    await get(second); // loads the shared login
+    await idp.revokeGrant();
+    const invalidBefore = idp.stats.invalidGrant;
+    const refreshesBefore = idp.stats.byGrantType.refresh_token;
+    await clock.advance(HOUR + 1); // both timers fire; the refreshes run one after the other
+    await waitFor(() => seen.some((e) => e.type === "reauth-required") && secondSeen.some((e) => e.type === "reauth-required"));
+    assert.equal(idp.stats.invalidGrant - invalidBefore, 1, "one invalid_grant for the two managers");
+    assert.equal(idp.stats.byGrantType.refresh_token - refreshesBefore, 1);
+    assert.ok((await rejects(second.getAccessToken())) instanceof ReauthRequiredError);
+    assert.ok((await rejects(first.getAccessToken())) instanceof ReauthRequiredError);
+    // A new login through one manager reaches the other through the store.
+    const again = await idp.login();
+    leaks.remember(again.access_token, again.refresh_token);
+    await first.setTokens(again);
+    await clock.advance(2000);
+    assert.equal(await get(second), again.access_token);
+    assert.equal(secondSeen.filter((e) => e.type === "reauth-required").length, 1);
+  });
+
   it("an IdP outage: serves the valid token, backs off, fails fast after expiry, recovers", async () => {
     const { manager, clock, seen, login } = await setup({ backoff: { baseMs: 60_000, maxMs: 120_000 } });
     idp.setTokenOutage(503);
