@@ -33,7 +33,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
 import { Code, ConnectError, createContextKey, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import {
@@ -49,18 +48,13 @@ import { fileStore } from "connect-oidc/node";
 import type { AgentEvent, EventsSummary } from "./events.js";
 import { runEvents } from "./events.js";
 import { type HeartbeatResult, runHeartbeat } from "./heartbeat.js";
+import { parseCli, runMain, usageError } from "./lib/cli.js";
 import { formatDuration, parseDuration } from "./lib/duration.js";
 import { defaultLoginMethod, isLoopback, login, type LoginMethod } from "./lib/login.js";
 import { stopOnCtrlC } from "./lib/signals.js";
 import { describeTokenEvent } from "./lib/token-events.js";
 import type { ExampleServerStats } from "./server.js";
 import { startExampleServer } from "./server.js";
-
-const USAGE = `usage: npm run demo -- [--duration 60s] [--interval 1s] [--event-interval 250ms] [--http2]
-  embedded (default):  [--token-ttl 10s]
-  real issuer:         --issuer <url> --client-id <id> [--client-secret <secret>] [--login device|browser]
-                       [--scope <scopes>] [--resource <uri>]
-                       (--server <url> | --audience <api identifier> to run the example server here)`;
 
 const stderr = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -107,9 +101,9 @@ async function embeddedSetup(tokenTtlMs: number, http2: boolean): Promise<Setup>
 async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
   const issuer = values.issuer!;
   const clientId = values["client-id"];
-  if (!clientId) throw new Error("--client-id is required with --issuer");
+  if (!clientId) usageError("--client-id is required with --issuer");
   const method = (values.login ?? defaultLoginMethod()) as LoginMethod;
-  if (method !== "device" && method !== "browser") throw new Error("--login: expected device or browser");
+  if (method !== "device" && method !== "browser") usageError("--login: expected device or browser");
   const common = {
     issuer,
     clientId,
@@ -135,7 +129,7 @@ async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
     stderr(`Server             ${values.server} (no revocation hook: the reactive path is not forced)`);
     return { ...common, description: `${issuer}, server ${values.server}`, serverUrl: values.server, close: async () => {} };
   }
-  if (!values.audience) throw new Error("with --issuer, give --server <url>, or --audience <api identifier> to run the example server here");
+  if (!values.audience) usageError("with --issuer, give --server <url>, or --audience <api identifier> to run the example server here");
   const server = await startExampleServer({ issuer, audience: values.audience, http2 });
   stderr(`Identity provider  ${issuer}`);
   stderr(`Example server     ${server.url} (${http2 ? "h2c" : "HTTP/1.1"}, audience ${values.audience})`);
@@ -152,24 +146,31 @@ async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
 type Flags = ReturnType<typeof parseFlags>["values"];
 
 function parseFlags() {
-  return parseArgs({
-    options: {
-      duration: { type: "string", default: "60s" },
-      interval: { type: "string", default: "1s" },
-      "event-interval": { type: "string", default: "250ms" },
-      "token-ttl": { type: "string", default: "10s" },
-      http2: { type: "boolean", default: false },
-      issuer: { type: "string" },
-      "client-id": { type: "string" },
-      "client-secret": { type: "string" },
-      login: { type: "string" },
-      scope: { type: "string" },
-      resource: { type: "string" },
-      server: { type: "string" },
-      audience: { type: "string" },
-      "record-tokens": { type: "string" },
-      help: { type: "boolean", default: false },
+  return parseCli({
+    command: "npm run demo --",
+    description:
+      "connect-oidc keeping two clients (heartbeats and events) authenticated across many token\n" +
+      "lifetimes. By default everything is embedded: an identity provider with short-lived tokens, the\n" +
+      "example server, a headless login; midway the server revokes the current token once.\n" +
+      "Exit 0 only when nothing failed, with >= 3 proactive refreshes and >= 1 reactive retry.",
+    flags: {
+      duration: { type: "string", kind: "duration", default: "60s", help: "how long to run" },
+      interval: { type: "string", kind: "duration", default: "1s", help: "time between heartbeats" },
+      "event-interval": { type: "string", kind: "duration", default: "250ms", help: "time between events" },
+      "token-ttl": { type: "string", kind: "duration", default: "10s", help: "access token lifetime of the embedded identity provider" },
+      http2: { type: "boolean", help: "HTTP/2 (h2c) instead of HTTP/1.1" },
+      issuer: { type: "string", kind: "url", help: "a real issuer instead of the embedded one" },
+      "client-id": { type: "string", value: "<id>", help: "the client id at --issuer (required with --issuer)" },
+      "client-secret": { type: "string", value: "<secret>", help: "log in with client credentials instead of interactively" },
+      login: { type: "string", choices: ["device", "browser"], help: "interactive login (default: browser on a desktop, else device)" },
+      scope: { type: "string", value: "<scopes>", help: "scopes to ask for" },
+      resource: { type: "string", kind: "uri", help: "the resource indicator (RFC 8707) to ask tokens for" },
+      server: { type: "string", kind: "url", help: "with --issuer: a real AgentSessionService" },
+      audience: { type: "string", value: "<api identifier>", help: "with --issuer: run the example server here, for this audience" },
+      "record-tokens": { type: "string", value: "<file>", hidden: true, help: "(the leak test) write every token handled to this file" },
     },
+    notes: ["with --issuer, give --client-id and either --server or --audience"],
+    example: "npm run demo -- --duration 5m",
   });
 }
 
@@ -291,9 +292,11 @@ async function* generatedEvents(everyMs: number, untilMs: number, signal: AbortS
 
 async function main(): Promise<number> {
   const { values } = parseFlags();
-  if (values.help) {
-    stderr(USAGE);
-    return 0;
+  if (values.issuer) {
+    if (!values["client-id"]) usageError("--client-id is required with --issuer");
+    if (!values.server && !values.audience) {
+      usageError("with --issuer, give --server <url>, or --audience <api identifier> to run the example server here");
+    }
   }
   const durationMs = parseDuration(values.duration);
   const intervalMs = parseDuration(values.interval);
@@ -470,10 +473,4 @@ function summarize(r: {
   return { text: lines.join("\n"), ok };
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    stderr(`demo: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(1);
-  },
-);
+runMain("demo", main);

@@ -16,15 +16,15 @@
  * `runEvents(options)` is the sender itself, for use with any transport and source.
  */
 import { randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createAuthInterceptor } from "connect-oidc";
 import { AgentSessionService, Decision } from "../gen/agent/v1/session_pb.js";
+import { parseCli, runMain, usageError } from "./lib/cli.js";
 import { formatDuration } from "./lib/duration.js";
 import type { LoginMethod } from "./lib/login.js";
 import { STORE_HELP } from "./lib/store.js";
@@ -275,32 +275,38 @@ export async function runEvents(options: EventsOptions): Promise<EventsSummary> 
   };
 }
 
-const USAGE = `usage: tsx examples/events.ts --issuer <url> --client-id <id> --server <url>
-         [--file <events.jsonl> | -] [--session <id>] [--max-attempts 8]
-         [--store ${STORE_HELP}] [--login device|browser|none] [--http2]
-  (or OIDC_ISSUER, OIDC_CLIENT_ID, AGENT_SERVER_URL in the environment; stdin when no --file)`;
+function parseFlags() {
+  return parseCli({
+    command: "tsx examples/events.ts",
+    synopsis: "--issuer <url> --client-id <id> --server <url> [flags] [<events.jsonl> | -]",
+    description:
+      "Sends agent hook events, one JSON object per line, from a file or stdin, with IngestEvent;\n" +
+      "each answer goes to stdout as a JSON line. A failed send is retried with backoff, never dropped quietly.",
+    flags: {
+      issuer: { type: "string", kind: "url", env: "OIDC_ISSUER", required: true, help: "the OIDC issuer" },
+      "client-id": { type: "string", value: "<id>", env: "OIDC_CLIENT_ID", required: true, help: "this client's id at the issuer" },
+      server: { type: "string", kind: "url", env: "AGENT_SERVER_URL", required: true, help: "the AgentSessionService base URL" },
+      file: { type: "string", value: "<events.jsonl>", help: 'the events, one JSON object a line; "-" or none: stdin (or give it as the argument)' },
+      session: { type: "string", value: "<id>", help: "send into this session (default: open one, end it when done)" },
+      "max-attempts": { type: "string", kind: "integer", min: 1, default: "8", help: "sends per event before it is given up as lost" },
+      store: { type: "string", value: "<store>", help: `where the login is kept: ${STORE_HELP}` },
+      login: { type: "string", choices: ["device", "browser", "none"], help: "how to log in when none is stored (default: browser on a desktop, else device)" },
+      "agent-name": { type: "string", value: "<name>", default: "example-agent", help: "the agent name of a session opened here" },
+      http2: { type: "boolean", help: "HTTP/2 instead of HTTP/1.1" },
+    },
+    positionals: { max: 1 },
+    notes: [
+      'a line: {"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{...},"client_event_id":"..."}',
+    ],
+    example: "tsx examples/events.ts --issuer https://login.example.com --client-id my-cli --server https://api.example.com events.jsonl",
+  });
+}
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      issuer: { type: "string", default: process.env.OIDC_ISSUER },
-      "client-id": { type: "string", default: process.env.OIDC_CLIENT_ID },
-      server: { type: "string", default: process.env.AGENT_SERVER_URL },
-      file: { type: "string" },
-      session: { type: "string" },
-      "max-attempts": { type: "string", default: "8" },
-      store: { type: "string" },
-      login: { type: "string" },
-      "agent-name": { type: "string", default: "example-agent" },
-      http2: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-  });
-  if (values.help || !values.issuer || !values["client-id"] || !values.server) {
-    stderr(USAGE);
-    return values.help ? 0 : 2;
-  }
+  const { values, positionals } = parseFlags();
+  if (values.file !== undefined && positionals.length > 0) usageError(`give the events file once: --file ${values.file} or ${positionals[0]}`);
+  const file = values.file ?? positionals[0] ?? "-";
+  if (file !== "-" && !existsSync(file)) usageError(`no such events file: ${JSON.stringify(file)}`);
   const tokens = await loggedInTokenManager({
     issuer: values.issuer,
     clientId: values["client-id"],
@@ -315,7 +321,7 @@ async function main(): Promise<number> {
     });
     const summary = await runEvents({
       transport,
-      source: readLines(values.file ?? positionals[0] ?? "-"),
+      source: readLines(file),
       ...(values.session !== undefined ? { sessionId: values.session } : {}),
       agentName: values["agent-name"],
       retry: { maxAttempts: Number(values["max-attempts"]) },
@@ -335,12 +341,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      stderr(`events: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(1);
-    },
-  );
-}
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runMain("events", main);

@@ -10,11 +10,11 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createAuthInterceptor } from "connect-oidc";
 import { AgentSessionService } from "../gen/agent/v1/session_pb.js";
+import { parseCli, runMain } from "./lib/cli.js";
 import { formatDuration, parseDuration } from "./lib/duration.js";
 import type { LoginMethod } from "./lib/login.js";
 import { stopOnCtrlC } from "./lib/signals.js";
@@ -107,33 +107,31 @@ function describe(error: unknown): string {
   return error instanceof ConnectError ? error.message : error instanceof Error ? error.message : String(error);
 }
 
-const USAGE = `usage: tsx examples/heartbeat.ts --issuer <url> --client-id <id> --server <url>
-         [--interval 30s] [--duration <e.g. 90s, 5m, 2h>] [--store ${STORE_HELP}]
-         [--login device|browser|none] [--agent-name <name>] [--http2]
-  (or OIDC_ISSUER, OIDC_CLIENT_ID, AGENT_SERVER_URL, HEARTBEAT_INTERVAL in the environment)`;
+function parseFlags() {
+  return parseCli({
+    command: "tsx examples/heartbeat.ts",
+    description:
+      "Opens an agent session, sends a heartbeat every --interval until --duration is up or Ctrl-C,\n" +
+      "then ends the session. Token refreshes happen underneath and show up on stderr.",
+    flags: {
+      issuer: { type: "string", kind: "url", env: "OIDC_ISSUER", required: true, help: "the OIDC issuer" },
+      "client-id": { type: "string", value: "<id>", env: "OIDC_CLIENT_ID", required: true, help: "this client's id at the issuer" },
+      server: { type: "string", kind: "url", env: "AGENT_SERVER_URL", required: true, help: "the AgentSessionService base URL" },
+      interval: { type: "string", kind: "duration", env: "HEARTBEAT_INTERVAL", default: "30s", help: "time between heartbeats" },
+      duration: { type: "string", kind: "duration", help: "stop after this long (default: until Ctrl-C)" },
+      store: { type: "string", value: "<store>", help: `where the login is kept: ${STORE_HELP}` },
+      login: { type: "string", choices: ["device", "browser", "none"], help: "how to log in when none is stored (default: browser on a desktop, else device)" },
+      "agent-name": { type: "string", value: "<name>", default: "example-agent", help: "the session's agent name" },
+      http2: { type: "boolean", help: "HTTP/2 instead of HTTP/1.1" },
+    },
+    example: "tsx examples/heartbeat.ts --issuer https://login.example.com --client-id my-cli --server https://api.example.com --duration 2h",
+  });
+}
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      issuer: { type: "string", default: process.env.OIDC_ISSUER },
-      "client-id": { type: "string", default: process.env.OIDC_CLIENT_ID },
-      server: { type: "string", default: process.env.AGENT_SERVER_URL },
-      interval: { type: "string", default: process.env.HEARTBEAT_INTERVAL ?? "30s" },
-      duration: { type: "string" },
-      store: { type: "string" },
-      login: { type: "string" },
-      "agent-name": { type: "string", default: "example-agent" },
-      http2: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-  });
-  if (values.help || !values.issuer || !values["client-id"] || !values.server) {
-    stderr(USAGE);
-    return values.help ? 0 : 2;
-  }
-  if (values.login !== undefined && !["device", "browser", "none"].includes(values.login)) {
-    throw new Error("--login: expected device, browser or none");
-  }
+  const { values } = parseFlags();
+  const intervalMs = parseDuration(values.interval);
+  const durationMs = values.duration !== undefined ? parseDuration(values.duration) : undefined;
   const tokens = await loggedInTokenManager({
     issuer: values.issuer,
     clientId: values["client-id"],
@@ -149,8 +147,8 @@ async function main(): Promise<number> {
     const result = await runHeartbeat({
       transport,
       agentName: values["agent-name"],
-      intervalMs: parseDuration(values.interval),
-      ...(values.duration !== undefined ? { durationMs: parseDuration(values.duration) } : {}),
+      intervalMs,
+      ...(durationMs !== undefined ? { durationMs } : {}),
       signal: stopOnCtrlC(),
     });
     process.stdout.write(`heartbeats: sent ${result.sent}, failed ${result.failed}; session ${result.ended ? "ended" : "NOT ended"}\n`);
@@ -160,12 +158,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      stderr(`heartbeat: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(1);
-    },
-  );
-}
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runMain("heartbeat", main);

@@ -12,11 +12,11 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import { AgentSessionService, Decision, type IngestEventRequest } from "../gen/agent/v1/session_pb.js";
+import { parseCli, runMain } from "./lib/cli.js";
 
 export interface ExampleServerOptions {
   /** The issuer the tokens must come from (`iss`). */
@@ -232,25 +232,22 @@ async function discoverJwksUri(issuer: string): Promise<string> {
   return jwks_uri;
 }
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      issuer: { type: "string", default: process.env.OIDC_ISSUER },
-      audience: { type: "string", default: process.env.OIDC_AUDIENCE },
-      "jwks-uri": { type: "string" },
-      port: { type: "string", default: process.env.PORT ?? "8080" },
-      host: { type: "string", default: "127.0.0.1" },
-      h2c: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
+async function main(): Promise<number> {
+  const { values } = parseCli({
+    command: "tsx examples/server.ts",
+    description:
+      "An example AgentSessionService that accepts only access tokens it can verify: JWTs signed by\n" +
+      "the issuer's keys, for this audience, not expired (no clock tolerance). Ctrl-C stops it.",
+    flags: {
+      issuer: { type: "string", kind: "url", env: "OIDC_ISSUER", required: true, help: "the issuer the tokens must come from" },
+      audience: { type: "string", value: "<api identifier>", env: "OIDC_AUDIENCE", required: true, help: "the audience the tokens must be for" },
+      "jwks-uri": { type: "string", kind: "url", help: "the issuer's keys (default: jwks_uri from its discovery document)" },
+      port: { type: "string", kind: "integer", min: 0, max: 65535, env: "PORT", default: "8080", help: "port to listen on (0: any free port)" },
+      host: { type: "string", value: "<address>", default: "127.0.0.1", help: "address to listen on" },
+      h2c: { type: "boolean", help: "HTTP/2 over cleartext instead of HTTP/1.1" },
     },
+    example: "tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com --port 8080",
   });
-  if (values.help || !values.issuer || !values.audience) {
-    process.stderr.write(
-      "usage: tsx examples/server.ts --issuer <url> --audience <api identifier> [--jwks-uri <url>] [--port 8080] [--host 127.0.0.1] [--h2c]\n" +
-        "       (or OIDC_ISSUER, OIDC_AUDIENCE, PORT in the environment)\n",
-    );
-    process.exit(values.help ? 0 : 2);
-  }
   const server = await startExampleServer({
     issuer: values.issuer,
     audience: values.audience,
@@ -260,14 +257,12 @@ async function main() {
     http2: values.h2c,
   });
   process.stderr.write(`AgentSessionService listening on ${server.url} (${server.http2 ? "h2c" : "HTTP/1.1"}); Ctrl-C stops it\n`);
-  process.once("SIGINT", () => {
-    void server.close().then(() => process.exit(0));
+  // Runs until Ctrl-C.
+  return new Promise<number>((resolve) => {
+    process.once("SIGINT", () => {
+      void server.close().then(() => resolve(0));
+    });
   });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`server: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runMain("server", main);

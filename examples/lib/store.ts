@@ -4,6 +4,7 @@
  */
 import { memoryStore, type TokenStore } from "connect-oidc";
 import { fileStore, keyringStore } from "connect-oidc/node";
+import { usageError } from "./cli.js";
 
 export const STORE_HELP = "keyring (default) | memory | file:<path>";
 
@@ -14,5 +15,5 @@ export function storeFromFlag(flag: string | undefined, login: { readonly issuer
   }
   if (value === "memory") return memoryStore();
   if (value.startsWith("file:") && value.length > "file:".length) return fileStore(value.slice("file:".length));
-  throw new Error(`--store: expected ${STORE_HELP}, got ${JSON.stringify(value)}`);
+  usageError(`--store: expected ${STORE_HELP}, got ${JSON.stringify(value)}`);
 }
