@@ -183,13 +183,22 @@ describe("keyringStore", { skip: unavailable }, () => {
   test("a login too large for a keyring entry is refused before writing", async () => {
     const store = keyringStore({ service, account: "too-large", linuxStore: "secret-service" });
     await store.save(tokens);
-    const huge = { ...tokens, accessToken: `${secrets[0]}${"x".repeat(keyringValueLimit())}` };
+    const huge = { ...tokens, refreshToken: `${secrets[0]}${"x".repeat(keyringValueLimit())}` };
     const error = await failure(store.save(huge));
     assert.equal(error.reason, "too-large");
     assert.match(error.message, /2,560 bytes/);
     assert.match(error.message, /fileStore/);
     assert.deepEqual(await store.load(), tokens, "the stored login is untouched");
     assert.equal(keyringValueLimit("win32"), 2_560);
+    await store.clear();
+  });
+
+  test("an access token too large for the entry is left out; the refresh token is kept", async () => {
+    const store = keyringStore({ service, account: "big-access-token", linuxStore: "secret-service" });
+    const big = { ...tokens, accessToken: `${secrets[0]}${"x".repeat(keyringValueLimit())}` };
+    await store.save(big);
+    const { accessToken: _left, ...expected } = big;
+    assert.deepEqual(await store.load(), expected);
     await store.clear();
   });
 

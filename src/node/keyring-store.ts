@@ -93,8 +93,14 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
     },
 
     async save(tokens: StoredTokens): Promise<void> {
-      const bytes = new TextEncoder().encode(serializeStoredTokens(tokens));
       const limit = keyringValueLimit();
+      let bytes = new TextEncoder().encode(serializeStoredTokens(tokens));
+      if (bytes.length > limit && tokens.accessToken !== undefined) {
+        // Keep the part that matters: without the access token, other processes refresh
+        // with the stored (current) refresh token instead of adopting; nothing is lost.
+        const { accessToken: _dropped, ...rest } = tokens;
+        bytes = new TextEncoder().encode(serializeStoredTokens(rest));
+      }
       if (bytes.length > limit) {
         throw new TokenStoreError(
           "too-large",
