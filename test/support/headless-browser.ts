@@ -19,27 +19,43 @@ export interface HeadlessBrowser {
   open(url: URL | string): Promise<HeadlessPage>;
 }
 
-export function createHeadlessBrowser(): HeadlessBrowser {
-  const cookies = new Map<string, string>();
+export interface CookieJar {
+  /** Keep the cookies a response sets (and drop the ones it expires). */
+  store(res: Response): void;
+  /** Send the kept cookies with a request. */
+  addTo(headers: Headers): void;
+}
 
-  const store = (res: Response) => {
-    for (const line of res.headers.getSetCookie()) {
-      const [pair = "", ...attributes] = line.split(";");
-      const eq = pair.indexOf("=");
-      if (eq < 1) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      const expired = attributes.some((a) => {
-        const [k = "", v = ""] = a.split("=");
-        const attr = k.trim().toLowerCase();
-        if (attr === "max-age") return Number(v) <= 0;
-        if (attr === "expires") return Date.parse(v) <= Date.now();
-        return false;
-      });
-      if (expired || value === "") cookies.delete(name);
-      else cookies.set(name, value);
-    }
+/** One jar for all hosts: the IdP and a loopback listener never share cookie names that matter. */
+export function createCookieJar(): CookieJar {
+  const cookies = new Map<string, string>();
+  return {
+    store(res) {
+      for (const line of res.headers.getSetCookie()) {
+        const [pair = "", ...attributes] = line.split(";");
+        const eq = pair.indexOf("=");
+        if (eq < 1) continue;
+        const name = pair.slice(0, eq).trim();
+        const value = pair.slice(eq + 1).trim();
+        const expired = attributes.some((a) => {
+          const [k = "", v = ""] = a.split("=");
+          const attr = k.trim().toLowerCase();
+          if (attr === "max-age") return Number(v) <= 0;
+          if (attr === "expires") return Date.parse(v) <= Date.now();
+          return false;
+        });
+        if (expired || value === "") cookies.delete(name);
+        else cookies.set(name, value);
+      }
+    },
+    addTo(headers) {
+      if (cookies.size) headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+    },
   };
+}
+
+export function createHeadlessBrowser(): HeadlessBrowser {
+  const jar = createCookieJar();
 
   return {
     async open(start) {
@@ -48,10 +64,9 @@ export function createHeadlessBrowser(): HeadlessBrowser {
       for (let hops = 0; hops < 20; hops++) {
         visited.push(current);
         const headers = new Headers();
-        // One jar for all hosts: the IdP and the loopback listener never share cookie names that matter.
-        if (cookies.size) headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+        jar.addTo(headers);
         const res = await fetch(current, { headers, redirect: "manual" });
-        store(res);
+        jar.store(res);
         const location = res.headers.get("location");
         if (res.status >= 300 && res.status < 400 && location) {
           await res.body?.cancel();

@@ -30,6 +30,7 @@ import type {
   Configuration,
 } from "oidc-provider";
 import * as oidc from "openid-client";
+import { createCookieJar } from "./headless-browser.js";
 
 export const TEST_AUDIENCE = "urn:connect-oidc:test";
 /** The scope the resource server grants; requested by default. */
@@ -216,34 +217,13 @@ function createAdapterFactory() {
 
 /** A minimal cookie jar + redirect follower: enough to drive oidc-provider's pages. */
 function createBrowser() {
-  const cookies = new Map<string, string>();
-
-  const store = (res: Response) => {
-    for (const line of res.headers.getSetCookie()) {
-      const [pair = "", ...attributes] = line.split(";");
-      const eq = pair.indexOf("=");
-      if (eq < 1) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      const expired = attributes.some((a) => {
-        const [k = "", v = ""] = a.split("=");
-        const attr = k.trim().toLowerCase();
-        if (attr === "max-age") return Number(v) <= 0;
-        if (attr === "expires") return Date.parse(v) <= Date.now();
-        return false;
-      });
-      if (expired || value === "") cookies.delete(name);
-      else cookies.set(name, value);
-    }
-  };
+  const jar = createCookieJar();
 
   const request = async (url: string, init: RequestInit = {}) => {
     const headers = new Headers(init.headers);
-    if (cookies.size) {
-      headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
-    }
+    jar.addTo(headers);
     const res = await fetch(url, { ...init, headers, redirect: "manual" });
-    store(res);
+    jar.store(res);
     return res;
   };
 
