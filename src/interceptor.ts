@@ -4,7 +4,7 @@
  * It knows nothing of OIDC: tokens come from a TokenProvider.
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
-import { ReauthRequiredError } from "./errors.js";
+import { ConfigurationError, ReauthRequiredError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
 
 export interface AuthInterceptorOptions {
@@ -12,7 +12,33 @@ export interface AuthInterceptorOptions {
   readonly retry?: boolean;
 }
 
+/**
+ * A Connect interceptor that puts `authorization: Bearer <token>` on every call and, when a
+ * server answers Unauthenticated, re-sends a unary or server-streaming call once with a
+ * fresh token (client-streaming and bidi calls are never re-sent; the refusal is reported
+ * so the next call gets a fresh token). A call that already has an `authorization` header
+ * is left alone. When no token can be had, the call fails with `Code.Unauthenticated`
+ * whose `cause` is the token error.
+ *
+ * @example
+ * ```ts
+ * import { createClient } from "@connectrpc/connect";
+ * import { createConnectTransport } from "@connectrpc/connect-node";
+ * import { createAuthInterceptor, createTokenManager } from "connect-oidc";
+ *
+ * const tokens = createTokenManager({ issuer: "https://login.example.com", clientId: "my-cli" });
+ * const transport = createConnectTransport({
+ *   baseUrl: "https://api.example.com",
+ *   httpVersion: "2",
+ *   interceptors: [createAuthInterceptor(tokens)],
+ * });
+ * const client = createClient(MyService, transport);
+ * ```
+ */
 export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterceptorOptions = {}): Interceptor {
+  if (typeof tokens?.getAccessToken !== "function") {
+    throw new ConfigurationError("createAuthInterceptor: `tokens` must have getAccessToken() (e.g. a createTokenManager() result)");
+  }
   const retry = options.retry ?? true;
 
   const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {

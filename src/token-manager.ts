@@ -97,6 +97,14 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   if (grant !== "refresh_token" && grant !== "client_credentials") {
     throw new ConfigurationError(`createTokenManager: unknown grant ${JSON.stringify(grant)}`);
   }
+  for (const [name, value, min] of [
+    ["refreshWindowMs", options.refreshWindowMs, 0],
+    ["timeoutMs", options.timeoutMs, 1],
+  ] as const) {
+    if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value >= min)) {
+      throw new ConfigurationError(`createTokenManager: \`${name}\` must be a number of milliseconds ≥ ${min}`);
+    }
+  }
   const issuer = issuerUrl.href.replace(/\/$/, "");
   const clientId = options.clientId;
   const store = options.store ?? memoryStore();

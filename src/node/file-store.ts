@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { TokenStoreError } from "../errors.js";
+import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock } from "./lock.js";
@@ -11,6 +11,7 @@ import { createFileLock } from "./lock.js";
  * cross-process lock beside it (`<path>.lock`).
  */
 export function fileStore(path: string): TokenStore {
+  if (typeof path !== "string" || path === "") throw new ConfigurationError("fileStore: `path` must be a non-empty file path");
   const file = resolve(path);
   const where = `The token file ${file}`;
   const fileLock = createFileLock(`${file}.lock`);

@@ -3,7 +3,7 @@ import { lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AsyncEntry, type EntryOptions } from "@napi-rs/keyring";
-import { TokenStoreError } from "../errors.js";
+import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock } from "./lock.js";
@@ -34,7 +34,13 @@ export function keyringValueLimit(platform: NodeJS.Platform = process.platform):
  * entry gives a TokenStoreError naming the cause; it never passes for "no token stored".
  */
 export function keyringStore(options: KeyringStoreOptions): TokenStore {
-  const { service, account } = options;
+  const { service, account } = options ?? {};
+  if (typeof service !== "string" || service === "" || typeof account !== "string" || account === "") {
+    throw new ConfigurationError('keyringStore: `service` and `account` must be non-empty strings, e.g. { service: "my-cli", account: "default" }');
+  }
+  if (options.linuxStore !== undefined && options.linuxStore !== "secret-service" && options.linuxStore !== "keyutils") {
+    throw new ConfigurationError('keyringStore: `linuxStore` must be "secret-service" or "keyutils"');
+  }
   const what = `the login (keyring service "${service}", account "${account}")`;
   const entryOptions: EntryOptions | undefined =
     options.linuxStore === undefined ? undefined : { linux: { store: options.linuxStore } };
