@@ -81,6 +81,31 @@ interface Outcome {
   readonly adopted: boolean;
 }
 
+/**
+ * A token manager: hands out a valid access token at once, refreshes it in the background
+ * before it expires (when min(refreshWindowMs, 25 % of its lifetime) remains), shares one
+ * refresh among concurrent callers and — through the store's lock — among processes,
+ * backs off when the identity provider is down, and stops asking it once the refresh token
+ * is dead (`reauth-required`, then `ReauthRequiredError` until `setTokens`).
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ * import { keyringStore, loginWithBrowser } from "connect-oidc/node";
+ *
+ * const tokens = createTokenManager({
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-cli",
+ *   store: keyringStore({ service: "my-cli", account: "default" }),
+ *   onEvent: (e) => e.type === "refreshed" && console.error(`✓ Token refreshed (${e.reason})`),
+ * });
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch {
+ *   await tokens.setTokens(await loginWithBrowser({ issuer: "https://login.example.com", clientId: "my-cli" }));
+ * }
+ * ```
+ */
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
   if (options.issuer === undefined || options.issuer === "") throw new ConfigurationError("createTokenManager: `issuer` is required");
   if (typeof options.clientId !== "string" || options.clientId === "") throw new ConfigurationError("createTokenManager: `clientId` is required");
