@@ -24,6 +24,9 @@ describe("npm pack", () => {
     assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
 
+    // Types resolve for ESM and CJS consumers (node16 / bundler resolution): arethetypeswrong.
+    execFileSync(join(root, "node_modules/.bin/attw"), ["--profile", "node16", "--format", "ascii", tarball], { encoding: "utf8" });
+
     const app = join(dir, "app");
     execFileSync("mkdir", ["-p", app]);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
