@@ -18,7 +18,10 @@ const idp = await startIdp({ accessTokenTtl: 3600 });
 const server = await startServer({ idp, http2: false });
 const base = { issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true } as const;
 const clientFor = (tokens: TokenProvider) =>
-  createClient(EchoService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(tokens)] }));
+  createClient(
+    EchoService,
+    createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(tokens)] }),
+  );
 const refreshes = () => idp.stats.byGrantType.refresh_token;
 const results: Record<string, string | number> = {};
 
@@ -57,7 +60,12 @@ const results: Record<string, string | number> = {};
   const ttlIdp = await startIdp({ accessTokenTtl: 6 });
   const ttlServer = await startServer({ idp: ttlIdp, http2: false });
   const events: TokenEvent[] = [];
-  const manager = createTokenManager({ issuer: ttlIdp.issuer, clientId: ttlIdp.clientId, allowInsecureRequests: true, onEvent: (e) => events.push(e) });
+  const manager = createTokenManager({
+    issuer: ttlIdp.issuer,
+    clientId: ttlIdp.clientId,
+    allowInsecureRequests: true,
+    onEvent: (e) => events.push(e),
+  });
   await manager.setTokens(await ttlIdp.login());
   ttlIdp.setTokenLatency(800);
   const client = createClient(
@@ -81,12 +89,15 @@ const results: Record<string, string | number> = {};
     callLatencies.push(performance.now() - t1);
     await new Promise((r) => setTimeout(r, 10));
   }
-  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!.toFixed(2);
+  const pct = (xs: number[], p: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!.toFixed(2);
   const reasons = events.filter((e) => e.type === "refreshed").map((e) => (e.type === "refreshed" ? e.reason : ""));
   results["800 ms IdP, 12 s of calls: calls"] = callLatencies.length;
   results["800 ms IdP: refreshes (reasons)"] = `${reasons.length} (${[...new Set(reasons)].join(", ")})`;
-  results["800 ms IdP: getAccessToken latency p50 / p99 / max (ms)"] = `${pct(tokenLatencies, 50)} / ${pct(tokenLatencies, 99)} / ${Math.max(...tokenLatencies).toFixed(2)}`;
-  results["800 ms IdP: whole call latency p50 / p99 / max (ms)"] = `${pct(callLatencies, 50)} / ${pct(callLatencies, 99)} / ${Math.max(...callLatencies).toFixed(2)}`;
+  results["800 ms IdP: getAccessToken latency p50 / p99 / max (ms)"] =
+    `${pct(tokenLatencies, 50)} / ${pct(tokenLatencies, 99)} / ${Math.max(...tokenLatencies).toFixed(2)}`;
+  results["800 ms IdP: whole call latency p50 / p99 / max (ms)"] =
+    `${pct(callLatencies, 50)} / ${pct(callLatencies, 99)} / ${Math.max(...callLatencies).toFixed(2)}`;
   results["800 ms IdP: failed calls"] = failures;
   manager.close();
   await ttlServer.close();

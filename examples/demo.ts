@@ -452,7 +452,8 @@ function summarize(r: {
   if (server && server.events !== sent.sent) problems.push(`the server stored ${server.events} events, the client sent ${sent.sent}`);
   if (counts.refreshFailed > 0) problems.push(`${counts.refreshFailed} refresh(es) failed`);
   if (counts.reauthRequired > 0) problems.push("re-login was required");
-  if (setup.requireProactive && refreshes.proactive < 3) problems.push(`only ${refreshes.proactive} proactive refreshes (need ≥ 3: run longer)`);
+  if (setup.requireProactive && refreshes.proactive < 3)
+    problems.push(`only ${refreshes.proactive} proactive refreshes (need ≥ 3: run longer)`);
   if (setup.revoke && retries.reactiveRetries < 1) {
     problems.push(`no reactive retry${r.revocationSkipped ? ` (${r.revocationSkipped})` : ""} (need ≥ 1)`);
   }

@@ -286,25 +286,32 @@ function parseFlags() {
       issuer: { type: "string", kind: "url", env: "OIDC_ISSUER", required: true, help: "the OIDC issuer" },
       "client-id": { type: "string", value: "<id>", env: "OIDC_CLIENT_ID", required: true, help: "this client's id at the issuer" },
       server: { type: "string", kind: "url", env: "AGENT_SERVER_URL", required: true, help: "the AgentSessionService base URL" },
-      file: { type: "string", value: "<events.jsonl>", help: 'the events, one JSON object a line; "-" or none: stdin (or give it as the argument)' },
+      file: {
+        type: "string",
+        value: "<events.jsonl>",
+        help: 'the events, one JSON object a line; "-" or none: stdin (or give it as the argument)',
+      },
       session: { type: "string", value: "<id>", help: "send into this session (default: open one, end it when done)" },
       "max-attempts": { type: "string", kind: "integer", min: 1, default: "8", help: "sends per event before it is given up as lost" },
       store: { type: "string", value: "<store>", help: `where the login is kept: ${STORE_HELP}` },
-      login: { type: "string", choices: ["device", "browser", "none"], help: "how to log in when none is stored (default: browser on a desktop, else device)" },
+      login: {
+        type: "string",
+        choices: ["device", "browser", "none"],
+        help: "how to log in when none is stored (default: browser on a desktop, else device)",
+      },
       "agent-name": { type: "string", value: "<name>", default: "example-agent", help: "the agent name of a session opened here" },
       http2: { type: "boolean", help: "HTTP/2 instead of HTTP/1.1" },
     },
     positionals: { max: 1 },
-    notes: [
-      'a line: {"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{...},"client_event_id":"..."}',
-    ],
+    notes: ['a line: {"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{...},"client_event_id":"..."}'],
     example: "tsx examples/events.ts --issuer https://login.example.com --client-id my-cli --server https://api.example.com events.jsonl",
   });
 }
 
 async function main(): Promise<number> {
   const { values, positionals } = parseFlags();
-  if (values.file !== undefined && positionals.length > 0) usageError(`give the events file once: --file ${values.file} or ${positionals[0]}`);
+  if (values.file !== undefined && positionals.length > 0)
+    usageError(`give the events file once: --file ${values.file} or ${positionals[0]}`);
   const file = values.file ?? positionals[0] ?? "-";
   if (file !== "-" && !existsSync(file)) usageError(`no such events file: ${JSON.stringify(file)}`);
   const tokens = await loggedInTokenManager({

@@ -120,11 +120,16 @@ function parseFlags() {
       interval: { type: "string", kind: "duration", env: "HEARTBEAT_INTERVAL", default: "30s", help: "time between heartbeats" },
       duration: { type: "string", kind: "duration", help: "stop after this long (default: until Ctrl-C)" },
       store: { type: "string", value: "<store>", help: `where the login is kept: ${STORE_HELP}` },
-      login: { type: "string", choices: ["device", "browser", "none"], help: "how to log in when none is stored (default: browser on a desktop, else device)" },
+      login: {
+        type: "string",
+        choices: ["device", "browser", "none"],
+        help: "how to log in when none is stored (default: browser on a desktop, else device)",
+      },
       "agent-name": { type: "string", value: "<name>", default: "example-agent", help: "the session's agent name" },
       http2: { type: "boolean", help: "HTTP/2 instead of HTTP/1.1" },
     },
-    example: "tsx examples/heartbeat.ts --issuer https://login.example.com --client-id my-cli --server https://api.example.com --duration 2h",
+    example:
+      "tsx examples/heartbeat.ts --issuer https://login.example.com --client-id my-cli --server https://api.example.com --duration 2h",
   });
 }
 

@@ -27,4 +27,4 @@ for (const path of files("dist/esm")) {
     cpSync(path, out);
   }
 }
-writeFileSync("dist/cjs/package.json", JSON.stringify({ type: "commonjs" }) + "\n");
+writeFileSync("dist/cjs/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);

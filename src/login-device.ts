@@ -166,9 +166,7 @@ export function checkLoginOptions(name: string, options: LoginOptions): URL {
     throw new ConfigurationError(`${name}: \`issuer\` is not a valid URL`, { cause });
   }
   if (issuer.protocol === "http:" && !options.allowInsecureRequests) {
-    throw new ConfigurationError(
-      `${name}: an http:// issuer needs \`allowInsecureRequests: true\` (loopback development and tests only)`,
-    );
+    throw new ConfigurationError(`${name}: an http:// issuer needs \`allowInsecureRequests: true\` (loopback development and tests only)`);
   }
   return issuer;
 }
@@ -193,11 +191,7 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
  * @internal Wait for one step of a login. An abort rejects at once with the signal's
  * reason (whatever the step does meanwhile); any other failure goes through `fail`.
  */
-export async function step<T>(
-  promise: Promise<T>,
-  signal: AbortSignal | undefined,
-  fail: (error: unknown) => Error,
-): Promise<T> {
+export async function step<T>(promise: Promise<T>, signal: AbortSignal | undefined, fail: (error: unknown) => Error): Promise<T> {
   try {
     return await abortable(promise, signal);
   } catch (error) {

@@ -35,10 +35,7 @@ export function refreshAt(t: TokenTimes, refreshWindowMs: number): number {
 
 /** Times of a token that was requested at `sentAt` and lives `expiresIn` seconds. */
 export function tokenTimes(sentAt: number, expiresIn: number | undefined): TokenTimes {
-  const ms =
-    typeof expiresIn === "number" && Number.isFinite(expiresIn) && expiresIn > 0
-      ? expiresIn * 1000
-      : DEFAULT_LIFETIME_MS;
+  const ms = typeof expiresIn === "number" && Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : DEFAULT_LIFETIME_MS;
   return { issuedAt: sentAt, expiresAt: sentAt + ms };
 }
 
@@ -59,13 +56,7 @@ export function backoffDelay(failures: number, random: () => number, options: Ba
 }
 
 /** OAuth error codes after which retrying the same grant can never succeed. */
-const TERMINAL_ERRORS = new Set([
-  "invalid_grant",
-  "invalid_client",
-  "unauthorized_client",
-  "unsupported_grant_type",
-  "invalid_scope",
-]);
+const TERMINAL_ERRORS = new Set(["invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"]);
 
 export interface FailureFacts {
   /** HTTP status of the token endpoint's answer, if one arrived. */

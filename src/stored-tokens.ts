@@ -43,9 +43,7 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
   const record = value as Record<string, unknown>;
   if (record.version !== 1) {
     const detail =
-      typeof record.version === "number"
-        ? "its format version is not 1 (written by a newer connect-oidc?)"
-        : "it has no format version";
+      typeof record.version === "number" ? "its format version is not 1 (written by a newer connect-oidc?)" : "it has no format version";
     throw corrupt(where, detail);
   }
   for (const key of ["issuer", "clientId"] as const) {
@@ -71,8 +69,5 @@ const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
 const optionalNumbers = ["issuedAt", "expiresAt"] as const;
 
 function corrupt(where: string, detail: string): TokenStoreError {
-  return new TokenStoreError(
-    "corrupt",
-    `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`,
-  );
+  return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);
 }

@@ -7,25 +7,10 @@ import { abortable } from "./abortable.js";
 import { systemClock } from "./clock.js";
 import { ConfigurationError, ConnectOidcError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { createOidcAdapter, describeFailure, failureFacts, type OidcAdapter } from "./oidc.js";
-import {
-  backoffDelay,
-  DEFAULT_REFRESH_WINDOW_MS,
-  isTerminal,
-  isUsable,
-  refreshAt,
-  tokenTimes,
-} from "./policy.js";
+import { backoffDelay, DEFAULT_REFRESH_WINDOW_MS, isTerminal, isUsable, refreshAt, tokenTimes } from "./policy.js";
 import { createSingleFlight } from "./single-flight.js";
 import { memoryStore } from "./memory-store.js";
-import type {
-  Clock,
-  RefreshReason,
-  StoredTokens,
-  TokenEndpointResponse,
-  TokenEvent,
-  TokenProvider,
-  TokenStore,
-} from "./types.js";
+import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
 export interface TokenManagerOptions {
   /** Issuer URL; discovery through openid-client happens once. */
@@ -108,7 +93,8 @@ interface Outcome {
  */
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
   if (options.issuer === undefined || options.issuer === "") throw new ConfigurationError("createTokenManager: `issuer` is required");
-  if (typeof options.clientId !== "string" || options.clientId === "") throw new ConfigurationError("createTokenManager: `clientId` is required");
+  if (typeof options.clientId !== "string" || options.clientId === "")
+    throw new ConfigurationError("createTokenManager: `clientId` is required");
   let issuerUrl: URL;
   try {
     issuerUrl = new URL(options.issuer);
@@ -116,7 +102,9 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     throw new ConfigurationError("createTokenManager: `issuer` is not a valid URL", { cause });
   }
   if (issuerUrl.protocol === "http:" && !options.allowInsecureRequests) {
-    throw new ConfigurationError("createTokenManager: an http:// issuer needs `allowInsecureRequests: true` (loopback development and tests only)");
+    throw new ConfigurationError(
+      "createTokenManager: an http:// issuer needs `allowInsecureRequests: true` (loopback development and tests only)",
+    );
   }
   const grant = options.grant ?? "refresh_token";
   if (grant !== "refresh_token" && grant !== "client_credentials") {

@@ -9,10 +9,7 @@ export interface TokenProvider {
    * is still the current one, refresh (even if the clock says it is valid); if a
    * newer one exists, return that without a new refresh.
    */
-  getAccessToken(options?: {
-    readonly signal?: AbortSignal;
-    readonly rejected?: string;
-  }): Promise<string>;
+  getAccessToken(options?: { readonly signal?: AbortSignal; readonly rejected?: string }): Promise<string>;
 }
 
 /**

@@ -65,7 +65,9 @@ describe("npm run demo", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("runs 35 s across several token lifetimes: nothing fails, ≥ 3 proactive refreshes, ≥ 1 reactive retry, no token printed", { timeout: 120_000 }, async (t) => {
+  it("runs 35 s across several token lifetimes: nothing fails, ≥ 3 proactive refreshes, ≥ 1 reactive retry, no token printed", {
+    timeout: 120_000,
+  }, async (t) => {
     const tokenFile = join(dir, "tokens.txt");
     const run = await runDemo(["--duration", "35s", "--record-tokens", tokenFile]);
     const output = `${run.stdout}\n${run.stderr}`;
@@ -161,8 +163,14 @@ describe("event client (examples/events.ts)", () => {
     assert.equal(summary.failedAttempts, 5);
     assert.equal(summary.malformed, 1);
     assert.equal(summary.lost, 1);
-    assert.deepEqual(summary.lostEvents.map((e) => [e.line, e.clientEventId]), [[3, "b"]]);
-    assert.ok(log.some((l) => l.includes("Event 3 (PreToolUse Down) LOST") && l.includes("gave up after 3 attempts")), log.join("\n"));
+    assert.deepEqual(
+      summary.lostEvents.map((e) => [e.line, e.clientEventId]),
+      [[3, "b"]],
+    );
+    assert.ok(
+      log.some((l) => l.includes("Event 3 (PreToolUse Down) LOST") && l.includes("gave up after 3 attempts")),
+      log.join("\n"),
+    );
     assert.ok(log.some((l) => l.includes("Line 2 skipped: not JSON")));
   });
 });

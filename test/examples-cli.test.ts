@@ -21,7 +21,15 @@ interface Run {
 
 // Without these in the environment, "required" means what the arguments say.
 const env = { ...process.env };
-for (const name of ["OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_AUDIENCE", "AGENT_SERVER_URL", "HEARTBEAT_INTERVAL", "PORT"]) {
+for (const name of [
+  "OIDC_ISSUER",
+  "OIDC_CLIENT_ID",
+  "OIDC_CLIENT_SECRET",
+  "OIDC_AUDIENCE",
+  "AGENT_SERVER_URL",
+  "HEARTBEAT_INTERVAL",
+  "PORT",
+]) {
   delete env[name];
 }
 

@@ -259,13 +259,9 @@ describe("test IdP", () => {
     assert.equal(payload.scope, "api");
     assert.equal(idp.stats.byGrantType.client_credentials, 1);
 
-    const wrongSecret = await oidc.discovery(
-      new URL(idp.issuer),
-      idp.serviceClient.clientId,
-      undefined,
-      oidc.ClientSecretBasic("wrong"),
-      { execute: [oidc.allowInsecureRequests] },
-    );
+    const wrongSecret = await oidc.discovery(new URL(idp.issuer), idp.serviceClient.clientId, undefined, oidc.ClientSecretBasic("wrong"), {
+      execute: [oidc.allowInsecureRequests],
+    });
     // A failed client_secret_basic answers 401 with WWW-Authenticate: openid-client
     // reports a challenge error rather than a body error.
     const err = (await rejection(() => oidc.clientCredentialsGrant(wrongSecret))) as oidc.WWWAuthenticateChallengeError;
@@ -304,10 +300,7 @@ describe("test IdP", () => {
 
     const denied = await oidc.initiateDeviceAuthorization(config, { scope: "openid offline_access api" });
     await idp.denyDeviceCode(denied.user_code);
-    await expectOAuthError(
-      () => oidc.genericGrantRequest(config, DEVICE_CODE, { device_code: denied.device_code }),
-      "access_denied",
-    );
+    await expectOAuthError(() => oidc.genericGrantRequest(config, DEVICE_CODE, { device_code: denied.device_code }), "access_denied");
   });
 
   it("closes promptly with connections still open", async () => {
@@ -418,18 +411,13 @@ describe("test server", () => {
 
       it("accepts client-streaming calls", async () => {
         const parts = [new Uint8Array([0, 1, 2]), new Uint8Array(randomBytes(70_000)), new Uint8Array([255])];
-        const res = await client.collect(
-          messages(parts.map((payload, i) => ({ text: String(i), payload }))),
-          bearer(token),
-        );
+        const res = await client.collect(messages(parts.map((payload, i) => ({ text: String(i), payload }))), bearer(token));
         assert.equal(res.count, 3);
         assert.equal(res.text, "012");
         assert.equal(res.subject, "test-user");
         assertBytes(res.payload, Buffer.concat(parts));
         const record = lastRecord(server, "Collect");
-        const expected = Buffer.concat(
-          parts.map((payload, i) => envelope(bin(CollectRequestSchema, { text: String(i), payload }))),
-        );
+        const expected = Buffer.concat(parts.map((payload, i) => envelope(bin(CollectRequestSchema, { text: String(i), payload }))));
         assertBytes(await fullBody(record), expected);
       });
 
@@ -475,10 +463,7 @@ describe("test server", () => {
         assert.equal(records[0]?.status, variant.protocol === "connect" ? 401 : 200);
         // A unary request is read before the interceptor runs: its body is recorded.
         const unaryBody = bin(SayRequestSchema, { text: "x" });
-        assertBytes(
-          await fullBody(records[0] as RecordedRequest),
-          variant.protocol === "connect" ? unaryBody : envelope(unaryBody),
-        );
+        assertBytes(await fullBody(records[0] as RecordedRequest), variant.protocol === "connect" ? unaryBody : envelope(unaryBody));
       });
 
       it("refuses a token after revoke(token), for every method kind", async () => {
@@ -573,10 +558,7 @@ describe("test server", () => {
       const shortIdp = await startIdp({ accessTokenTtl: 1 });
       const shortServer = await startServer({ idp: shortIdp, http2: false });
       try {
-        const short = createClient(
-          EchoService,
-          createConnectTransport({ baseUrl: shortServer.baseUrl, httpVersion: "1.1" }),
-        );
+        const short = createClient(EchoService, createConnectTransport({ baseUrl: shortServer.baseUrl, httpVersion: "1.1" }));
         const expiring = (await shortIdp.login()).access_token;
         assert.equal((await short.say({}, bearer(expiring))).subject, "test-user");
         const exp = decodeJwt(expiring).exp ?? 0;

@@ -9,7 +9,14 @@ import { Code, ConnectError, createClient, type Client, type Transport } from "@
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
 import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
-import { createAuthInterceptor, createTokenManager, memoryStore, ReauthRequiredError, type TokenEvent, type TokenManager } from "../src/index.js";
+import {
+  createAuthInterceptor,
+  createTokenManager,
+  memoryStore,
+  ReauthRequiredError,
+  type TokenEvent,
+  type TokenManager,
+} from "../src/index.js";
 import { startIdp, type Idp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock, type ManualClock } from "./support/manual-clock.js";
@@ -136,7 +143,10 @@ describe("auth interceptor (real IdP, real servers)", () => {
         assert.deepEqual(Buffer.from(res.payload), payload);
         assert.equal(refreshes() - before, 1);
         const reqs = await requestsOf(marker);
-        assert.deepEqual(reqs.map((r) => r.auth), ["rejected", "accepted"]);
+        assert.deepEqual(
+          reqs.map((r) => r.auth),
+          ["rejected", "accepted"],
+        );
         assert.ok(reqs[0]!.body.length > 64 * 1024);
         assert.deepEqual(Buffer.from(reqs[1]!.body), Buffer.from(reqs[0]!.body), "identical body bytes on both attempts");
         assert.notEqual(reqs[1]!.tokenHash, reqs[0]!.tokenHash);
@@ -209,7 +219,10 @@ describe("auth interceptor (real IdP, real servers)", () => {
         for await (const m of client.countdown({ text: marker, payload, count: 3 })) counts.push(m.count);
         assert.deepEqual(counts, [3, 2, 1]);
         const reqs = await requestsOf(marker);
-        assert.deepEqual(reqs.map((r) => r.auth), ["rejected", "accepted"]);
+        assert.deepEqual(
+          reqs.map((r) => r.auth),
+          ["rejected", "accepted"],
+        );
         assert.deepEqual(Buffer.from(reqs[1]!.body), Buffer.from(reqs[0]!.body));
       });
 
@@ -245,27 +258,32 @@ describe("auth interceptor (real IdP, real servers)", () => {
           await waitFor(() => refreshes() - before === 1);
           const next = randomUUID();
           assert.equal((await client.say({ text: next })).subject, idp.accountId);
-          assert.deepEqual((await requestsOf(next)).map((r) => r.auth), ["accepted"], "the next call needed no retry");
+          assert.deepEqual(
+            (await requestsOf(next)).map((r) => r.auth),
+            ["accepted"],
+            "the next call needed no retry",
+          );
         });
 
-        if (hasBidi(kind)) it("bidi: never re-sent, but the refusal is reported", async () => {
-          server.revoke(login.access_token);
-          const before = refreshes();
-          const marker = randomUUID();
-          async function* messages() {
-            yield { text: marker };
-          }
-          const error = await fails(
-            (async () => {
-              for await (const _ of client.chat(messages())) {
-                // drain
-              }
-            })(),
-          );
-          assert.equal(error.code, Code.Unauthenticated);
-          assert.equal((await requestsOf(marker)).length, 1);
-          await waitFor(() => refreshes() - before === 1);
-        });
+        if (hasBidi(kind))
+          it("bidi: never re-sent, but the refusal is reported", async () => {
+            server.revoke(login.access_token);
+            const before = refreshes();
+            const marker = randomUUID();
+            async function* messages() {
+              yield { text: marker };
+            }
+            const error = await fails(
+              (async () => {
+                for await (const _ of client.chat(messages())) {
+                  // drain
+                }
+              })(),
+            );
+            assert.equal(error.code, Code.Unauthenticated);
+            assert.equal((await requestsOf(marker)).length, 1);
+            await waitFor(() => refreshes() - before === 1);
+          });
       }
 
       it("without a login the call fails with Unauthenticated naming what to do, and is not sent", async () => {

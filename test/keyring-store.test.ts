@@ -35,13 +35,10 @@ const pinned = { linux: { store: "secret-service" as const } };
 const errors: unknown[] = []; // every error seen, for the leak scan at the end
 
 const session: PrivateKeyring | string =
-  process.platform === "linux"
-    ? await startPrivateKeyring()
-    : "these tests drive gnome-keyring and run on Linux only";
+  process.platform === "linux" ? await startPrivateKeyring() : "these tests drive gnome-keyring and run on Linux only";
 const unavailable =
   typeof session === "string"
-    ? `no private Secret Service could be started (${session}); install the packages in ` +
-      `.ci/apt-packages.txt to run the keyring tests`
+    ? `no private Secret Service could be started (${session}); install the packages in ` + `.ci/apt-packages.txt to run the keyring tests`
     : undefined;
 if (unavailable !== undefined && process.env.CI === "true") {
   test("a Secret Service is available in CI", () => assert.fail(unavailable));
@@ -285,7 +282,10 @@ describe("keyringStore", { skip: unavailable }, () => {
       ],
       { timeout: 60_000 },
     );
-    const results = stdout.trim().split("\n").map((line) => JSON.parse(line) as ChildResult);
+    const results = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as ChildResult);
     assert.deepEqual(results, [
       { ok: true, value: null },
       { ok: true, value: tokens },

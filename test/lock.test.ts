@@ -59,9 +59,7 @@ describe("createFileLock across processes", () => {
     await writeFile(counter, "0");
     const processes = 5;
     const times = 20;
-    const workers = Array.from({ length: processes }, () =>
-      startWorker("count", lockPath, counter, String(times)),
-    );
+    const workers = Array.from({ length: processes }, () => startWorker("count", lockPath, counter, String(times)));
     const codes = await Promise.all(workers.map(exited));
     assert.deepEqual(codes, Array(processes).fill(0));
     assert.equal(Number(await readFile(counter, "utf8")), processes * times);
@@ -75,7 +73,11 @@ describe("createFileLock across processes", () => {
     // Let at least one heartbeat happen, so a live holder's lock is known to stay fresh.
     await sleep(1_200);
     const waiting = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 200 });
-    await assert.rejects(waiting.lock(async () => {}), { reason: "lock-timeout" }, "held while alive");
+    await assert.rejects(
+      waiting.lock(async () => {}),
+      { reason: "lock-timeout" },
+      "held while alive",
+    );
     await killed(child);
     const killedAt = Date.now();
     const taker = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 10_000 });
@@ -122,7 +124,10 @@ describe("createFileLock across processes", () => {
       await assert.rejects(attempt, (e) => e === reason);
       assert.ok(Date.now() - abortedAt < 100, "rejected promptly");
       // An already aborted signal does not even try.
-      await assert.rejects(fileLock.lock(async () => {}, AbortSignal.abort(reason)), (e) => e === reason);
+      await assert.rejects(
+        fileLock.lock(async () => {}, AbortSignal.abort(reason)),
+        (e) => e === reason,
+      );
     } finally {
       await killed(child);
     }
@@ -150,7 +155,11 @@ describe("createFileLock in one process", () => {
       ),
     );
     assert.equal(most, 1);
-    assert.deepEqual(order, [...order].sort((a, b) => a - b), "first come, first served");
+    assert.deepEqual(
+      order,
+      [...order].sort((a, b) => a - b),
+      "first come, first served",
+    );
     // With the default 100 ms retry, polling for each other would take seconds.
     assert.ok(Date.now() - started < 1_000, `took ${Date.now() - started} ms`);
   });
@@ -173,7 +182,12 @@ describe("createFileLock in one process", () => {
     release();
     assert.equal(await first, "first");
     assert.equal(await third, "third");
-    await assert.rejects(fileLock.lock(async () => { throw new Error("boom"); }), /boom/);
+    await assert.rejects(
+      fileLock.lock(async () => {
+        throw new Error("boom");
+      }),
+      /boom/,
+    );
     assert.equal(await fileLock.lock(async () => "free again"), "free again");
   });
 
@@ -187,7 +201,10 @@ describe("createFileLock in one process", () => {
       return new Promise<void>((resolve) => (release = resolve));
     });
     await inside;
-    await assert.rejects(fileLock.lock(async () => {}), { reason: "lock-timeout" });
+    await assert.rejects(
+      fileLock.lock(async () => {}),
+      { reason: "lock-timeout" },
+    );
     release();
     await first;
   });

@@ -124,10 +124,7 @@ describe("loginWithDeviceCode", () => {
     const info = infos[0] as { userCode: string; verificationUri: string; verificationUriComplete?: string; expiresIn: number };
     assert.match(info.userCode, /\S{4}/);
     assert.equal(info.verificationUri, `${idp.issuer}/device`);
-    assert.equal(
-      new URL(info.verificationUriComplete ?? "http://x").searchParams.get("user_code"),
-      info.userCode,
-    );
+    assert.equal(new URL(info.verificationUriComplete ?? "http://x").searchParams.get("user_code"), info.userCode);
     assert.ok(info.expiresIn > 0 && info.expiresIn <= 600);
     assertPlainTokens(result);
     assert.ok(idp.stats.byGrantType.device_code >= 1);
@@ -234,9 +231,7 @@ describe("loginWithDeviceCode", () => {
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const { port } = closed.address() as net.AddressInfo;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
-    const err = await rejection(
-      loginWithDeviceCode({ ...base(), issuer: `http://127.0.0.1:${port}`, onUserCode: () => {} }),
-    );
+    const err = await rejection(loginWithDeviceCode({ ...base(), issuer: `http://127.0.0.1:${port}`, onUserCode: () => {} }));
     assertLoginError(err, /discovery of http:\/\/127\.0\.0\.1:\d+\/ failed: the identity provider could not be reached/);
   });
 });

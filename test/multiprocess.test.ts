@@ -15,15 +15,7 @@ import { after, before, describe, test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Idp, startIdp } from "./support/idp.js";
 import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
-import {
-  killAll,
-  refreshedCount,
-  type SharedStore,
-  startCallers,
-  startLogin,
-  type Target,
-  totals,
-} from "./support/process-fleet.js";
+import { killAll, refreshedCount, type SharedStore, startCallers, startLogin, type Target, totals } from "./support/process-fleet.js";
 import type { WorkerReport } from "./support/process-worker.js";
 import { startServer, type TestServer } from "./support/server.js";
 
@@ -257,13 +249,19 @@ describe("processes sharing one fileStore", () => {
       assert.ok(r.failures > 0, `process ${r.pid} saw the logout`);
       assert.deepEqual(Object.keys(r.failureCodes), ["Unauthenticated/ERR_REAUTH_REQUIRED"]);
       assert.ok(r.firstFailureAt! > revokedAt);
-      assert.ok(r.lastFailureAt! <= storedAt + 2_000, `process ${r.pid} failed ${r.lastFailureAt! - storedAt} ms after the login was stored`);
+      assert.ok(
+        r.lastFailureAt! <= storedAt + 2_000,
+        `process ${r.pid} failed ${r.lastFailureAt! - storedAt} ms after the login was stored`,
+      );
       assert.ok(r.okAfterLastFailure > 10, `process ${r.pid}: ${r.okAfterLastFailure} calls succeeded afterwards`);
       assert.ok(eventsIn([r], "adopted", storedAt).length >= 1, `process ${r.pid} adopted the new login`);
     }
     // No storm: a process asks the IdP about a dead login once (twice at most), whatever its call rate.
     assert.equal(outage.invalidGrant, outage.refreshes, "every refresh after the revocation failed");
-    assert.ok(outage.refreshes >= 1 && outage.refreshes <= 2 * processes, `${outage.refreshes} refresh requests for ${processes} processes`);
+    assert.ok(
+      outage.refreshes >= 1 && outage.refreshes <= 2 * processes,
+      `${outage.refreshes} refresh requests for ${processes} processes`,
+    );
     assert.equal(afterLogin.invalidGrant, 0, "the new login is refreshed normally");
   });
 });

@@ -11,14 +11,22 @@ import { after, describe, it } from "node:test";
 
 const root = resolve(import.meta.dirname, "..");
 const npm = (args: string[], cwd: string) =>
-  execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, npm_config_loglevel: "error" } });
+  execFileSync("npm", args, {
+    cwd,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, npm_config_loglevel: "error" },
+  });
 
 describe("npm pack", () => {
   const dir = mkdtempSync(join(tmpdir(), "connect-oidc-pack-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("installs into a fresh project and imports from both entry points, ESM and CJS", () => {
-    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as { filename: string; files: { path: string }[] }[];
+    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     const tarball = join(dir, packed[0]!.filename);
     const files = packed[0]!.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));

@@ -34,11 +34,26 @@ describe("refresh policy", () => {
   });
 
   it("backs off exponentially with jitter, capped", () => {
-    assert.equal(backoffDelay(1, () => 0), 500);
-    assert.equal(backoffDelay(1, () => 1), 1000);
-    assert.equal(backoffDelay(3, () => 1), 4000);
-    assert.equal(backoffDelay(30, () => 1), 60_000);
-    assert.equal(backoffDelay(30, () => 0), 30_000);
+    assert.equal(
+      backoffDelay(1, () => 0),
+      500,
+    );
+    assert.equal(
+      backoffDelay(1, () => 1),
+      1000,
+    );
+    assert.equal(
+      backoffDelay(3, () => 1),
+      4000,
+    );
+    assert.equal(
+      backoffDelay(30, () => 1),
+      60_000,
+    );
+    assert.equal(
+      backoffDelay(30, () => 0),
+      30_000,
+    );
     const spread = new Set(Array.from({ length: 20 }, () => backoffDelay(4, Math.random)));
     assert.ok(spread.size > 10, "jitter spreads retries");
   });

@@ -43,7 +43,10 @@ process.exitCode = events.includes("refreshed") && events.includes("refresh-fail
 `;
 
 it("prints nothing to stdout or stderr through refreshes, failures and re-login", () => {
-  const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+  const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   assert.equal(child.status, 0, `exit ${child.status}: ${child.stderr}`);
   assert.equal(child.stdout, "");
   assert.equal(child.stderr, "");

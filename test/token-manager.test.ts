@@ -18,7 +18,7 @@ import {
 import { createOidcAdapter } from "../src/oidc.js";
 import { startIdp, type Idp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
-import { createManualClock, type ManualClock } from "./support/manual-clock.js";
+import { createManualClock } from "./support/manual-clock.js";
 
 const HOUR = 3600_000;
 
@@ -103,7 +103,14 @@ describe("token manager (real oidc-provider)", () => {
     manager.close();
     await clock.advance(HOUR + 1);
     const seen: TokenEvent[] = [];
-    const m = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => seen.push(e) });
+    const m = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      clock,
+      store,
+      onEvent: (e) => seen.push(e),
+    });
     managers.push(m);
     const before = idp.stats.byGrantType.refresh_token;
     const tokens = await Promise.all(Array.from({ length: 200 }, () => get(m)));
@@ -111,7 +118,10 @@ describe("token manager (real oidc-provider)", () => {
     assert.equal(new Set(tokens).size, 1);
     assert.notEqual(tokens[0], seed.access_token);
     // The first refresh of a login loaded from the store is reported as "startup".
-    assert.deepEqual(seen.map((e) => e.type === "refreshed" && e.reason), ["startup"]);
+    assert.deepEqual(
+      seen.map((e) => e.type === "refreshed" && e.reason),
+      ["startup"],
+    );
   });
 
   it("refreshes proactively in the background: callers never wait while the token is valid", async () => {
@@ -127,7 +137,10 @@ describe("token manager (real oidc-provider)", () => {
     assert.ok(performance.now() - t0 < 100, "a caller did not wait for the slow IdP");
     await waitFor(() => seen.some((e) => e.type === "refreshed"));
     const refreshed = seen.find((e) => e.type === "refreshed");
-    assert.deepEqual(refreshed && { type: refreshed.type, reason: (refreshed as { reason: string }).reason }, { type: "refreshed", reason: "proactive" });
+    assert.deepEqual(refreshed && { type: refreshed.type, reason: (refreshed as { reason: string }).reason }, {
+      type: "refreshed",
+      reason: "proactive",
+    });
     assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
     const next = await get(manager);
     assert.notEqual(next, login.access_token);
@@ -202,7 +215,14 @@ describe("token manager (real oidc-provider)", () => {
     const store = memoryStore();
     const { manager: first, clock, seen } = await setup({ store });
     const secondSeen: TokenEvent[] = [];
-    const second = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => secondSeen.push(e) });
+    const second = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      clock,
+      store,
+      onEvent: (e) => secondSeen.push(e),
+    });
     managers.push(second);
     await get(second); // loads the shared login
     await idp.revokeGrant();
@@ -246,7 +266,10 @@ describe("token manager (real oidc-provider)", () => {
     await waitFor(() => seen.some((e) => e.type === "refreshed"));
     const recovered = await get(manager);
     assert.notEqual(recovered, login.access_token);
-    assert.ok(idp.stats.byGrantType.refresh_token - before < 12, `requests during the outage: ${idp.stats.byGrantType.refresh_token - before}`);
+    assert.ok(
+      idp.stats.byGrantType.refresh_token - before < 12,
+      `requests during the outage: ${idp.stats.byGrantType.refresh_token - before}`,
+    );
   });
 
   it("a wait for a slow refresh ends at once when the caller aborts", async () => {
@@ -254,7 +277,14 @@ describe("token manager (real oidc-provider)", () => {
     const { manager, clock } = await setup({ store });
     manager.close();
     await clock.advance(HOUR + 1);
-    const m = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store, onEvent: (e) => events.push(e) });
+    const m = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      clock,
+      store,
+      onEvent: (e) => events.push(e),
+    });
     managers.push(m);
     idp.setTokenLatency(3000);
     const controller = new AbortController();
@@ -352,7 +382,14 @@ describe("token manager (real oidc-provider)", () => {
     await first.setTokens(login);
     first.close();
     await clock.advance(2 * HOUR);
-    const second = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock, onEvent: (e) => seen.push(e) });
+    const second = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      store,
+      clock,
+      onEvent: (e) => seen.push(e),
+    });
     managers.push(second);
     const token = await get(second);
     assert.notEqual(token, login.access_token);

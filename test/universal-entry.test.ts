@@ -18,6 +18,9 @@ it("connect-oidc bundles for the browser without Node built-ins", async () => {
     metafile: true,
   });
   const inputs = Object.keys(result.metafile.inputs);
-  assert.ok(inputs.some((i) => i.includes("openid-client")), "openid-client is part of the bundle");
+  assert.ok(
+    inputs.some((i) => i.includes("openid-client")),
+    "openid-client is part of the bundle",
+  );
   assert.ok(!inputs.some((i) => i.startsWith("node:") || i.includes("src/node")), inputs.join("\n"));
 });

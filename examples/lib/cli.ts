@@ -177,7 +177,11 @@ export function parseCli<const F extends Readonly<Record<string, FlagSpec>>>(spe
   }
   const max = spec.positionals?.max ?? 0;
   if (positionals.length > max) {
-    usageError(max === 0 ? `unexpected argument ${JSON.stringify(positionals[0])}` : `too many arguments: ${positionals.map((p) => JSON.stringify(p)).join(" ")}`);
+    usageError(
+      max === 0
+        ? `unexpected argument ${JSON.stringify(positionals[0])}`
+        : `too many arguments: ${positionals.map((p) => JSON.stringify(p)).join(" ")}`,
+    );
   }
 
   const values: Record<string, string | boolean | undefined> = {};

@@ -30,7 +30,8 @@ export function login(method: LoginMethod, options: LoginBase): Promise<TokenEnd
       ...options,
       onUserCode(info) {
         const minutes = Math.max(1, Math.round(info.expiresIn / 60));
-        if (info.verificationUriComplete) stderr(`To sign in, open ${info.verificationUriComplete} (code ${info.userCode}, valid ${minutes} min)`);
+        if (info.verificationUriComplete)
+          stderr(`To sign in, open ${info.verificationUriComplete} (code ${info.userCode}, valid ${minutes} min)`);
         else stderr(`To sign in, open ${info.verificationUri} and enter the code ${info.userCode} (valid ${minutes} min)`);
       },
     });

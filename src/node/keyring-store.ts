@@ -36,14 +36,15 @@ export function keyringValueLimit(platform: NodeJS.Platform = process.platform):
 export function keyringStore(options: KeyringStoreOptions): TokenStore {
   const { service, account } = options ?? {};
   if (typeof service !== "string" || service === "" || typeof account !== "string" || account === "") {
-    throw new ConfigurationError('keyringStore: `service` and `account` must be non-empty strings, e.g. { service: "my-cli", account: "default" }');
+    throw new ConfigurationError(
+      'keyringStore: `service` and `account` must be non-empty strings, e.g. { service: "my-cli", account: "default" }',
+    );
   }
   if (options.linuxStore !== undefined && options.linuxStore !== "secret-service" && options.linuxStore !== "keyutils") {
     throw new ConfigurationError('keyringStore: `linuxStore` must be "secret-service" or "keyutils"');
   }
   const what = `the login (keyring service "${service}", account "${account}")`;
-  const entryOptions: EntryOptions | undefined =
-    options.linuxStore === undefined ? undefined : { linux: { store: options.linuxStore } };
+  const entryOptions: EntryOptions | undefined = options.linuxStore === undefined ? undefined : { linux: { store: options.linuxStore } };
   const main = entrySlot(service, account, entryOptions);
   // A separate entry, so probing never touches a login another process is storing.
   const probe = entrySlot(service, `${account} (connect-oidc probe)`, entryOptions);
@@ -227,7 +228,7 @@ function runtimeDirectory(): string {
 function checkRuntimeFolder(folder: string): void {
   const uid = process.getuid?.();
   if (uid === undefined) return;
-  let stat;
+  let stat: ReturnType<typeof lstatSync>;
   try {
     stat = lstatSync(folder);
   } catch {

@@ -65,12 +65,16 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
           throw ioError(path, error);
         });
         let compromised: Error | undefined;
-        const release = await acquire(path, { ...lockOptions, onCompromised: (e) => (compromised = e) }, {
-          deadline,
-          retryMs,
-          signal,
-          timeout,
-        });
+        const release = await acquire(
+          path,
+          { ...lockOptions, onCompromised: (e) => (compromised = e) },
+          {
+            deadline,
+            retryMs,
+            signal,
+            timeout,
+          },
+        );
         let result: T;
         try {
           result = await fn();
@@ -134,11 +138,7 @@ const timedOut = Symbol("timed out");
 const never = new Promise<void>(() => {});
 
 /** Waits for the earlier callers in this process; resolves to "leave the queue". */
-async function enterQueue(
-  path: string,
-  signal: AbortSignal | undefined,
-  deadline: number,
-): Promise<() => void> {
+async function enterQueue(path: string, signal: AbortSignal | undefined, deadline: number): Promise<() => void> {
   const previous = queues.get(path) ?? Promise.resolve();
   let leave!: () => void;
   const done = new Promise<void>((resolve) => (leave = resolve));
@@ -178,8 +178,7 @@ function settledWithin(promise: Promise<unknown>, ms: number, signal: AbortSigna
 function ioError(path: string, error: unknown): TokenStoreError {
   return new TokenStoreError(
     "io",
-    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder ` +
-      `is writable by this user.`,
+    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder ` + `is writable by this user.`,
     { cause: error },
   );
 }

@@ -124,10 +124,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
 
     // Everything that can end the wait other than the redirect itself.
     const interrupted = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)),
-        timeoutMs,
-      );
+      timer = setTimeout(() => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)), timeoutMs);
       if (signal !== undefined) {
         onAbort = () => reject(signal.reason);
         signal.addEventListener("abort", onAbort, { once: true });
@@ -233,11 +230,12 @@ async function startListener(state: string): Promise<Listener> {
 
   let finished: Promise<void> | undefined;
   const finish = (ok: boolean) =>
-    (finished ??= accepted === undefined
-      ? Promise.resolve()
-      : ok
-        ? page(accepted, 200, "Logged in", "You are logged in. You can close this window and go back to the application.")
-        : page(accepted, 400, "Login failed", "The login did not complete. You can close this window and go back to the application."));
+    (finished ??=
+      accepted === undefined
+        ? Promise.resolve()
+        : ok
+          ? page(accepted, 200, "Logged in", "You are logged in. You can close this window and go back to the application.")
+          : page(accepted, 400, "Login failed", "The login did not complete. You can close this window and go back to the application."));
 
   let closed: Promise<void> | undefined;
   const close = () =>

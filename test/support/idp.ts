@@ -24,11 +24,7 @@ import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { exportJWK, generateKeyPair } from "jose";
 import type Provider from "oidc-provider";
-import type {
-  Adapter,
-  AdapterPayload,
-  Configuration,
-} from "oidc-provider";
+import type { Adapter, AdapterPayload, Configuration } from "oidc-provider";
 import * as oidc from "openid-client";
 import { createCookieJar } from "./headless-browser.js";
 
@@ -180,7 +176,10 @@ function createAdapterFactory() {
         entries.set(key(id), { payload, expiresAt });
         if (payload.grantId) {
           let keys = byGrant.get(payload.grantId);
-          if (!keys) byGrant.set(payload.grantId, (keys = new Set()));
+          if (!keys) {
+            keys = new Set();
+            byGrant.set(payload.grantId, keys);
+          }
           keys.add(key(id));
         }
         if (payload.userCode) byUserCode.set(payload.userCode, key(id));
@@ -209,8 +208,7 @@ function createAdapterFactory() {
     };
   };
 
-  const grantIds = () =>
-    [...entries.keys()].filter((k) => k.startsWith("Grant:")).map((k) => k.slice("Grant:".length));
+  const grantIds = () => [...entries.keys()].filter((k) => k.startsWith("Grant:")).map((k) => k.slice("Grant:".length));
 
   return { factory, grantIds };
 }
@@ -231,11 +229,7 @@ function createBrowser() {
    * Request, then follow redirects until a 2xx page (returned) or a Location that
    * starts with `stopAt` (returned as a URL, not requested).
    */
-  const navigate = async (
-    url: string,
-    init: RequestInit = {},
-    stopAt?: string,
-  ): Promise<{ url: URL } | { page: Response; url: URL }> => {
+  const navigate = async (url: string, init: RequestInit = {}, stopAt?: string): Promise<{ url: URL } | { page: Response; url: URL }> => {
     let current = new URL(url);
     let res = await request(current.href, init);
     for (let hops = 0; hops < 20; hops++) {
@@ -260,7 +254,7 @@ function createBrowser() {
 
 /** The hidden inputs and action of the first form in an oidc-provider page. */
 function parseForm(html: string, base: URL): { action: URL; fields: URLSearchParams } {
-  const unescape = (s: string) =>
+  const decodeEntities = (s: string) =>
     s
       .replace(/&quot;/g, '"')
       .replace(/&#x27;|&#39;/g, "'")
@@ -273,9 +267,9 @@ function parseForm(html: string, base: URL): { action: URL; fields: URLSearchPar
   for (const m of html.matchAll(/<input[^>]*type="hidden"[^>]*>/gi)) {
     const name = /name="([^"]*)"/.exec(m[0])?.[1];
     const value = /value="([^"]*)"/.exec(m[0])?.[1] ?? "";
-    if (name) fields.append(unescape(name), unescape(value));
+    if (name) fields.append(decodeEntities(name), decodeEntities(value));
   }
-  return { action: new URL(unescape(form[1] ?? ""), base), fields };
+  return { action: new URL(decodeEntities(form[1] ?? ""), base), fields };
 }
 
 async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
@@ -514,12 +508,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     }
     const grantId = await grant.save();
 
-    await provider.interactionFinished(
-      req,
-      res,
-      { login: { accountId }, consent: { grantId } },
-      { mergeWithLastSubmission: false },
-    );
+    await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
   };
 
   handler = (req, res) => {
@@ -540,8 +529,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
   let cliConfig: Promise<oidc.Configuration> | undefined;
   let serviceConfig: Promise<oidc.Configuration> | undefined;
   const discoveryOptions = { execute: [oidc.allowInsecureRequests] };
-  const getCliConfig = () =>
-    (cliConfig ??= oidc.discovery(new URL(issuer), clientId, undefined, oidc.None(), discoveryOptions));
+  const getCliConfig = () => (cliConfig ??= oidc.discovery(new URL(issuer), clientId, undefined, oidc.None(), discoveryOptions));
   const getServiceConfig = () =>
     (serviceConfig ??= oidc.discovery(
       new URL(issuer),
@@ -593,13 +581,11 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
       confirm.fields.set("abort", "yes");
     }
     // confirm → authorization → /interaction/:uid (auto-approved) → resume → success page.
-    const done = await browser.navigate(confirm.action.href, { method: "POST", body: confirm.fields }).catch(
-      (err: unknown) => {
-        // An aborted device flow answers an error page (400); that is the expected end.
-        if (decision === "abort") return undefined;
-        throw err;
-      },
-    );
+    const done = await browser.navigate(confirm.action.href, { method: "POST", body: confirm.fields }).catch((err: unknown) => {
+      // An aborted device flow answers an error page (400); that is the expected end.
+      if (decision === "abort") return undefined;
+      throw err;
+    });
     if (decision === "confirm") {
       if (!done || !("page" in done)) throw new Error("device flow: did not reach the success page");
       const text = await done.page.text();

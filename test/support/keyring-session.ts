@@ -71,10 +71,7 @@ export async function startPrivateKeyring(options: { keyring?: boolean } = {}): 
       keyring.stdin?.end("pw"); // --unlock reads the login keyring's password from stdin
       await started;
       await waitFor(async () => (await dbus(env, nameHasOwner)).includes("boolean true"), "the Secret Service");
-      await waitFor(
-        async () => (await dbus(env, lockedProperty).catch(() => "")).includes("boolean false"),
-        "an unlocked login keyring",
-      );
+      await waitFor(async () => (await dbus(env, lockedProperty).catch(() => "")).includes("boolean false"), "an unlocked login keyring");
     }
     return {
       address,

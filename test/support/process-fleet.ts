@@ -99,7 +99,11 @@ export function startWorker(mode: "call" | "login", target: Target, extra: strin
             if (found !== undefined) resolve(found);
             else {
               const error = lines.find((l) => l.kind === "error");
-              reject(new Error(`worker ${child.pid} (${mode}) exited (${code}) without a "${kind}" line${error ? `: ${JSON.stringify(error)}` : ""}`));
+              reject(
+                new Error(
+                  `worker ${child.pid} (${mode}) exited (${code}) without a "${kind}" line${error ? `: ${JSON.stringify(error)}` : ""}`,
+                ),
+              );
             }
           });
         });

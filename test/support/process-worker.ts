@@ -161,7 +161,10 @@ async function runCalls(): Promise<void> {
   const lines = await stdinLines();
   print({ kind: "ready", pid: process.pid });
   for (;;) {
-    const line = await Promise.race([lines.next(), new Promise<undefined>((resolve) => stop.signal.addEventListener("abort", () => resolve(undefined)))]);
+    const line = await Promise.race([
+      lines.next(),
+      new Promise<undefined>((resolve) => stop.signal.addEventListener("abort", () => resolve(undefined))),
+    ]);
     if (line === undefined || line.done || line.value.trim() === "go") break;
   }
 

@@ -264,10 +264,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     contextValues: (req) => createContextValues().set(kRecord, recordsByRequest.get(req)),
   });
 
-  const onRequest = (
-    req: http.IncomingMessage | http2.Http2ServerRequest,
-    res: http.ServerResponse | http2.Http2ServerResponse,
-  ) => {
+  const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const contentType = req.headers["content-type"];
     const token = bearerOf(req.headers.authorization);
     let jti: string | undefined;
