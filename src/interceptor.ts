@@ -4,7 +4,7 @@
  * It knows nothing of OIDC: tokens come from a TokenProvider.
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
-import { ConfigurationError, ReauthRequiredError } from "./errors.js";
+import { ConfigurationError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
 
 export interface AuthInterceptorOptions {
@@ -46,7 +46,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       return await tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected });
     } catch (error) {
       if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
-      throw unauthenticated(error);
+      throw unauthenticated(error, rejected !== undefined);
     }
   };
 
@@ -125,9 +125,14 @@ async function openStream(next: Next, req: StreamRequest): Promise<StreamRespons
   return {
     ...res,
     message: (async function* () {
-      if (first.done) return;
-      yield first.value;
-      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+      try {
+        if (first.done) return;
+        yield first.value;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+      } finally {
+        // A consumer that stops early ends the underlying stream too.
+        await it.return?.();
+      }
     })(),
   };
 }
@@ -147,8 +152,10 @@ function isUnauthenticated(error: unknown): boolean {
   return error instanceof ConnectError ? error.code === Code.Unauthenticated : ConnectError.from(error).code === Code.Unauthenticated;
 }
 
-function unauthenticated(cause: unknown): ConnectError {
+function unauthenticated(cause: unknown, afterRefusal: boolean): ConnectError {
   const why = cause instanceof Error ? cause.message : "no access token could be obtained";
-  const advice = cause instanceof ReauthRequiredError ? "" : " (the request was not sent)";
-  return new ConnectError(`Not authenticated: ${why}${advice}`, Code.Unauthenticated, undefined, undefined, cause);
+  const what = afterRefusal
+    ? "the server refused the access token and no new one could be had"
+    : "no access token, the request was not sent";
+  return new ConnectError(`Not authenticated (${what}): ${why}`, Code.Unauthenticated, undefined, undefined, cause);
 }
