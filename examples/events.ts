@@ -21,15 +21,12 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { createAuthInterceptor } from "connect-oidc";
 import { AgentSessionService, Decision } from "../gen/agent/v1/session_pb.js";
 import { parseCli, runMain, usageError } from "./lib/cli.js";
 import { formatDuration } from "./lib/duration.js";
-import type { LoginMethod } from "./lib/login.js";
 import { STORE_HELP } from "./lib/store.js";
 import { stopOnCtrlC } from "./lib/signals.js";
-import { loggedInTokenManager } from "./lib/tokens.js";
+import { withLoggedInTransport } from "./lib/tokens.js";
 
 export interface AgentEvent {
   readonly hookEventName: string;
@@ -314,18 +311,7 @@ async function main(): Promise<number> {
     usageError(`give the events file once: --file ${values.file} or ${positionals[0]}`);
   const file = values.file ?? positionals[0] ?? "-";
   if (file !== "-" && !existsSync(file)) usageError(`no such events file: ${JSON.stringify(file)}`);
-  const tokens = await loggedInTokenManager({
-    issuer: values.issuer,
-    clientId: values["client-id"],
-    ...(values.store !== undefined ? { store: values.store } : {}),
-    ...(values.login !== undefined ? { login: values.login as LoginMethod | "none" } : {}),
-  });
-  try {
-    const transport = createConnectTransport({
-      baseUrl: values.server,
-      httpVersion: values.http2 ? "2" : "1.1",
-      interceptors: [createAuthInterceptor(tokens)],
-    });
+  return withLoggedInTransport(values, async (transport) => {
     const summary = await runEvents({
       transport,
       source: readLines(file),
@@ -343,9 +329,7 @@ async function main(): Promise<number> {
     );
     for (const lost of summary.lostEvents) stderr(`  lost: line ${lost.line}, client_event_id ${lost.clientEventId}: ${lost.reason}`);
     return summary.lost === 0 && summary.malformed === 0 ? 0 : 1;
-  } finally {
-    tokens.close();
-  }
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runMain("events", main);

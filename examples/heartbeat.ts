@@ -11,15 +11,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { createAuthInterceptor } from "connect-oidc";
 import { AgentSessionService } from "../gen/agent/v1/session_pb.js";
 import { parseCli, runMain } from "./lib/cli.js";
 import { formatDuration, parseDuration } from "./lib/duration.js";
-import type { LoginMethod } from "./lib/login.js";
 import { stopOnCtrlC } from "./lib/signals.js";
 import { STORE_HELP } from "./lib/store.js";
-import { loggedInTokenManager } from "./lib/tokens.js";
+import { withLoggedInTransport } from "./lib/tokens.js";
 
 export interface HeartbeatOptions {
   /** A transport that authenticates its calls (createAuthInterceptor). */
@@ -137,18 +134,7 @@ async function main(): Promise<number> {
   const { values } = parseFlags();
   const intervalMs = parseDuration(values.interval);
   const durationMs = values.duration !== undefined ? parseDuration(values.duration) : undefined;
-  const tokens = await loggedInTokenManager({
-    issuer: values.issuer,
-    clientId: values["client-id"],
-    ...(values.store !== undefined ? { store: values.store } : {}),
-    ...(values.login !== undefined ? { login: values.login as LoginMethod | "none" } : {}),
-  });
-  try {
-    const transport = createConnectTransport({
-      baseUrl: values.server,
-      httpVersion: values.http2 ? "2" : "1.1",
-      interceptors: [createAuthInterceptor(tokens)],
-    });
+  return withLoggedInTransport(values, async (transport) => {
     const result = await runHeartbeat({
       transport,
       agentName: values["agent-name"],
@@ -158,9 +144,7 @@ async function main(): Promise<number> {
     });
     process.stdout.write(`heartbeats: sent ${result.sent}, failed ${result.failed}; session ${result.ended ? "ended" : "NOT ended"}\n`);
     return result.failed === 0 && result.ended ? 0 : 1;
-  } finally {
-    tokens.close();
-  }
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runMain("heartbeat", main);

@@ -3,7 +3,9 @@
  * one is there (another process may have made it), else from an interactive login whose
  * result is saved to the store for every later process.
  */
-import { createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "connect-oidc";
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { createAuthInterceptor, createTokenManager, ReauthRequiredError, type TokenEvent, type TokenManager } from "connect-oidc";
 import { defaultLoginMethod, isLoopback, login, type LoginMethod } from "./login.js";
 import { storeFromFlag } from "./store.js";
 import { printTokenEvents } from "./token-events.js";
@@ -61,4 +63,34 @@ export async function loggedInTokenManager(options: LoggedInOptions): Promise<To
   }
   stderr("✓ Logged in");
   return tokens;
+}
+
+export interface ClientFlags {
+  readonly issuer: string;
+  readonly "client-id": string;
+  readonly server: string;
+  readonly store?: string | undefined;
+  readonly login?: string | undefined;
+  readonly http2?: boolean | undefined;
+}
+
+/** The example clients' common start: a logged-in token manager behind an authenticating transport. */
+export async function withLoggedInTransport<T>(flags: ClientFlags, run: (transport: Transport) => Promise<T>): Promise<T> {
+  const tokens = await loggedInTokenManager({
+    issuer: flags.issuer,
+    clientId: flags["client-id"],
+    ...(flags.store !== undefined ? { store: flags.store } : {}),
+    ...(flags.login !== undefined ? { login: flags.login as LoginMethod | "none" } : {}),
+  });
+  try {
+    return await run(
+      createConnectTransport({
+        baseUrl: flags.server,
+        httpVersion: flags.http2 ? "2" : "1.1",
+        interceptors: [createAuthInterceptor(tokens)],
+      }),
+    );
+  } finally {
+    tokens.close();
+  }
 }
