@@ -38,7 +38,7 @@ const session: PrivateKeyring | string =
   process.platform === "linux" ? await startPrivateKeyring() : "these tests drive gnome-keyring and run on Linux only";
 const unavailable =
   typeof session === "string"
-    ? `no private Secret Service could be started (${session}); install the packages in ` + `.ci/apt-packages.txt to run the keyring tests`
+    ? `no private Secret Service could be started (${session}); install the packages in .ci/apt-packages.txt to run the keyring tests`
     : undefined;
 if (unavailable !== undefined && process.env.CI === "true") {
   test("a Secret Service is available in CI", () => assert.fail(unavailable));

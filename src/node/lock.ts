@@ -178,7 +178,7 @@ function settledWithin(promise: Promise<unknown>, ms: number, signal: AbortSigna
 function ioError(path: string, error: unknown): TokenStoreError {
   return new TokenStoreError(
     "io",
-    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder ` + `is writable by this user.`,
+    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder is writable by this user.`,
     { cause: error },
   );
 }
