@@ -10,40 +10,16 @@
  * second after it: ≥ 3 proactive and ≥ 1 reactive hold with room to spare.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
 import { AgentSessionService, Decision } from "../gen/agent/v1/session_pb.js";
 import { runEvents } from "../examples/events.js";
+import { runExample } from "./support/run-example.js";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly ms: number;
-}
-
-function runDemo(args: readonly string[]): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "examples/demo.ts", ...args], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-  });
-}
+const runDemo = (args: readonly string[]) => runExample("demo", args);
 
 /** The numbers of one summary row, by name: "sent 35, failed 0" → { sent: 35, failed: 0 }. */
 function row(stdout: string, label: string): Record<string, number> {

@@ -5,19 +5,12 @@
  * that fails or finishes before it opens anything.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
-
-const root = fileURLToPath(new URL("..", import.meta.url));
+import { type ExampleRun, runExample } from "./support/run-example.js";
 
 const EXAMPLES = ["heartbeat", "events", "client-credentials", "demo", "server"] as const;
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type Run = ExampleRun;
 
 // Without these in the environment, "required" means what the arguments say.
 const env = { ...process.env };
@@ -33,21 +26,7 @@ for (const name of [
   delete env[name];
 }
 
-function run(example: string, args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", `examples/${example}.ts`, ...args], {
-      cwd: root,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (example: string, args: readonly string[]) => runExample(example, args, env);
 
 function assertUsageError(r: Run, message: RegExp): void {
   const output = `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
