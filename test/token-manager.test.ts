@@ -46,13 +46,14 @@ describe("token manager (real oidc-provider)", () => {
     idp.setTokenOutage(undefined);
   });
 
+  // The test IdP's public CLI client, over plain http on loopback.
+  const cli = () => ({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
+
   async function setup(extra: Partial<TokenManagerOptions> = {}) {
     const clock = createManualClock();
     const seen: TokenEvent[] = [];
     const manager = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
+      ...cli(),
       clock,
       random: () => 0.5,
       onEvent: (e) => {
@@ -97,16 +98,14 @@ describe("token manager (real oidc-provider)", () => {
     const store = memoryStore();
     const seed = await idp.login();
     leaks.remember(seed.access_token, seed.refresh_token);
-    const first = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, clock, store });
+    const first = createTokenManager({ ...cli(), clock, store });
     await first.setTokens(seed);
     first.close();
     manager.close();
     await clock.advance(HOUR + 1);
     const seen: TokenEvent[] = [];
     const m = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
+      ...cli(),
       clock,
       store,
       onEvent: (e) => seen.push(e),
@@ -216,9 +215,7 @@ describe("token manager (real oidc-provider)", () => {
     const { manager: first, clock, seen } = await setup({ store });
     const secondSeen: TokenEvent[] = [];
     const second = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
+      ...cli(),
       clock,
       store,
       onEvent: (e) => secondSeen.push(e),
@@ -278,9 +275,7 @@ describe("token manager (real oidc-provider)", () => {
     manager.close();
     await clock.advance(HOUR + 1);
     const m = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
+      ...cli(),
       clock,
       store,
       onEvent: (e) => events.push(e),
@@ -378,14 +373,12 @@ describe("token manager (real oidc-provider)", () => {
     const login = await idp.login();
     leaks.remember(login.access_token, login.refresh_token);
     const seen: TokenEvent[] = [];
-    const first = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    const first = createTokenManager({ ...cli(), store, clock });
     await first.setTokens(login);
     first.close();
     await clock.advance(2 * HOUR);
     const second = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
+      ...cli(),
       store,
       clock,
       onEvent: (e) => seen.push(e),
