@@ -1,13 +1,23 @@
 import type { Clock } from "./types.js";
 
-// setTimeout's delay is a signed 32-bit integer; longer delays fire at once.
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** setTimeout's delay is a signed 32-bit integer; a longer one fires at once (with a warning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** The real clock. Timers are unref'd: a pending refresh never keeps a process alive. */
-export const systemClock: Clock = {
+/** A delay setTimeout takes as meant: not negative, not NaN, at most MAX_TIMER_MS (about 24.8 days). */
+export function clampDelay(ms: number): number {
+  return Number.isNaN(ms) ? 0 : Math.min(Math.max(0, ms), MAX_TIMER_MS);
+}
+
+/**
+ * The real clock: `now` is the wall clock (persisted and compared across processes),
+ * `monotonic` never steps (intervals, timeouts, ordering). Timers are clamped and unref'd:
+ * a pending refresh never keeps a process alive.
+ */
+export const systemClock: Required<Clock> = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimeout(fn, ms) {
-    const handle = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+    const handle = setTimeout(fn, clampDelay(ms));
     (handle as { unref?: () => void }).unref?.();
     return handle;
   },
@@ -15,3 +25,8 @@ export const systemClock: Clock = {
     clearTimeout(handle as ReturnType<typeof setTimeout>);
   },
 };
+
+/** The monotonic reading of `clock`; a clock without one falls back to its wall clock. */
+export function monotonicOf(clock: Clock): () => number {
+  return clock.monotonic ? () => clock.monotonic!() : () => clock.now();
+}

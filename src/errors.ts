@@ -1,10 +1,21 @@
 /**
  * Error classes with a stable `code`, on the class and the instance, `cause`
- * preserved. Messages never contain token material.
+ * preserved. Messages and causes never contain token material.
  */
+
+/** Every `code` a connect-oidc error can carry: `switch (err.code)` narrows. */
+export type ConnectOidcErrorCode =
+  | "ERR_CONNECT_OIDC"
+  | "ERR_REAUTH_REQUIRED"
+  | "ERR_TOKEN_REFRESH"
+  | "ERR_TOKEN_STORE"
+  | "ERR_LOGIN"
+  | "ERR_CONFIGURATION"
+  | "ERR_MANAGER_CLOSED";
+
 export class ConnectOidcError extends Error {
-  static code = "ERR_CONNECT_OIDC";
-  code = "ERR_CONNECT_OIDC";
+  static readonly code: ConnectOidcErrorCode = "ERR_CONNECT_OIDC";
+  readonly code: ConnectOidcErrorCode = "ERR_CONNECT_OIDC";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = this.constructor.name;
@@ -13,15 +24,15 @@ export class ConnectOidcError extends Error {
 
 /** The login is gone (no tokens, or a dead refresh token): log in again. */
 export class ReauthRequiredError extends ConnectOidcError {
-  static override code = "ERR_REAUTH_REQUIRED";
-  override code = "ERR_REAUTH_REQUIRED";
+  static override readonly code = "ERR_REAUTH_REQUIRED";
+  override readonly code = "ERR_REAUTH_REQUIRED";
 }
 
 /** A refresh failed for a reason that may pass (network, timeout, 5xx, 429). */
 export class TokenRefreshError extends ConnectOidcError {
-  static override code = "ERR_TOKEN_REFRESH";
-  override code = "ERR_TOKEN_REFRESH";
-  /** Epoch ms of the next attempt, when one is scheduled. */
+  static override readonly code = "ERR_TOKEN_REFRESH";
+  override readonly code = "ERR_TOKEN_REFRESH";
+  /** Epoch ms (wall clock) of the next scheduled attempt, when one is scheduled. */
   readonly retryAt?: number;
   constructor(message: string, options?: { cause?: unknown; retryAt?: number }) {
     super(message, options);
@@ -29,13 +40,33 @@ export class TokenRefreshError extends ConnectOidcError {
   }
 }
 
+/** Why a token store failed: `switch (err.reason)` narrows. */
+export type TokenStoreErrorReason =
+  /** The keyring is locked (its unlock prompt was dismissed or cannot be shown). */
+  | "locked"
+  /** No keyring service answers (no D-Bus session, no Secret Service, no kernel keyring). */
+  | "no-keyring"
+  /** Another keyring failure, named in the message. */
+  | "keyring-error"
+  /** The stored login cannot be read as one (not JSON, wrong format version, bad field). */
+  | "corrupt"
+  /** The login is larger than the store can hold. */
+  | "too-large"
+  /** A file or folder cannot be read, written or created. */
+  | "io"
+  /** Waiting for another process's lock took longer than the lock's timeout. */
+  | "lock-timeout"
+  /** The lock was taken over or removed while held, and the store was not written. */
+  | "lock-compromised"
+  /** The lock's folder is owned by another user or open to others: it is not used. */
+  | "unsafe-folder";
+
 /** A token store cannot be read or written; the message names the cause and the fix. */
 export class TokenStoreError extends ConnectOidcError {
-  static override code = "ERR_TOKEN_STORE";
-  override code = "ERR_TOKEN_STORE";
-  /** A short machine-readable reason, e.g. "locked", "no-keyring", "corrupt", "too-large", "lock-timeout". */
-  readonly reason: string;
-  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+  static override readonly code = "ERR_TOKEN_STORE";
+  override readonly code = "ERR_TOKEN_STORE";
+  readonly reason: TokenStoreErrorReason;
+  constructor(reason: TokenStoreErrorReason, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.reason = reason;
   }
@@ -43,12 +74,37 @@ export class TokenStoreError extends ConnectOidcError {
 
 /** A login flow failed (denied, expired, state mismatch, timeout). */
 export class LoginError extends ConnectOidcError {
-  static override code = "ERR_LOGIN";
-  override code = "ERR_LOGIN";
+  static override readonly code = "ERR_LOGIN";
+  override readonly code = "ERR_LOGIN";
 }
 
 /** Options that cannot work (bad issuer URL, missing client id, ...). */
 export class ConfigurationError extends ConnectOidcError {
-  static override code = "ERR_CONFIGURATION";
-  override code = "ERR_CONFIGURATION";
+  static override readonly code = "ERR_CONFIGURATION";
+  override readonly code = "ERR_CONFIGURATION";
+}
+
+/** The token manager was closed (`close()` or `[Symbol.dispose]`): it hands out no more tokens. */
+export class TokenManagerClosedError extends ConnectOidcError {
+  static override readonly code = "ERR_MANAGER_CLOSED";
+  override readonly code = "ERR_MANAGER_CLOSED";
+}
+
+/**
+ * A token-free stand-in for a third-party error (openid-client's errors may carry the
+ * identity provider's whole response body, tokens included, in their `cause` chain).
+ * Keeps only what helps diagnose: the HTTP status, the OAuth error code and the
+ * library's own error code.
+ */
+export class ExchangeFailure extends Error {
+  readonly status?: number;
+  readonly error?: string;
+  readonly code?: string;
+  constructor(message: string, facts: { status?: number; error?: string; code?: string }) {
+    super(message);
+    this.name = "ExchangeFailure";
+    if (facts.status !== undefined) this.status = facts.status;
+    if (facts.error !== undefined) this.error = facts.error;
+    if (facts.code !== undefined) this.code = facts.code;
+  }
 }

@@ -6,7 +6,8 @@
 import * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
 import { ConfigurationError, LoginError } from "./errors.js";
-import { describeFailure, discover } from "./oidc.js";
+import { describeFailure } from "./failure.js";
+import { discover } from "./oidc.js";
 import type { TokenEndpointResponse } from "./types.js";
 
 /** The scope both logins request when none is given: an ID token and a refresh token. */

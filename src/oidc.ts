@@ -3,8 +3,7 @@
  * Discovery happens once per adapter (retried after a failure).
  */
 import * as oidc from "openid-client";
-import { ConnectOidcError } from "./errors.js";
-import type { FailureFacts } from "./policy.js";
+import { summarizeFailure } from "./failure.js";
 import type { TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions {
@@ -54,11 +53,11 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     return p;
   };
   return {
-    async refresh(refreshToken) {
-      return plain(await oidc.refreshTokenGrant(await config(), refreshToken, parameters()));
+    refresh(refreshToken) {
+      return exchange(async () => oidc.refreshTokenGrant(await config(), refreshToken, parameters()));
     },
-    async clientCredentials() {
-      return plain(await oidc.clientCredentialsGrant(await config(), parameters()));
+    clientCredentials() {
+      return exchange(async () => oidc.clientCredentialsGrant(await config(), parameters()));
     },
   };
 }
@@ -68,32 +67,11 @@ function plain(response: oidc.TokenEndpointResponse): TokenEndpointResponse {
   return { ...response } as TokenEndpointResponse;
 }
 
-/** What the policy needs to know of a failed exchange: the HTTP status and OAuth error code. */
-export function failureFacts(error: unknown): FailureFacts {
-  if (typeof error !== "object" || error === null) return {};
-  const e = error as { status?: unknown; error?: unknown; cause?: unknown; code?: unknown };
-  let status = typeof e.status === "number" ? e.status : undefined;
-  let code = typeof e.error === "string" ? e.error : undefined;
-  // A 401 with WWW-Authenticate carries its error in the parsed challenges.
-  if (code === undefined && Array.isArray(e.cause)) {
-    for (const challenge of e.cause as { parameters?: { error?: string } }[]) {
-      code ??= challenge?.parameters?.error;
-    }
+/** Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the response body). */
+async function exchange(run: () => Promise<oidc.TokenEndpointResponse>): Promise<TokenEndpointResponse> {
+  try {
+    return plain(await run());
+  } catch (error) {
+    throw summarizeFailure(error);
   }
-  // A non-conforming answer (e.g. an HTML 503) carries the Response as its cause.
-  if (status === undefined && e.cause instanceof Response) status = e.cause.status;
-  return { ...(status !== undefined ? { status } : {}), ...(code !== undefined ? { error: code } : {}) };
-}
-
-/** A short, token-free description of a failed exchange for error messages. */
-export function describeFailure(error: unknown): string {
-  // Our own errors (a store or lock failure) already say what happened, token-free.
-  if (error instanceof ConnectOidcError) return error.message;
-  const facts = failureFacts(error);
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === "OAUTH_TIMEOUT" || (error as Error | null)?.name === "TimeoutError") return "the identity provider did not answer in time";
-  if (facts.error !== undefined) return `the identity provider answered ${facts.status ?? "with"} ${facts.error}`;
-  if (facts.status !== undefined) return `the identity provider answered HTTP ${facts.status}`;
-  if (error instanceof TypeError) return "the identity provider could not be reached";
-  return "the token request failed";
 }

@@ -6,7 +6,8 @@
 import { abortable } from "./abortable.js";
 import { systemClock } from "./clock.js";
 import { ConfigurationError, ConnectOidcError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { createOidcAdapter, describeFailure, failureFacts, type OidcAdapter } from "./oidc.js";
+import { describeFailure, failureFacts } from "./failure.js";
+import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { backoffDelay, DEFAULT_REFRESH_WINDOW_MS, isTerminal, isUsable, refreshAt, tokenTimes } from "./policy.js";
 import { createSingleFlight } from "./single-flight.js";
 import { memoryStore } from "./memory-store.js";

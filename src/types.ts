@@ -10,6 +10,13 @@ export interface TokenProvider {
    * newer one exists, return that without a new refresh.
    */
   getAccessToken(options?: { readonly signal?: AbortSignal; readonly rejected?: string }): Promise<string>;
+  /**
+   * Optional: a server accepted `token` (a call sent with it succeeded). The interceptor
+   * calls it after every successful call; a provider uses it to tell a token that a server
+   * accepted and later refused (a revocation: replace it at once) from one refused from
+   * the start (a server that refuses every token: back off). Must not throw.
+   */
+  accepted?(token: string): void;
 }
 
 /**
@@ -69,7 +76,13 @@ export type TokenEvent =
 
 /** Time, injected so tests can drive hours of token lifetimes in milliseconds. */
 export interface Clock {
+  /** Wall clock, epoch ms: only for what is persisted or compared across processes (expiry). */
   now(): number;
+  /**
+   * Monotonic ms (never steps back or jumps with NTP): intervals, backoff, timeouts.
+   * Default: `now()` for a clock without one; the system clock uses `performance.now()`.
+   */
+  monotonic?(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }

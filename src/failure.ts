@@ -1,0 +1,67 @@
+/**
+ * What a failed exchange with the identity provider means, read off whatever error
+ * openid-client (or fetch) threw — and a token-free summary of it to keep as `cause`.
+ * openid-client's errors may hold the whole response body (new tokens included) or the
+ * callback parameters in their cause chain; none of that may reach a caller.
+ */
+import { ConnectOidcError, ExchangeFailure } from "./errors.js";
+import type { FailureFacts } from "./policy.js";
+
+// RFC 6749 §5.2: error codes are NQSCHAR (%x20-21 / %x23-5B / %x5D-7E); we also refuse space.
+const OAUTH_ERROR_CODE = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+// openid-client / oauth4webapi codes: OAUTH_SOMETHING, ERR_SOMETHING; Node's: ECONNREFUSED.
+const LIBRARY_CODE = /^[A-Z][A-Z0-9_]{1,63}$/;
+
+/** An OAuth `error` value if it is one (RFC 6749's characters, short); otherwise undefined. */
+export function oauthErrorCode(value: unknown): string | undefined {
+  return typeof value === "string" && OAUTH_ERROR_CODE.test(value) ? value : undefined;
+}
+
+/** What the policy needs to know of a failed exchange: the HTTP status and OAuth error code. */
+export function failureFacts(error: unknown): FailureFacts {
+  if (typeof error !== "object" || error === null) return {};
+  const e = error as { status?: unknown; error?: unknown; cause?: unknown };
+  let status = typeof e.status === "number" ? e.status : undefined;
+  let code = oauthErrorCode(e.error);
+  // A 401 with WWW-Authenticate carries its error in the parsed challenges.
+  if (code === undefined && Array.isArray(e.cause)) {
+    for (const challenge of e.cause as { parameters?: { error?: unknown } }[]) {
+      code ??= oauthErrorCode(challenge?.parameters?.error);
+    }
+  }
+  // A non-conforming answer (e.g. an HTML 503) carries the Response as its cause.
+  if (status === undefined && typeof Response !== "undefined" && e.cause instanceof Response) status = e.cause.status;
+  return { ...(status !== undefined ? { status } : {}), ...(code !== undefined ? { error: code } : {}) };
+}
+
+/** The library's (or the platform's) own error code, when it is a plain constant. */
+export function libraryCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && LIBRARY_CODE.test(code) ? code : undefined;
+}
+
+/** A short, token-free description of a failed exchange for error messages. */
+export function describeFailure(error: unknown): string {
+  // Our own errors (a store or lock failure) already say what happened, token-free.
+  if (error instanceof ConnectOidcError) return error.message;
+  if (error instanceof ExchangeFailure) return error.message;
+  const facts = failureFacts(error);
+  const code = libraryCode(error);
+  if (code === "OAUTH_TIMEOUT" || (error as Error | null)?.name === "TimeoutError") return "the identity provider did not answer in time";
+  if (facts.error !== undefined) return `the identity provider answered ${facts.status ?? "with"} ${facts.error}`;
+  if (facts.status !== undefined) return `the identity provider answered HTTP ${facts.status}`;
+  if (error instanceof TypeError && code === undefined) return "the identity provider could not be reached";
+  if (code !== undefined) return `the request failed (${code})`;
+  return "the request failed";
+}
+
+/**
+ * The error to keep as `cause`: our own errors as they are (they hold no tokens), anything
+ * else replaced by an `ExchangeFailure` with the status, OAuth error code and library code.
+ */
+export function summarizeFailure(error: unknown): Error {
+  if (error instanceof ConnectOidcError || error instanceof ExchangeFailure) return error;
+  const facts = failureFacts(error);
+  const code = libraryCode(error);
+  return new ExchangeFailure(describeFailure(error), { ...facts, ...(code !== undefined ? { code } : {}) });
+}
