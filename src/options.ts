@@ -2,7 +2,6 @@
  * Option checks shared by every factory: one wording, one `ConfigurationError`, thrown at
  * the door (synchronously, before any I/O).
  */
-import { MAX_TIMER_MS } from "./clock.js";
 import { ConfigurationError } from "./errors.js";
 
 /** A valid issuer URL; http:// only with `allowInsecureRequests`. */
@@ -32,11 +31,14 @@ export function checkString(name: string, option: string, value: unknown, requir
   }
 }
 
-/** A duration in ms: a finite number ≥ `min`, at most MAX_TIMER_MS (about 24.8 days). */
+/**
+ * A duration in ms: a finite number ≥ `min`. Timers clamp it to about 24.8 days
+ * (`clampDelay`), so a huge value means "that long or longer", never "at once".
+ */
 export function checkDuration(name: string, option: string, value: unknown, min: number): void {
   if (value === undefined) return;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
-    throw new ConfigurationError(`${name}: \`${option}\` must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+    throw new ConfigurationError(`${name}: \`${option}\` must be a finite number of milliseconds ≥ ${min}`);
   }
 }
 
