@@ -123,6 +123,12 @@ export interface Idp {
   /** Token endpoint answers this HTTP status with an OAuth error body; undefined = normal. */
   setTokenOutage(status?: number): void;
   /**
+   * Injected fault on a real answer: the token endpoint processes the request as usual
+   * (a refresh token is consumed and rotated), then `rewrite` changes the successful
+   * JSON body it sends (e.g. a negative `expires_in`). undefined = normal.
+   */
+  rewriteTokenResponse(rewrite?: (body: Record<string, unknown>) => Record<string, unknown>): void;
+  /**
    * Kill grants: with a refresh token, the grant it belongs to; without, every
    * grant issued so far. Their refresh tokens then answer `invalid_grant`.
    */
@@ -412,6 +418,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
   let latencyMs = 0;
   let latencyPhase: "before" | "after" = "before";
   let outageStatus: number | undefined;
+  let rewriteBody: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined;
 
   const countError = (error: unknown) => {
     if (typeof error !== "string") return;
@@ -480,6 +487,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     countGrantType(params?.grant_type ?? body?.grant_type);
     const answer = ctx.body as { error?: unknown } | undefined;
     if (answer && typeof answer === "object" && !Buffer.isBuffer(answer)) countError(answer.error);
+    if (rewriteBody && ctx.status === 200 && answer && typeof answer === "object" && !Buffer.isBuffer(answer)) {
+      ctx.body = rewriteBody({ ...(answer as Record<string, unknown>) });
+    }
 
     if (latencyPhase === "after") await waitUnlessGone(ctx, latencyMs);
   });
@@ -646,6 +656,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     },
     setTokenOutage(status) {
       outageStatus = status;
+    },
+    rewriteTokenResponse(rewrite) {
+      rewriteBody = rewrite;
     },
     revokeGrant,
     close,
