@@ -1,17 +1,12 @@
 /**
  * The first token on a machine without a browser: the OAuth 2.0 Device Authorization
- * Grant (RFC 8628) through openid-client. Also holds the option checks and error
- * mapping the browser login shares (internal).
+ * Grant (RFC 8628) through openid-client.
  */
 import * as oidc from "openid-client";
-import { abortable } from "./abortable.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure } from "./failure.js";
-import { discover } from "./oidc.js";
+import { checkLoginOptions, DEFAULT_LOGIN_SCOPE, discoverForLogin, type LoginOptions, plainResponse, step } from "./login-shared.js";
 import type { TokenEndpointResponse } from "./types.js";
-
-/** The scope both logins request when none is given: an ID token and a refresh token. */
-export const DEFAULT_LOGIN_SCOPE = "openid offline_access";
 
 /** What the user needs to approve a device login, handed to `onUserCode`. */
 export interface DeviceCodeInfo {
@@ -23,25 +18,6 @@ export interface DeviceCodeInfo {
   readonly verificationUriComplete?: string;
   /** Seconds until the code expires. */
   readonly expiresIn: number;
-}
-
-/** Options shared by both logins. */
-export interface LoginOptions {
-  /** Issuer URL; discovered through openid-client. */
-  readonly issuer: string | URL;
-  /** A public client (no secret) registered for this login flow. */
-  readonly clientId: string;
-  /** Default `"openid offline_access"`: ask for a refresh token so the login lasts. */
-  readonly scope?: string;
-  /** RFC 8707 resource indicator, sent with the authorization and the token request. */
-  readonly resource?: string;
-  /** Allow an http:// issuer: loopback development and tests only. */
-  readonly allowInsecureRequests?: boolean;
-  /**
-   * Cancels the login. The promise then rejects at once with `signal.reason`
-   * (as `fetch` does), not with a `LoginError`.
-   */
-  readonly signal?: AbortSignal;
 }
 
 export interface DeviceCodeLoginOptions extends LoginOptions {
@@ -98,7 +74,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
     signal,
-    (error) => new LoginError(`Device login could not start: ${describeLoginFailure(error)}`, { cause: error }),
+    (error) => new LoginError(`Device login could not start: ${describeFailure(error)}`, { cause: error }),
   );
 
   try {
@@ -139,7 +115,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
         if (code === "access_denied") {
           return new LoginError("The device login was denied at the identity provider", { cause: error });
         }
-        return new LoginError(`Device login failed: ${describeLoginFailure(error)}`, { cause: error });
+        return new LoginError(`Device login failed: ${describeFailure(error)}`, { cause: error });
       },
     );
     return plainResponse(response);
@@ -149,68 +125,4 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
     // Stops a poll still waiting (after an abort) at its next step.
     if (!polling.signal.aborted) polling.abort();
   }
-}
-
-// ---- internal, shared with the browser login ----
-
-/** @internal Throws a `ConfigurationError` for options that cannot work. */
-export function checkLoginOptions(name: string, options: LoginOptions): URL {
-  if (typeof options !== "object" || options === null) throw new ConfigurationError(`${name}: options are required`);
-  if (options.issuer === undefined || options.issuer === "") throw new ConfigurationError(`${name}: \`issuer\` is required`);
-  if (typeof options.clientId !== "string" || options.clientId === "") {
-    throw new ConfigurationError(`${name}: \`clientId\` is required`);
-  }
-  let issuer: URL;
-  try {
-    issuer = new URL(options.issuer);
-  } catch (cause) {
-    throw new ConfigurationError(`${name}: \`issuer\` is not a valid URL`, { cause });
-  }
-  if (issuer.protocol === "http:" && !options.allowInsecureRequests) {
-    throw new ConfigurationError(`${name}: an http:// issuer needs \`allowInsecureRequests: true\` (loopback development and tests only)`);
-  }
-  return issuer;
-}
-
-/** @internal Discovery for a login: abortable, failures as `LoginError`. */
-export function discoverForLogin(name: string, options: LoginOptions): Promise<oidc.Configuration> {
-  return step(
-    discover({
-      issuer: options.issuer,
-      clientId: options.clientId,
-      ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
-    }),
-    options.signal,
-    (error) =>
-      new LoginError(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeLoginFailure(error)}`, {
-        cause: error,
-      }),
-  );
-}
-
-/**
- * @internal Wait for one step of a login. An abort rejects at once with the signal's
- * reason (whatever the step does meanwhile); any other failure goes through `fail`.
- */
-export async function step<T>(promise: Promise<T>, signal: AbortSignal | undefined, fail: (error: unknown) => Error): Promise<T> {
-  try {
-    return await abortable(promise, signal);
-  } catch (error) {
-    if (signal?.aborted) throw signal.reason;
-    throw fail(error);
-  }
-}
-
-/** @internal A short, token-free description of a failed exchange. */
-export function describeLoginFailure(error: unknown): string {
-  const text = describeFailure(error);
-  if (text !== "the token request failed") return text;
-  // openid-client's own codes (e.g. OAUTH_INVALID_RESPONSE) name the problem without content.
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? `the request failed (${code})` : "the request failed";
-}
-
-/** @internal openid-client adds helper methods to the response; keep only the data. */
-export function plainResponse(response: oidc.TokenEndpointResponse): TokenEndpointResponse {
-  return { ...response } as TokenEndpointResponse;
 }

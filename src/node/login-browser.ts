@@ -7,16 +7,10 @@ import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as oidc from "openid-client";
-import { ConfigurationError, LoginError } from "../errors.js";
-import {
-  checkLoginOptions,
-  DEFAULT_LOGIN_SCOPE,
-  describeLoginFailure,
-  discoverForLogin,
-  type LoginOptions,
-  plainResponse,
-  step,
-} from "../login-device.js";
+import { LoginError } from "../errors.js";
+import { describeFailure } from "../failure.js";
+import { checkDuration, checkFunction } from "../options.js";
+import { checkLoginOptions, DEFAULT_LOGIN_SCOPE, discoverForLogin, type LoginOptions, plainResponse, step } from "../login-shared.js";
 import type { TokenEndpointResponse } from "../types.js";
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
@@ -86,12 +80,10 @@ export interface BrowserLoginOptions extends LoginOptions {
 export async function loginWithBrowser(options: BrowserLoginOptions): Promise<TokenEndpointResponse> {
   const name = "loginWithBrowser";
   checkLoginOptions(name, options);
+  checkDuration(name, "timeoutMs", options.timeoutMs, 1);
+  checkFunction(name, "openBrowser", options.openBrowser);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-    throw new ConfigurationError(`${name}: \`timeoutMs\` must be a positive number of milliseconds`);
-  }
   const openBrowser = options.openBrowser ?? openSystemBrowser;
-  if (typeof openBrowser !== "function") throw new ConfigurationError(`${name}: \`openBrowser\` must be a function`);
   const { signal } = options;
   signal?.throwIfAborted();
 
@@ -163,7 +155,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
           if (error instanceof oidc.AuthorizationResponseError) {
             return new LoginError(`The identity provider refused the browser login (${String(code)})`, { cause: error });
           }
-          return new LoginError(`The browser login failed: ${describeLoginFailure(error)}`, { cause: error });
+          return new LoginError(`The browser login failed: ${describeFailure(error)}`, { cause: error });
         },
       ),
       interrupted,

@@ -1,0 +1,77 @@
+/**
+ * What both logins share (internal): their common options, the option checks, discovery,
+ * one abortable step of a login, and the plain result.
+ */
+import type * as oidc from "openid-client";
+import { abortable } from "./abortable.js";
+import { ConfigurationError, LoginError } from "./errors.js";
+import { describeFailure } from "./failure.js";
+import { discover } from "./oidc.js";
+import { checkIssuer, checkString } from "./options.js";
+import type { TokenEndpointResponse } from "./types.js";
+
+/** The scope both logins request when none is given: an ID token and a refresh token. */
+export const DEFAULT_LOGIN_SCOPE = "openid offline_access";
+
+/** Options shared by both logins. */
+export interface LoginOptions {
+  /** Issuer URL; discovered through openid-client. */
+  readonly issuer: string | URL;
+  /** A public client (no secret) registered for this login flow. */
+  readonly clientId: string;
+  /** Default `"openid offline_access"`: ask for a refresh token so the login lasts. */
+  readonly scope?: string;
+  /** RFC 8707 resource indicator, sent with the authorization and the token request. */
+  readonly resource?: string;
+  /** Allow an http:// issuer: loopback development and tests only. */
+  readonly allowInsecureRequests?: boolean;
+  /**
+   * Cancels the login. The promise then rejects at once with `signal.reason`
+   * (as `fetch` does), not with a `LoginError`.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** @internal Throws a `ConfigurationError` for options that cannot work. */
+export function checkLoginOptions(name: string, options: LoginOptions): URL {
+  if (typeof options !== "object" || options === null) throw new ConfigurationError(`${name}: options are required`);
+  const issuer = checkIssuer(name, options.issuer, options.allowInsecureRequests);
+  checkString(name, "clientId", options.clientId, true);
+  checkString(name, "scope", options.scope, false);
+  checkString(name, "resource", options.resource, false);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new ConfigurationError(`${name}: \`signal\` must be an AbortSignal`);
+  }
+  return issuer;
+}
+
+/** @internal Discovery for a login: abortable, failures as `LoginError`. */
+export function discoverForLogin(name: string, options: LoginOptions): Promise<oidc.Configuration> {
+  return step(
+    discover({
+      issuer: options.issuer,
+      clientId: options.clientId,
+      ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
+    }),
+    options.signal,
+    (error) => new LoginError(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, { cause: error }),
+  );
+}
+
+/**
+ * @internal Wait for one step of a login. An abort rejects at once with the signal's
+ * reason (whatever the step does meanwhile); any other failure goes through `fail`.
+ */
+export async function step<T>(promise: Promise<T>, signal: AbortSignal | undefined, fail: (error: unknown) => Error): Promise<T> {
+  try {
+    return await abortable(promise, signal);
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw fail(error);
+  }
+}
+
+/** @internal openid-client adds helper methods to the response; keep only the data. */
+export function plainResponse(response: oidc.TokenEndpointResponse): TokenEndpointResponse {
+  return { ...response } as TokenEndpointResponse;
+}
