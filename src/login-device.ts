@@ -5,7 +5,15 @@
 import * as oidc from "openid-client";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure } from "./failure.js";
-import { checkLoginOptions, DEFAULT_LOGIN_SCOPE, discoverForLogin, type LoginOptions, plainResponse, step } from "./login-shared.js";
+import {
+  checkLoginOptions,
+  DEFAULT_LOGIN_SCOPE,
+  discoverForLogin,
+  type LoginOptions,
+  loginFailure,
+  plainResponse,
+  step,
+} from "./login-shared.js";
 import type { TokenEndpointResponse } from "./types.js";
 
 /** What the user needs to approve a device login, handed to `onUserCode`. */
@@ -39,7 +47,8 @@ export interface DeviceCodeLoginOptions extends LoginOptions {
  *
  * Failures:
  * - denied by the user, expired code, or any other IdP / network failure: `LoginError`
- *   (`code` `ERR_LOGIN`, the openid-client error as `cause`; no token in any message);
+ *   (`code` `ERR_LOGIN`; its `cause` is a token-free summary of the failure: HTTP status,
+ *   OAuth error code, openid-client's error code. No token in any message or cause);
  * - invalid options: `ConfigurationError`;
  * - `signal` aborted: rejects at once with `signal.reason`, and polling stops.
  *
@@ -74,7 +83,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
     signal,
-    (error) => new LoginError(`Device login could not start: ${describeFailure(error)}`, { cause: error }),
+    (error) => loginFailure(`Device login could not start: ${describeFailure(error)}`, error),
   );
 
   try {
@@ -107,15 +116,15 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
       (error) => {
         const code = (error as { error?: unknown }).error;
         if (expired || code === "expired_token") {
-          return new LoginError(
+          return loginFailure(
             `The device code expired before the login was approved (it was valid for ${authorization.expires_in} s): start the login again`,
-            { cause: error },
+            error,
           );
         }
         if (code === "access_denied") {
-          return new LoginError("The device login was denied at the identity provider", { cause: error });
+          return loginFailure("The device login was denied at the identity provider", error);
         }
-        return new LoginError(`Device login failed: ${describeFailure(error)}`, { cause: error });
+        return loginFailure(`Device login failed: ${describeFailure(error)}`, error);
       },
     );
     return plainResponse(response);

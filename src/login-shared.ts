@@ -5,7 +5,7 @@
 import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
 import { ConfigurationError, LoginError } from "./errors.js";
-import { describeFailure } from "./failure.js";
+import { describeFailure, summarizeFailure } from "./failure.js";
 import { discover } from "./oidc.js";
 import { checkIssuer, checkString } from "./options.js";
 import type { TokenEndpointResponse } from "./types.js";
@@ -54,8 +54,17 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
       ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
     }),
     options.signal,
-    (error) => new LoginError(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, { cause: error }),
+    (error) => loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
   );
+}
+
+/**
+ * @internal A `LoginError` for a failed exchange with the identity provider. Its cause is
+ * the token-free summary: openid-client's errors may hold the token response body (new
+ * tokens) or the callback parameters (the authorization code) in their cause chain.
+ */
+export function loginFailure(message: string, error: unknown): LoginError {
+  return new LoginError(message, { cause: summarizeFailure(error) });
 }
 
 /**

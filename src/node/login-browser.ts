@@ -10,7 +10,15 @@ import * as oidc from "openid-client";
 import { LoginError } from "../errors.js";
 import { describeFailure } from "../failure.js";
 import { checkDuration, checkFunction } from "../options.js";
-import { checkLoginOptions, DEFAULT_LOGIN_SCOPE, discoverForLogin, type LoginOptions, plainResponse, step } from "../login-shared.js";
+import {
+  checkLoginOptions,
+  DEFAULT_LOGIN_SCOPE,
+  discoverForLogin,
+  type LoginOptions,
+  loginFailure,
+  plainResponse,
+  step,
+} from "../login-shared.js";
 import type { TokenEndpointResponse } from "../types.js";
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
@@ -53,7 +61,8 @@ export interface BrowserLoginOptions extends LoginOptions {
  * - `prompt=consent` is sent when `offline_access` is requested: some providers
  *   (oidc-provider among them) issue no refresh token without it.
  *
- * No message contains token material.
+ * No message contains token material, and no `cause` either: a failed exchange is kept
+ * as a token-free summary (HTTP status, OAuth error code, openid-client's error code).
  *
  * @example
  * ```ts
@@ -150,12 +159,12 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
         (error) => {
           const code = (error as { error?: unknown }).error;
           if (error instanceof oidc.AuthorizationResponseError && code === "access_denied") {
-            return new LoginError("The browser login was denied at the identity provider (access_denied)", { cause: error });
+            return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
           }
           if (error instanceof oidc.AuthorizationResponseError) {
-            return new LoginError(`The identity provider refused the browser login (${String(code)})`, { cause: error });
+            return loginFailure(`The identity provider refused the browser login (${String(code)})`, error);
           }
-          return new LoginError(`The browser login failed: ${describeFailure(error)}`, { cause: error });
+          return loginFailure(`The browser login failed: ${describeFailure(error)}`, error);
         },
       ),
       interrupted,
