@@ -16,13 +16,30 @@ export interface OidcAdapterOptions {
   readonly allowInsecureRequests?: boolean;
 }
 
+/** One token-endpoint exchange: the answer, or a token-free error. */
+export type GrantResult =
+  | { readonly ok: true; readonly response: TokenEndpointResponse }
+  | {
+      readonly ok: false;
+      /** Token-free (`summarizeFailure`): status, OAuth error code, library code. */
+      readonly error: Error;
+      /**
+       * The identity provider answered 200 with a new refresh token, but the answer was
+       * rejected (e.g. a negative `expires_in`): the old refresh token is consumed now, and
+       * this one is the login's only way on.
+       */
+      readonly rotatedRefreshToken?: string;
+    };
+
 export interface OidcAdapter {
-  refresh(refreshToken: string): Promise<TokenEndpointResponse>;
-  clientCredentials(): Promise<TokenEndpointResponse>;
+  refresh(refreshToken: string): Promise<GrantResult>;
+  clientCredentials(): Promise<GrantResult>;
 }
 
+type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
 /** Discover the issuer with the client's settings applied (timeout, http for loopback). */
-export async function discover(options: OidcAdapterOptions): Promise<oidc.Configuration> {
+export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
   const timeout = Math.ceil((options.timeoutMs ?? 10_000) / 1000);
   const config = await oidc.discovery(
     new URL(options.issuer),
@@ -32,15 +49,30 @@ export async function discover(options: OidcAdapterOptions): Promise<oidc.Config
     {
       timeout,
       ...(options.allowInsecureRequests ? { execute: [oidc.allowInsecureRequests] } : {}),
+      ...(fetchImpl !== undefined ? { [oidc.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
     },
   );
   return config;
 }
 
 export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
+  // The refresh token of the last successful (200) token-endpoint answer, read before
+  // openid-client validates it. The manager runs one exchange at a time per adapter.
+  let answeredRefreshToken: string | undefined;
+  const watchingFetch: Fetch = async (url, init) => {
+    const response = await fetch(url, init);
+    if (init.method === "POST" && response.status === 200 && String(init.body).includes("grant_type=")) {
+      const body = (await response
+        .clone()
+        .json()
+        .catch(() => undefined)) as { refresh_token?: unknown } | undefined;
+      if (typeof body?.refresh_token === "string" && body.refresh_token !== "") answeredRefreshToken = body.refresh_token;
+    }
+    return response;
+  };
   let configuration: Promise<oidc.Configuration> | undefined;
   const config = () => {
-    configuration ??= discover(options).catch((error: unknown) => {
+    configuration ??= discover(options, watchingFetch).catch((error: unknown) => {
       configuration = undefined;
       throw error;
     });
@@ -52,26 +84,20 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     if (options.resource !== undefined) p.resource = options.resource;
     return p;
   };
-  return {
-    refresh(refreshToken) {
-      return exchange(async () => oidc.refreshTokenGrant(await config(), refreshToken, parameters()));
-    },
-    clientCredentials() {
-      return exchange(async () => oidc.clientCredentialsGrant(await config(), parameters()));
-    },
+  /** Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the response body). */
+  const exchange = async (run: () => Promise<oidc.TokenEndpointResponse>): Promise<GrantResult> => {
+    answeredRefreshToken = undefined;
+    try {
+      return { ok: true, response: { ...(await run()) } as TokenEndpointResponse };
+    } catch (error) {
+      const rotated = answeredRefreshToken;
+      return { ok: false, error: summarizeFailure(error), ...(rotated !== undefined ? { rotatedRefreshToken: rotated } : {}) };
+    } finally {
+      answeredRefreshToken = undefined;
+    }
   };
-}
-
-// openid-client adds helper methods to the response; keep only the data.
-function plain(response: oidc.TokenEndpointResponse): TokenEndpointResponse {
-  return { ...response } as TokenEndpointResponse;
-}
-
-/** Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the response body). */
-async function exchange(run: () => Promise<oidc.TokenEndpointResponse>): Promise<TokenEndpointResponse> {
-  try {
-    return plain(await run());
-  } catch (error) {
-    throw summarizeFailure(error);
-  }
+  return {
+    refresh: (refreshToken) => exchange(async () => oidc.refreshTokenGrant(await config(), refreshToken, parameters())),
+    clientCredentials: () => exchange(async () => oidc.clientCredentialsGrant(await config(), parameters())),
+  };
 }

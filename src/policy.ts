@@ -11,6 +11,8 @@ export interface TokenTimes {
 
 /** Lifetime assumed when a token response has no `expires_in`. */
 export const DEFAULT_LIFETIME_MS = 5 * 60_000;
+/** Longest lifetime believed: a larger `expires_in` is taken as this (expiry must stay a finite date). */
+export const MAX_LIFETIME_MS = 366 * 24 * 3600_000;
 export const DEFAULT_REFRESH_WINDOW_MS = 15 * 60_000;
 
 const lifetime = (t: TokenTimes) => Math.max(0, t.expiresAt - t.issuedAt);
@@ -35,7 +37,10 @@ export function refreshAt(t: TokenTimes, refreshWindowMs: number): number {
 
 /** Times of a token that was requested at `sentAt` and lives `expiresIn` seconds. */
 export function tokenTimes(sentAt: number, expiresIn: number | undefined): TokenTimes {
-  const ms = typeof expiresIn === "number" && Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : DEFAULT_LIFETIME_MS;
+  const ms =
+    typeof expiresIn === "number" && Number.isFinite(expiresIn) && expiresIn > 0
+      ? Math.min(expiresIn * 1000, MAX_LIFETIME_MS)
+      : DEFAULT_LIFETIME_MS;
   return { issuedAt: sentAt, expiresAt: sentAt + ms };
 }
 
@@ -54,6 +59,29 @@ export function backoffDelay(failures: number, random: () => number, options: Ba
   const ceiling = Math.min(max, base * 2 ** Math.max(0, failures - 1));
   return ceiling / 2 + random() * (ceiling / 2);
 }
+
+/**
+ * Forced refreshes (a server refused a token) whose tokens no server has accepted since:
+ * the pause before the next one. The first is immediate; then 1 s doubling to 60 s, so a
+ * server that refuses every token costs the identity provider about one refresh a minute.
+ */
+export function forcedRefreshDelay(unacceptedForced: number): number {
+  if (unacceptedForced <= 0) return 0;
+  return Math.min(60_000, 1000 * 2 ** (unacceptedForced - 1));
+}
+
+/**
+ * While callers fail for want of a token (expired, refused, none), their demand may try
+ * the identity provider again this soon after the last attempt, whatever the backoff says:
+ * calls succeed within about this long of the provider's return, however long it was gone.
+ */
+export const DEMAND_RETRY_MS = 1000;
+
+/** While re-login is required, the store is looked at (for another process's login) at most this often. */
+export const REAUTH_RECHECK_MS = 1000;
+
+/** The longest a timer sleeps before the wall clock is looked at again (it may have stepped). */
+export const MAX_SLEEP_MS = 5 * 60_000;
 
 /** OAuth error codes after which retrying the same grant can never succeed. */
 const TERMINAL_ERRORS = new Set(["invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"]);

@@ -71,3 +71,31 @@ const optionalNumbers = ["issuedAt", "expiresAt"] as const;
 function corrupt(where: string, detail: string): TokenStoreError {
   return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);
 }
+
+/** The same login as far as identity goes: same access token and same refresh token. */
+export function sameLogin(a: StoredTokens | undefined, b: StoredTokens | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.accessToken === b.accessToken && a.refreshToken === b.refreshToken;
+}
+
+/**
+ * Problems with a token response that would store a login the store later reads as corrupt
+ * (or one that cannot work): undefined when it is fine. Never quotes a value.
+ */
+export function tokenResponseProblem(response: unknown): string | undefined {
+  if (typeof response !== "object" || response === null) return "it is not an object";
+  const r = response as Record<string, unknown>;
+  if (typeof r.access_token !== "string" || r.access_token === "") return "it has no access_token string";
+  if (r.refresh_token !== undefined && (typeof r.refresh_token !== "string" || r.refresh_token === "")) {
+    return "its refresh_token is not a non-empty string";
+  }
+  if (r.expires_in !== undefined && expiresInSeconds(r.expires_in) === undefined) return "its expires_in is not a number of seconds";
+  if (r.scope !== undefined && typeof r.scope !== "string") return "its scope is not a string";
+  return undefined;
+}
+
+/** `expires_in` as a number: a number, or a numeric string (some providers send "3600"). */
+export function expiresInSeconds(value: unknown): number | undefined {
+  const n = typeof value === "string" && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+  return typeof n === "number" && Number.isFinite(n) ? n : undefined;
+}

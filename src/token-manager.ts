@@ -1,16 +1,25 @@
 /**
- * The token manager: holds the current login, hands out valid access tokens,
- * refreshes them in the background before they expire, and shares one refresh
- * among concurrent callers (and, through the store's lock, among processes).
+ * The token manager: holds the current login, hands out valid access tokens, refreshes
+ * them in the background before they expire, and shares one refresh among concurrent
+ * callers (and, through the store's lock, among processes).
+ *
+ * It is wiring: the states and their rules are in token-state.ts, what to do for a caller
+ * in token-decision.ts, the refresh under the lock in token-exchange.ts, the timing policy
+ * in policy.ts. Every change of state passes through `setState`, which arms the timer and
+ * emits the events of the state entered.
  */
 import { abortable } from "./abortable.js";
-import { systemClock } from "./clock.js";
-import { ConfigurationError, ConnectOidcError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { describeFailure, failureFacts } from "./failure.js";
-import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
-import { backoffDelay, DEFAULT_REFRESH_WINDOW_MS, isTerminal, isUsable, refreshAt, tokenTimes } from "./policy.js";
-import { createSingleFlight } from "./single-flight.js";
+import { clampDelay, monotonicOf, systemClock } from "./clock.js";
+import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import { describeFailure, summarizeFailure } from "./failure.js";
 import { memoryStore } from "./memory-store.js";
+import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
+import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
+import { backoffDelay, DEFAULT_REFRESH_WINDOW_MS, MAX_SLEEP_MS } from "./policy.js";
+import { tokenResponseProblem } from "./stored-tokens.js";
+import { closedError, type Decision, decide, noLogin, noRefreshToken, type Settings, wakeAt } from "./token-decision.js";
+import { type ExchangeDeps, exchangeUnderLock, storedFromResponse } from "./token-exchange.js";
+import { entryEvents, type Flight, type Input, type RefreshOutcome, type State, transition, usableAt } from "./token-state.js";
 import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
 export interface TokenManagerOptions {
@@ -26,7 +35,10 @@ export interface TokenManagerOptions {
   readonly resource?: string;
   /** Default memoryStore(). */
   readonly store?: TokenStore;
-  /** Default 15 min; the effective window is min(this, 25 % of the token's lifetime). */
+  /**
+   * Default 15 min; the effective window is min(this, 25 % of the token's lifetime).
+   * 0: no background refresh at all — a token is refreshed when a call finds it expired.
+   */
   readonly refreshWindowMs?: number;
   /** Each token-endpoint request; default 10 s. */
   readonly timeoutMs?: number;
@@ -39,33 +51,22 @@ export interface TokenManagerOptions {
   readonly random?: () => number;
   /** Backoff after transient failures; defaults 1 s doubling to 60 s. */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
-  /** @internal Replace the openid-client adapter (fault injection in tests). */
-  readonly oidc?: OidcAdapter;
 }
 
 export interface TokenManager extends TokenProvider, Disposable {
+  /** A server accepted `token`: the interceptor calls this after every successful call. */
+  accepted(token: string): void;
   /** Adopt the result of a login; persisted to the store. */
   setTokens(response: TokenEndpointResponse): Promise<void>;
   /** Forget the login and clear the store. */
   signOut(): Promise<void>;
-  /** Stop timers. */
+  /** Stop timers; every later call fails with `TokenManagerClosedError`. */
   close(): void;
 }
 
-// A manager in "reauth required" state looks at the store at most this often for a
-// login another process made; it never asks the identity provider.
-const REAUTH_RECHECK_MS = 1000;
-
-// A token fetched because a server refused the previous one, and refused again this soon,
-// is not replaced again: the server refuses every token (wrong audience, broken clock), and
-// refreshing on every call would only hammer the identity provider.
-const FORCED_REFRESH_COOLDOWN_MS = 10_000;
-
-/** A refresh's result: tokens from the identity provider, or adopted from the store. */
-interface Outcome {
-  readonly tokens: StoredTokens;
-  readonly adopted: boolean;
-}
+// A caller decides again after each wait; a few rounds are plenty (a refresh ends in a state
+// that serves or fails), the bound only keeps a pathological provider from looping forever.
+const MAX_ROUNDS = 4;
 
 /**
  * A token manager: hands out a valid access token at once, refreshes it in the background
@@ -93,58 +94,39 @@ interface Outcome {
  * ```
  */
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
-  if (options.issuer === undefined || options.issuer === "") throw new ConfigurationError("createTokenManager: `issuer` is required");
-  if (typeof options.clientId !== "string" || options.clientId === "")
-    throw new ConfigurationError("createTokenManager: `clientId` is required");
-  let issuerUrl: URL;
-  try {
-    issuerUrl = new URL(options.issuer);
-  } catch (cause) {
-    throw new ConfigurationError("createTokenManager: `issuer` is not a valid URL", { cause });
-  }
-  if (issuerUrl.protocol === "http:" && !options.allowInsecureRequests) {
-    throw new ConfigurationError(
-      "createTokenManager: an http:// issuer needs `allowInsecureRequests: true` (loopback development and tests only)",
-    );
-  }
-  const grant = options.grant ?? "refresh_token";
-  if (grant !== "refresh_token" && grant !== "client_credentials") {
-    throw new ConfigurationError(`createTokenManager: unknown grant ${JSON.stringify(grant)}`);
-  }
-  for (const [name, value, min] of [
-    ["refreshWindowMs", options.refreshWindowMs, 0],
-    ["timeoutMs", options.timeoutMs, 1],
-  ] as const) {
-    if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value >= min)) {
-      throw new ConfigurationError(`createTokenManager: \`${name}\` must be a number of milliseconds ≥ ${min}`);
-    }
-  }
-  const issuer = issuerUrl.href.replace(/\/$/, "");
-  const clientId = options.clientId;
+  return createTokenManagerWith(options, undefined);
+}
+
+/** @internal `createTokenManager` with the openid-client adapter replaced (fault injection in tests). */
+export function createTokenManagerWith(options: TokenManagerOptions, adapter: OidcAdapter | undefined): TokenManager {
+  const settings = checkOptions(options);
   const store = options.store ?? memoryStore();
   const clock = options.clock ?? systemClock;
+  const monotonic = monotonicOf(clock);
   const random = options.random ?? Math.random;
-  const windowMs = options.refreshWindowMs ?? DEFAULT_REFRESH_WINDOW_MS;
-  const adapter = options.oidc ?? createOidcAdapter({ ...options, issuer });
-  const flight = createSingleFlight<StoredTokens>();
+  const oidc = adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer });
+  const ours = (t: StoredTokens | undefined) =>
+    t !== undefined && t.issuer.replace(/\/$/, "") === settings.issuer && t.clientId === settings.clientId ? t : undefined;
+  const exchangeDeps: ExchangeDeps = {
+    store,
+    grant: settings.grant,
+    issuer: settings.issuer,
+    clientId: settings.clientId,
+    refreshWindowMs: settings.refreshWindowMs,
+    requestTokens: (refreshToken) => (refreshToken === undefined ? oidc.clientCredentials() : oidc.refresh(refreshToken)),
+    wallNow: () => clock.now(),
+    ours,
+    noLogin: () => noLogin(settings),
+    noRefreshToken: () => noRefreshToken(settings),
+  };
 
-  let current: StoredTokens | undefined;
-  let loading: Promise<void> | undefined;
-  let loaded = false;
-  // "startup": the first refresh of a login loaded from the store when the manager started.
-  let startup = false;
-  // Bumped by setTokens and signOut, so a refresh that started before does not overwrite them.
-  let generation = 0;
-  let failures = 0;
-  let retryAt: number | undefined;
-  let lastFailure: TokenRefreshError | undefined;
-  let reauth: ReauthRequiredError | undefined;
-  let reauthCheckedAt = 0;
-  // A token a server refused: not handed out again while its replacement is fetched.
-  let refused: string | undefined;
-  let forced: { token: string; at: number } | undefined;
+  let state: State = { kind: "loading" };
   let timer: unknown;
-  let closed = false;
+  let loading: Promise<void> | undefined;
+  let rechecking: Promise<void> | undefined;
+
+  const now = () => ({ wall: clock.now(), monotonic: monotonic() });
+  const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
 
   const emit = (event: TokenEvent) => {
     try {
@@ -154,288 +136,183 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     }
   };
 
-  const ours = (t: StoredTokens | undefined): StoredTokens | undefined =>
-    t !== undefined && t.issuer.replace(/\/$/, "") === issuer && t.clientId === clientId ? t : undefined;
-
-  const usable = (t: StoredTokens | undefined, now: number): t is StoredTokens & { accessToken: string } =>
-    t?.accessToken !== undefined && t.issuedAt !== undefined && t.expiresAt !== undefined && isUsable(t as Required<StoredTokens>, now);
-
-  const refreshTime = (t: StoredTokens) =>
-    t.issuedAt !== undefined && t.expiresAt !== undefined ? refreshAt(t as Required<StoredTokens>, windowMs) : -Infinity;
-
-  // Newer: issued later than what this process holds (processes on one machine share a clock).
-  // Or the same login with its refresh token removed: another process found it dead.
-  const newer = (stored: StoredTokens | undefined, than: StoredTokens | undefined) =>
-    stored !== undefined &&
-    (than === undefined ||
-      ((stored.issuedAt ?? 0) > (than.issuedAt ?? 0) &&
-        (stored.accessToken !== than.accessToken || stored.refreshToken !== than.refreshToken)) ||
-      (stored.accessToken === than.accessToken && stored.refreshToken === undefined && than.refreshToken !== undefined));
-
-  const ensureLoaded = async () => {
-    if (loaded) return;
-    loading ??= (async () => {
-      const gen = generation;
-      const stored = ours(await store.load());
-      if (gen === generation && !loaded) {
-        current = stored;
-        startup = true;
-        loaded = true;
-        schedule();
-      }
-    })().finally(() => {
-      loading = undefined;
-    });
-    await loading;
+  /** The one place state changes: re-arm the timer, then announce the state entered. */
+  const setState = (next: State) => {
+    const previous = state;
+    if (next === previous) return;
+    state = next;
+    arm(0);
+    for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);
   };
+  const apply = (input: Input) => setState(transition(state, input));
 
-  const schedule = () => {
+  const arm = (minimumMs: number) => {
     if (timer !== undefined) clock.clearTimeout(timer);
     timer = undefined;
-    if (closed || reauth !== undefined || current === undefined) return;
-    const at = retryAt ?? refreshTime(current);
-    timer = clock.setTimeout(onTimer, Math.max(0, at - clock.now()));
+    const wake = wakeAt(state, settings);
+    if (wake === undefined) return;
+    // Wall-clock wakes sleep at most MAX_SLEEP_MS: the wall clock may step meanwhile.
+    const delay = wake.monotonic !== undefined ? wake.monotonic - monotonic() : Math.min(wake.wall! - clock.now(), MAX_SLEEP_MS);
+    timer = clock.setTimeout(onTimer, clampDelay(Math.max(delay, minimumMs)));
   };
 
   const onTimer = () => {
     timer = undefined;
-    if (closed || reauth !== undefined || current === undefined) return;
-    const now = clock.now();
-    if (retryAt !== undefined && now < retryAt) return schedule();
-    if (now < refreshTime(current)) return schedule();
-    const reason: RefreshReason = usable(current, now) ? "proactive" : "expired";
-    refresh(reason).catch(() => {
-      // Reported through events; callers see it on their next call.
-    });
+    const decision = decide(state, now(), true, settings);
+    if (decision.do === "refresh") void refresh(decision.reason);
+    // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
+    else arm(1000);
   };
 
-  const fromResponse = (response: TokenEndpointResponse, sentAt: number, previousRefreshToken?: string): StoredTokens => {
-    const times = tokenTimes(sentAt, response.expires_in);
-    const refreshToken = response.refresh_token ?? previousRefreshToken;
-    return {
-      version: 1,
-      issuer,
-      clientId,
-      accessToken: response.access_token,
-      ...(refreshToken !== undefined ? { refreshToken } : {}),
-      issuedAt: times.issuedAt,
-      expiresAt: times.expiresAt,
-      ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
-    };
+  /** Start a refresh, or join the one in flight; settles (never rejects) when it is over. */
+  const refresh = (reason: RefreshReason): Promise<void> => {
+    if (state.kind === "refreshing") return state.flight.done;
+    let finished!: () => void;
+    const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
+    apply({ type: "refresh-started", flight });
+    const started = state as State; // apply() changed it
+    if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
+    void runRefresh(flight, started.login?.tokens, started.login?.inStore).finally(finished);
+    return flight.done;
   };
 
-  const enterReauth = (error: ReauthRequiredError) => {
-    const first = reauth === undefined;
-    reauth = error;
-    reauthCheckedAt = clock.now();
-    schedule();
-    if (first) emit({ type: "reauth-required", error });
-    return error;
-  };
-
-  const noRefreshToken = () =>
-    new ReauthRequiredError(
-      `The login of client "${clientId}" at ${issuer} has no usable refresh token (the identity provider refused it, or never issued one): log in again and pass the result to setTokens()`,
-    );
-
-  const noLogin = () =>
-    new ReauthRequiredError(
-      `No login found for client "${clientId}" at ${issuer}: log in (loginWithBrowser or loginWithDeviceCode) and pass the result to setTokens()`,
-    );
-
-  /** The refresh itself, run under the store's lock: re-read, maybe adopt, else ask the IdP, then save. */
-  const exchange = async (reason: RefreshReason, rejected: string | undefined): Promise<Outcome> => {
-    const gen = generation;
-    let holding = current;
-    const stored = ours(await store.load());
-    const adoptable = (t: StoredTokens | undefined, now: number) =>
-      newer(t, holding) && usable(t, now) && t.accessToken !== rejected && (reason !== "proactive" || now < refreshTime(t));
-    if (adoptable(stored, clock.now())) return adopt(stored!, gen);
-    // Another process rotated the refresh token: use the live one.
-    if (newer(stored, holding)) holding = stored;
-    const request = async (base: StoredTokens | undefined) => {
-      const sentAt = clock.now();
-      if (grant === "client_credentials") return fromResponse(await adapter.clientCredentials(), sentAt);
-      const refreshToken = base?.refreshToken;
-      if (refreshToken === undefined) throw base?.accessToken === undefined ? noLogin() : noRefreshToken();
-      return fromResponse(await adapter.refresh(refreshToken), sentAt, refreshToken);
-    };
-    let next: StoredTokens;
+  const runRefresh = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
     try {
-      next = await request(holding);
+      const result = await locked(() => exchangeUnderLock(exchangeDeps, { reason: flight.reason, held, inStore }));
+      if (result.ok) return apply({ type: "refresh-done", flight, outcome: result.outcome, at: monotonic() });
+      if (result.reauth || result.terminal) return apply(reauthInput(flight, result.error, result.terminal));
+      apply(failedInput(flight, result.error, result.kept));
     } catch (error) {
-      if (error instanceof ReauthRequiredError || !isTerminal(failureFacts(error))) throw error;
-      // Terminal: another process may have rotated the token in between. Look once more.
-      const again = ours(await store.load());
-      if (newer(again, holding) && again?.refreshToken !== holding?.refreshToken) {
-        if (adoptable(again, clock.now())) return adopt(again!, gen);
-        next = await request(again);
-      } else {
-        // Tell the other processes: the refresh token is dead. They then stop without asking
-        // the identity provider (which would count each of them as another invalid_grant).
-        if (holding?.refreshToken !== undefined && again?.refreshToken === holding.refreshToken) {
-          const { refreshToken: _dead, ...withoutRefreshToken } = holding;
-          await store.save(withoutRefreshToken).catch(() => {});
-        }
-        throw error;
-      }
+      // The store or its lock failed (our own typed errors): transient.
+      apply(failedInput(flight, error, undefined));
     }
-    if (gen === generation) {
-      // Memory first: if the save fails, this process still holds the live refresh token
-      // and goes on with it; the failure is reported (other processes cannot see it).
-      current = next;
+  };
+
+  const reauthInput = (flight: Flight, error: Error, terminal: boolean): Input => ({
+    type: "reauth",
+    flight,
+    error:
+      error instanceof ReauthRequiredError
+        ? error
+        : new ReauthRequiredError(
+            `The login is no longer valid (${describeFailure(error)}): log in again and pass the result to setTokens()`,
+            {
+              cause: error,
+            },
+          ),
+    terminal,
+    at: monotonic(),
+  });
+
+  const failedInput = (flight: Flight, error: unknown, kept: RefreshOutcome | undefined): Input => {
+    const failures = (state.kind === "refreshing" ? state.failures : 0) + 1;
+    const at = monotonic();
+    const delay = backoffDelay(failures, random, options.backoff);
+    const wallRetryAt = clock.now() + delay;
+    const expired = !usableAt(kept?.tokens ?? (state.kind === "refreshing" ? state.login?.tokens : undefined), clock.now());
+    return {
+      type: "refresh-failed",
+      flight,
+      at,
+      retryAt: at + delay,
+      ...(kept !== undefined ? { kept } : {}),
+      error: new TokenRefreshError(
+        `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
+        { cause: summarizeFailure(error), retryAt: wallRetryAt },
+      ),
+    };
+  };
+
+  const load = (): Promise<void> =>
+    (loading ??= (async () => {
       try {
-        await store.save(next);
-      } catch (error) {
-        emit({ type: "refresh-failed", error: error instanceof Error ? error : new Error(String(error)), terminal: false });
+        apply({ type: "loaded", stored: ours(await store.load()) });
+      } finally {
+        loading = undefined;
       }
-    }
-    return { tokens: next, adopted: false };
-  };
+    })());
 
-  const adopt = (tokens: StoredTokens, gen: number): Outcome => {
-    if (gen === generation) {
-      current = tokens;
-      emit({ type: "adopted", expiresAt: tokens.expiresAt! });
-    }
-    return { tokens, adopted: true };
-  };
-
-  const refresh = (reason: RefreshReason, rejected?: string): Promise<StoredTokens> =>
-    flight.run(async () => {
-      const gen = generation;
+  // While re-login is required: has another process logged in meanwhile?
+  const recheck = (): Promise<void> =>
+    (rechecking ??= (async () => {
+      let stored: StoredTokens | undefined;
       try {
-        const { tokens, adopted } = await locked(() => exchange(reason, rejected));
-        if (gen === generation) {
-          failures = 0;
-          retryAt = undefined;
-          lastFailure = undefined;
-          startup = false;
-          if (!adopted) emit({ type: "refreshed", reason, expiresAt: tokens.expiresAt! });
-          if (reason === "rejected" && tokens.accessToken !== undefined) forced = { token: tokens.accessToken, at: clock.now() };
-          schedule();
-        }
-        return tokens;
-      } catch (error) {
-        if (gen !== generation) throw error;
-        throw fail(error);
+        stored = ours(await store.load());
+      } catch {
+        stored = undefined; // an unreadable store holds no new login; re-login is still the answer
       }
-    });
+      apply({ type: "rechecked", stored, at: monotonic(), wallNow: clock.now() });
+    })().finally(() => {
+      rechecking = undefined;
+    }));
 
-  const fail = (error: unknown): Error => {
-    if (error instanceof ReauthRequiredError) return enterReauth(error);
-    const facts = failureFacts(error);
-    if (isTerminal(facts)) {
-      const reauthError = new ReauthRequiredError(
-        `The login is no longer valid (${describeFailure(error)}): log in again and pass the result to setTokens()`,
-        { cause: error },
-      );
-      emit({ type: "refresh-failed", error: reauthError, terminal: true });
-      return enterReauth(reauthError);
+  /** What a caller waits for before deciding again. */
+  const waitFor = (decision: Decision): Promise<void> => {
+    switch (decision.do) {
+      case "load":
+        return load();
+      case "recheck":
+        return recheck();
+      case "refresh":
+        return refresh(decision.reason);
+      default:
+        return state.kind === "refreshing" ? state.flight.done : Promise.resolve();
     }
-    failures += 1;
-    const now = clock.now();
-    retryAt = now + backoffDelay(failures, random, options.backoff);
-    const expired = !usable(current, now);
-    lastFailure = new TokenRefreshError(
-      `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil((retryAt - now) / 1000)} s`,
-      { cause: error, retryAt },
-    );
-    emit({ type: "refresh-failed", error: lastFailure, retryAt, terminal: false });
-    schedule();
-    return lastFailure;
-  };
-
-  // While re-login is required, look at the store now and then: another process may have logged in.
-  const recheckStore = async () => {
-    const now = clock.now();
-    if (now - reauthCheckedAt < REAUTH_RECHECK_MS) return;
-    reauthCheckedAt = now;
-    const stored = ours(await store.load());
-    if (stored === undefined) return;
-    // A new login: a refresh token we have not seen, or a valid access token we do not hold.
-    const fresh =
-      (stored.refreshToken !== undefined && stored.refreshToken !== current?.refreshToken) ||
-      (stored.accessToken !== current?.accessToken && usable(stored, now));
-    if (!fresh) return;
-    current = stored;
-    reauth = undefined;
-    failures = 0;
-    retryAt = undefined;
-    emit({ type: "adopted", expiresAt: stored.expiresAt ?? now });
-    schedule();
-  };
-
-  const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
-
-  /** A new login (or none) replaces everything known of the old one, including its failures. */
-  const replaceLogin = (tokens: StoredTokens | undefined) => {
-    generation += 1;
-    current = tokens;
-    loaded = true;
-    startup = false;
-    reauth = undefined;
-    failures = 0;
-    retryAt = undefined;
-    lastFailure = undefined;
-    refused = undefined;
-    forced = undefined;
-    schedule();
   };
 
   const manager: TokenManager = {
     async getAccessToken(request = {}) {
       const { signal, rejected } = request;
       signal?.throwIfAborted();
-      if (closed) throw new ConnectOidcError("The token manager was closed");
-      await abortable(ensureLoaded(), signal);
-      if (reauth !== undefined) await abortable(recheckStore(), signal);
-      if (reauth !== undefined) throw reauth;
-      const now = clock.now();
-      const token = current?.accessToken;
-      if (rejected !== undefined && rejected === forced?.token && now - forced.at < FORCED_REFRESH_COOLDOWN_MS && usable(current, now)) {
-        return rejected;
-      }
-      const mustRefresh = rejected !== undefined && rejected === token;
-      if (mustRefresh) refused = rejected;
-      if (!mustRefresh && token !== refused && usable(current, now)) {
-        if (flight.pending === undefined && now >= refreshTime(current) && (retryAt === undefined || now >= retryAt)) {
-          refresh("proactive").catch(() => {});
+      if (rejected !== undefined) apply({ type: "refused", token: rejected });
+      for (let round = 1; ; round += 1) {
+        const decision = decide(state, now(), false, settings);
+        switch (decision.do) {
+          case "serve":
+            return decision.token;
+          case "serve-and-refresh":
+            void refresh(decision.reason);
+            return decision.token;
+          case "fail":
+            if (decision.reauth) apply({ type: "reauth", error: decision.error as ReauthRequiredError, terminal: false, at: monotonic() });
+            throw decision.error;
         }
-        return current.accessToken;
+        if (round > MAX_ROUNDS)
+          throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
+        await abortable(waitFor(decision), signal);
       }
-      if (grant === "refresh_token" && current?.refreshToken === undefined && flight.pending === undefined) {
-        throw enterReauth(noLogin());
-      }
-      // No valid token: wait for the shared refresh, unless we are backing off after a failure.
-      if (flight.pending === undefined && retryAt !== undefined && now < retryAt && lastFailure !== undefined) {
-        throw lastFailure;
-      }
-      const reason: RefreshReason =
-        mustRefresh || (token !== undefined && token === refused) ? "rejected" : startup || token === undefined ? "startup" : "expired";
-      const tokens = await abortable(refresh(reason, reason === "rejected" ? token : undefined), signal);
-      return tokens.accessToken!;
+    },
+
+    accepted(token) {
+      apply({ type: "accepted", token });
     },
 
     async setTokens(response) {
-      if (typeof response?.access_token !== "string" || response.access_token === "") {
-        throw new ConfigurationError("setTokens: the token response has no access_token");
-      }
-      const tokens = fromResponse(response, clock.now());
-      replaceLogin(tokens);
+      const problem = tokenResponseProblem(response);
+      if (problem !== undefined) throw new ConfigurationError(`setTokens: the token response ${problem}`);
+      if (state.kind === "closed") throw closedError();
+      const tokens = storedFromResponse(settings, response, clock.now());
+      apply({ type: "replaced", tokens });
       // In memory first: if the store fails, this process still works (and the error says why others cannot).
-      await locked(() => store.save(tokens));
+      await locked(async () => {
+        try {
+          await store.save(tokens);
+        } catch (error) {
+          // What the store holds is not this login: remember what it is, so it is not taken for a newer one.
+          apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
+          throw error;
+        }
+      });
     },
 
     async signOut() {
-      replaceLogin(undefined);
+      if (state.kind === "closed") throw closedError();
+      apply({ type: "replaced", tokens: undefined });
       await locked(() => store.clear());
     },
 
     close() {
-      closed = true;
-      if (timer !== undefined) clock.clearTimeout(timer);
-      timer = undefined;
+      apply({ type: "closed" });
     },
 
     [Symbol.dispose]() {
@@ -443,4 +320,34 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     },
   };
   return manager;
+}
+
+/** Every option checked at the door; the settings the rules need. */
+function checkOptions(options: TokenManagerOptions): Settings {
+  const name = "createTokenManager";
+  if (typeof options !== "object" || options === null) throw new ConfigurationError(`${name}: options are required`);
+  const issuerUrl = checkIssuer(name, options.issuer, options.allowInsecureRequests);
+  checkString(name, "clientId", options.clientId, true);
+  checkString(name, "clientSecret", options.clientSecret, false);
+  checkString(name, "scope", options.scope, false);
+  checkString(name, "resource", options.resource, false);
+  const grant = options.grant ?? "refresh_token";
+  if (grant !== "refresh_token" && grant !== "client_credentials") {
+    throw new ConfigurationError(`${name}: unknown grant ${JSON.stringify(grant)}`);
+  }
+  if (grant === "client_credentials" && options.clientSecret === undefined) {
+    throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\``);
+  }
+  checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
+  checkDuration(name, "timeoutMs", options.timeoutMs, 1);
+  checkDuration(name, "backoff.baseMs", options.backoff?.baseMs, 1);
+  checkDuration(name, "backoff.maxMs", options.backoff?.maxMs, 1);
+  checkFunction(name, "onEvent", options.onEvent);
+  checkFunction(name, "random", options.random);
+  return {
+    grant,
+    refreshWindowMs: options.refreshWindowMs ?? DEFAULT_REFRESH_WINDOW_MS,
+    clientId: options.clientId,
+    issuer: issuerUrl.href.replace(/\/$/, ""),
+  };
 }

@@ -16,6 +16,7 @@ import {
   type TokenManagerOptions,
 } from "../src/index.js";
 import { createOidcAdapter } from "../src/oidc.js";
+import { createTokenManagerWith } from "../src/token-manager.js";
 import { startIdp, type Idp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock } from "./support/manual-clock.js";
@@ -299,22 +300,26 @@ describe("token manager (real oidc-provider)", () => {
       const real = createOidcAdapter({ issuer: plainIdp.issuer, clientId: plainIdp.clientId, allowInsecureRequests: true });
       const sent: string[] = [];
       const clock = createManualClock();
-      const manager = createTokenManager({
-        clock,
-        issuer: plainIdp.issuer,
-        clientId: plainIdp.clientId,
-        allowInsecureRequests: true,
-        onEvent: (e) => events.push(e),
+      const manager = createTokenManagerWith(
+        {
+          clock,
+          issuer: plainIdp.issuer,
+          clientId: plainIdp.clientId,
+          allowInsecureRequests: true,
+          onEvent: (e) => events.push(e),
+        },
         // Injected fault: the real IdP's answer with its refresh_token removed.
-        oidc: {
+        {
           async refresh(rt) {
             sent.push(rt);
-            const { refresh_token: _dropped, ...rest } = await real.refresh(rt);
-            return rest as never;
+            const result = await real.refresh(rt);
+            if (!result.ok) return result;
+            const { refresh_token: _dropped, ...rest } = result.response;
+            return { ok: true, response: rest as typeof result.response };
           },
           clientCredentials: () => real.clientCredentials(),
         },
-      });
+      );
       managers.push(manager);
       const login = await plainIdp.login();
       leaks.remember(login.access_token, login.refresh_token);

@@ -1,0 +1,151 @@
+/**
+ * What to do for a caller (or the background timer) in a given state: serve now, serve and
+ * refresh in the background, wait for a refresh, look at the store, or fail fast. A pure
+ * function of (state, times, request): no I/O, no clock reads.
+ */
+import { ReauthRequiredError, TokenManagerClosedError } from "./errors.js";
+import { DEMAND_RETRY_MS, REAUTH_RECHECK_MS, refreshAt, type TokenTimes } from "./policy.js";
+import { forcedRefreshAllowed, type Login, type State, usableAt } from "./token-state.js";
+import type { RefreshReason } from "./types.js";
+
+export interface Now {
+  /** Wall clock, epoch ms: for expiry (persisted, shared across processes). */
+  readonly wall: number;
+  /** Monotonic ms: for backoff, rechecks and cooldowns. */
+  readonly monotonic: number;
+}
+
+export interface Settings {
+  readonly grant: "refresh_token" | "client_credentials";
+  /** min(this, 25 % of the lifetime) before expiry a background refresh starts; 0: only on demand. */
+  readonly refreshWindowMs: number;
+  readonly clientId: string;
+  readonly issuer: string;
+}
+
+export type Decision =
+  /** Hand out this token now. */
+  | { readonly do: "serve"; readonly token: string }
+  /** Hand out this token now, and start a background refresh. */
+  | { readonly do: "serve-and-refresh"; readonly token: string; readonly reason: RefreshReason }
+  /** Start a refresh (or join the one in flight), wait for it, then decide again. */
+  | { readonly do: "refresh"; readonly reason: RefreshReason }
+  /** Wait for the refresh in flight, then decide again. */
+  | { readonly do: "wait" }
+  /** Read the store (at startup, or for another process's login), then decide again. */
+  | { readonly do: "load" }
+  | { readonly do: "recheck" }
+  /** Fail now; `reauth`: enter the re-login state with this error first. */
+  | { readonly do: "fail"; readonly error: Error; readonly reauth?: boolean }
+  /** Background: nothing to do now. */
+  | { readonly do: "idle" };
+
+const IDLE: Decision = { do: "idle" };
+const WAIT: Decision = { do: "wait" };
+
+/**
+ * For a caller (`background: false`) or the timer (`background: true`). The timer never
+ * waits, loads or fails; it only starts refreshes that are due.
+ */
+export function decide(state: State, now: Now, background: boolean, settings: Settings): Decision {
+  switch (state.kind) {
+    case "closed":
+      return background ? IDLE : { do: "fail", error: closedError() };
+    case "loading":
+      return background ? IDLE : { do: "load" };
+    case "empty":
+      if (background) return IDLE;
+      return settings.grant === "client_credentials"
+        ? { do: "refresh", reason: "startup" }
+        : { do: "fail", error: noLogin(settings), reauth: true };
+    case "reauth-required":
+      if (background) return IDLE;
+      return now.monotonic - state.checkedAt >= REAUTH_RECHECK_MS ? { do: "recheck" } : { do: "fail", error: state.error };
+    case "refreshing": {
+      if (background) return IDLE;
+      const login = state.login;
+      return login !== undefined && !login.refused && usableAt(login.tokens, now.wall) ? serve(login) : WAIT;
+    }
+    case "ready":
+      return decideWithLogin(state.login, now, background, settings, undefined);
+    case "backing-off":
+      return decideWithLogin(state.login, now, background, settings, state);
+  }
+}
+
+function decideWithLogin(
+  login: Login | undefined,
+  now: Now,
+  background: boolean,
+  settings: Settings,
+  backoff: { readonly retryAt: number; readonly lastAttemptAt: number; readonly error: Error } | undefined,
+): Decision {
+  const tokens = login?.tokens;
+  const canRefresh = settings.grant === "client_credentials" || tokens?.refreshToken !== undefined;
+  const usable = usableAt(tokens, now.wall);
+  // The background schedule: the backoff's next attempt, else the refresh window (an expired
+  // token is overdue), unless refreshes happen on demand only (refreshWindowMs: 0).
+  const due =
+    backoff !== undefined
+      ? now.monotonic >= backoff.retryAt
+      : settings.refreshWindowMs > 0 && (!usable || now.wall >= refreshAt(tokens as TokenTimes, settings.refreshWindowMs));
+
+  if (usable && !login!.refused) {
+    if (!due || !canRefresh) return background ? IDLE : serve(login!);
+    if (background) return { do: "refresh", reason: "proactive" };
+    // While backing off, callers with a valid token leave the retry to the timer.
+    return backoff !== undefined ? serve(login!) : { do: "serve-and-refresh", token: tokens!.accessToken!, reason: "proactive" };
+  }
+
+  // No usable token: expired, refused by a server, or none yet.
+  if (!canRefresh) {
+    if (background) return IDLE;
+    return { do: "fail", error: tokens === undefined ? noLogin(settings) : noRefreshToken(settings), reauth: true };
+  }
+  const reason: RefreshReason =
+    login === undefined ? "startup" : login.refused && usable ? "rejected" : login.loadedAtStart ? "startup" : "expired";
+  if (reason === "rejected") {
+    // Refused while the clock says valid. A server that refuses every token gets it anyway
+    // (and says so) until the pause between forced refreshes is over.
+    if (background) return IDLE;
+    if (!forcedRefreshAllowed(login!, now.monotonic)) return serve(login!);
+  }
+  if (background) return due ? { do: "refresh", reason } : IDLE;
+  // Callers failing for want of a token may try sooner than the backoff, about once a second.
+  if (backoff !== undefined && !due && now.monotonic - backoff.lastAttemptAt < DEMAND_RETRY_MS) return { do: "fail", error: backoff.error };
+  return { do: "refresh", reason };
+}
+
+function serve(login: Login): Decision {
+  return { do: "serve", token: login.tokens.accessToken! };
+}
+
+/**
+ * When the background timer should look again (wall-clock epoch ms or monotonic ms), or
+ * undefined for no timer. The caller clamps the sleep (the wall clock may step meanwhile).
+ */
+export function wakeAt(state: State, settings: Settings): { readonly wall?: number; readonly monotonic?: number } | undefined {
+  if (state.kind === "backing-off") return { monotonic: state.retryAt };
+  if (state.kind !== "ready") return undefined;
+  const { tokens, refused } = state.login;
+  if (refused || settings.refreshWindowMs === 0) return undefined;
+  if (settings.grant === "refresh_token" && tokens.refreshToken === undefined) return undefined;
+  if (tokens.issuedAt === undefined || tokens.expiresAt === undefined || tokens.accessToken === undefined) return { wall: 0 };
+  return { wall: refreshAt(tokens as TokenTimes, settings.refreshWindowMs) };
+}
+
+export function noLogin(settings: Settings): ReauthRequiredError {
+  return new ReauthRequiredError(
+    `No login found for client "${settings.clientId}" at ${settings.issuer}: log in (loginWithBrowser or loginWithDeviceCode) and pass the result to setTokens()`,
+  );
+}
+
+export function noRefreshToken(settings: Settings): ReauthRequiredError {
+  return new ReauthRequiredError(
+    `The login of client "${settings.clientId}" at ${settings.issuer} has no usable refresh token (the identity provider refused it, or never issued one): log in again and pass the result to setTokens()`,
+  );
+}
+
+export function closedError(): TokenManagerClosedError {
+  return new TokenManagerClosedError("The token manager was closed (close() or dispose): create a new one");
+}

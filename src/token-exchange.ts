@@ -1,0 +1,169 @@
+/**
+ * One refresh, run under the store's lock: re-read the store, adopt what another process
+ * stored, else ask the identity provider and save; on a terminal answer look once more,
+ * and mark a dead refresh token in the store so other processes stop without asking.
+ * Holds no manager state: everything comes in through the request.
+ */
+import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
+import { describeFailure, failureFacts } from "./failure.js";
+import type { GrantResult } from "./oidc.js";
+import { isTerminal, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
+import { expiresInSeconds, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
+import { type RefreshOutcome, usableAt } from "./token-state.js";
+import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
+
+export interface ExchangeDeps {
+  readonly store: TokenStore;
+  readonly grant: "refresh_token" | "client_credentials";
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly refreshWindowMs: number;
+  readonly requestTokens: (refreshToken: string | undefined) => Promise<GrantResult>;
+  readonly wallNow: () => number;
+  /** The stored login if it belongs to this issuer and client; otherwise undefined. */
+  readonly ours: (stored: StoredTokens | undefined) => StoredTokens | undefined;
+  readonly noLogin: () => ReauthRequiredError;
+  readonly noRefreshToken: () => ReauthRequiredError;
+}
+
+export interface ExchangeRequest {
+  readonly reason: RefreshReason;
+  /** The tokens this process uses (ahead of the store when a save failed). */
+  readonly held: StoredTokens | undefined;
+  /** The store's content as this process last saw it. */
+  readonly inStore: StoredTokens | undefined;
+}
+
+export type ExchangeResult =
+  | { readonly ok: true; readonly outcome: RefreshOutcome }
+  | {
+      readonly ok: false;
+      /** Token-free: a summary of the identity provider's answer, or our own error. */
+      readonly error: Error;
+      /** The identity provider's terminal answer (the grant can never work again). */
+      readonly terminal: boolean;
+      /** The login is gone or unusable: no login, no refresh token, signed out elsewhere. */
+      readonly reauth: boolean;
+      /** Tokens to go on with although the exchange failed (a rotated refresh token kept). */
+      readonly kept?: RefreshOutcome;
+    };
+
+type Failure = Extract<ExchangeResult, { ok: false }>;
+
+const failure = (error: Error, terminal = false, kept?: RefreshOutcome): Failure => ({
+  ok: false,
+  error,
+  terminal,
+  reauth: error instanceof ReauthRequiredError,
+  ...(kept !== undefined ? { kept } : {}),
+});
+
+export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeRequest): Promise<ExchangeResult> {
+  const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
+  const stored = deps.ours(await deps.store.load());
+  // Anything in the store other than what this process last saw there was written by
+  // another process since (every writer holds the lock): it is the newer login.
+  const changed = !sameLogin(stored, request.inStore);
+  if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
+  if (changed && stored === undefined && deps.grant === "refresh_token") return failure(deps.noLogin()); // signed out elsewhere
+  const source = changed ? stored : request.held;
+  const result = await grantAndSave(deps, source, stored);
+  if (result.ok || !result.terminal) return result;
+  return afterTerminal(deps, request, result, source, stored);
+}
+
+/** Terminal: another process may have rotated the token in between. Look once more. */
+async function afterTerminal(
+  deps: ExchangeDeps,
+  request: ExchangeRequest,
+  terminal: Failure,
+  used: StoredTokens | undefined,
+  seen: StoredTokens | undefined,
+): Promise<ExchangeResult> {
+  const again = deps.ours(await deps.store.load());
+  if (!sameLogin(again, seen) && again?.refreshToken !== used?.refreshToken) {
+    const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
+    if (adoptable(deps, again, request.reason, refused)) return adopted(again);
+    return grantAndSave(deps, again, again);
+  }
+  // Tell the other processes: this refresh token is dead. They then stop without asking the
+  // identity provider (which would count each of them as another invalid_grant).
+  if (used?.refreshToken !== undefined && again?.refreshToken === used.refreshToken) {
+    const { refreshToken: _dead, ...withoutRefreshToken } = again;
+    await deps.store.save(withoutRefreshToken).catch(() => {});
+  }
+  return terminal;
+}
+
+function adopted(stored: StoredTokens | undefined): ExchangeResult {
+  return { ok: true, outcome: { tokens: stored!, inStore: stored, adopted: true } };
+}
+
+function adoptable(deps: ExchangeDeps, stored: StoredTokens | undefined, reason: RefreshReason, refused: string | undefined): boolean {
+  const now = deps.wallNow();
+  if (!usableAt(stored, now) || stored.accessToken === refused) return false;
+  // A proactive refresh wants a token that is not itself due for one.
+  return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.refreshWindowMs);
+}
+
+/** Ask the identity provider, then save. `stored`: the store's content before (kept as `inStore` if the save fails). */
+async function grantAndSave(
+  deps: ExchangeDeps,
+  source: StoredTokens | undefined,
+  stored: StoredTokens | undefined,
+): Promise<ExchangeResult> {
+  let refreshToken: string | undefined;
+  if (deps.grant === "refresh_token") {
+    refreshToken = source?.refreshToken;
+    if (refreshToken === undefined) return failure(source?.accessToken === undefined ? deps.noLogin() : deps.noRefreshToken());
+  }
+  const sentAt = deps.wallNow();
+  const result = await deps.requestTokens(refreshToken);
+  if (!result.ok) {
+    if (result.rotatedRefreshToken === undefined || source === undefined) {
+      return failure(result.error, isTerminal(failureFacts(result.error)));
+    }
+    // The answer was rejected, but the provider rotated the refresh token: the old one is
+    // consumed. Keep the new one (memory and store), so the next attempt does not present
+    // a used refresh token — which a provider with reuse detection answers by revoking the login.
+    const kept = await save(deps, { ...source, refreshToken: result.rotatedRefreshToken }, stored);
+    const error = new ExchangeFailure(`${describeFailure(result.error)}; the new refresh token was kept`, failureFacts(result.error));
+    return failure(error, false, kept);
+  }
+  const problem = tokenResponseProblem(result.response);
+  if (problem !== undefined) {
+    return failure(new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}));
+  }
+  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, refreshToken), stored) };
+}
+
+/** Save; if the store fails, the tokens are in use all the same (this process holds the live refresh token). */
+async function save(deps: ExchangeDeps, tokens: StoredTokens, stored: StoredTokens | undefined): Promise<RefreshOutcome> {
+  try {
+    await deps.store.save(tokens);
+    return { tokens, inStore: tokens, adopted: false };
+  } catch (error) {
+    return { tokens, inStore: stored, adopted: false, saveError: error instanceof Error ? error : new Error(String(error)) };
+  }
+}
+
+/** The persisted form of a token response (checked with `tokenResponseProblem` first). */
+export function storedFromResponse(
+  deps: Pick<ExchangeDeps, "issuer" | "clientId">,
+  response: TokenEndpointResponse,
+  sentAt: number,
+  previousRefreshToken?: string,
+): StoredTokens {
+  const times = tokenTimes(sentAt, expiresInSeconds(response.expires_in));
+  const refreshToken = response.refresh_token ?? previousRefreshToken;
+  return {
+    version: 1,
+    issuer: deps.issuer,
+    clientId: deps.clientId,
+    accessToken: response.access_token,
+    ...(refreshToken !== undefined ? { refreshToken } : {}),
+    issuedAt: times.issuedAt,
+    expiresAt: times.expiresAt,
+    ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
+  };
+}

@@ -1,0 +1,295 @@
+/**
+ * The token manager's states and the one function that moves between them. Pure: no I/O,
+ * no clock reads (times come in with the inputs), no events (the manager emits them on
+ * entry to a state, from `entryEvents`).
+ *
+ *   loading ──loaded──▶ ready | empty
+ *   empty ──(client credentials) refresh──▶ refreshing
+ *   ready ──refresh──▶ refreshing ──done──▶ ready
+ *                                 └─failed─▶ backing-off ──refresh──▶ refreshing
+ *                                 └─terminal─▶ reauth-required ──(another login in the store)──▶ ready
+ *   any ──setTokens──▶ ready        any ──signOut──▶ empty        any ──close──▶ closed
+ *
+ * A result whose flight is no longer the state's (the login was replaced, the manager
+ * closed, meanwhile) is dropped here and nowhere else.
+ */
+import type { ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import { forcedRefreshDelay, isUsable, type TokenTimes } from "./policy.js";
+import type { RefreshReason, StoredTokens, TokenEvent } from "./types.js";
+
+/** What this process holds of a login, and what servers said of its access token. */
+export interface Login {
+  /** The tokens in use. */
+  readonly tokens: StoredTokens;
+  /**
+   * The store's content as this process last read or wrote it. Anything else found there
+   * was written by another process since: "newer" is decided by identity, never by clocks.
+   */
+  readonly inStore: StoredTokens | undefined;
+  /** A server refused `tokens.accessToken`: it is replaced before it is handed out again. */
+  readonly refused: boolean;
+  /** A server accepted `tokens.accessToken` (a call with it succeeded). */
+  readonly accepted: boolean;
+  /** Forced refreshes in a row whose tokens no server accepted, and when the last one ended (monotonic ms). */
+  readonly unacceptedForced: number;
+  readonly lastForcedAt: number;
+  /** Loaded from the store at startup and not refreshed since: its first refresh is a "startup" one. */
+  readonly loadedAtStart: boolean;
+}
+
+/** One refresh in progress: its identity decides whether its result still applies. */
+export interface Flight {
+  readonly reason: RefreshReason;
+  readonly done: Promise<void>;
+}
+
+/** The outcome of a refresh (under the store's lock): new tokens, or adopted from the store. */
+export interface RefreshOutcome {
+  readonly tokens: StoredTokens;
+  readonly inStore: StoredTokens | undefined;
+  readonly adopted: boolean;
+  /** The tokens are in use but could not be saved (other processes cannot see them). */
+  readonly saveError?: Error;
+}
+
+export type State =
+  /** The store has not been read yet. */
+  | { readonly kind: "loading" }
+  /** No login (none stored, or signed out). Client credentials fetch one on the first call. */
+  | { readonly kind: "empty" }
+  /** A login; its token may be fresh, due for a refresh, expired or refused (`decide` tells). */
+  | { readonly kind: "ready"; readonly login: Login; readonly outcome?: RefreshOutcome; readonly reason?: RefreshReason }
+  /** A refresh is in flight; callers without a usable token wait for it. */
+  | {
+      readonly kind: "refreshing";
+      readonly login: Login | undefined;
+      readonly flight: Flight;
+      /** Transient failures in a row before this attempt. */
+      readonly failures: number;
+    }
+  /** The last refresh failed for a reason that may pass; the next attempt is scheduled. */
+  | {
+      readonly kind: "backing-off";
+      readonly login: Login | undefined;
+      readonly failures: number;
+      /** Monotonic ms: the scheduled next attempt, and when the last one ended. */
+      readonly retryAt: number;
+      readonly lastAttemptAt: number;
+      readonly error: TokenRefreshError;
+    }
+  /** The login is gone (dead refresh token, none at all): only a new login helps. */
+  | {
+      readonly kind: "reauth-required";
+      readonly login: Login | undefined;
+      readonly inStore: StoredTokens | undefined;
+      readonly error: ReauthRequiredError;
+      /** The refresh failure that led here was the identity provider's terminal answer. */
+      readonly terminal: boolean;
+      /** Monotonic ms: when the store was last looked at for another process's login. */
+      readonly checkedAt: number;
+    }
+  | { readonly kind: "closed" };
+
+export type Input =
+  | { readonly type: "loaded"; readonly stored: StoredTokens | undefined }
+  /** setTokens (tokens) or signOut (undefined); `inStore` is what the store holds now. */
+  | { readonly type: "replaced"; readonly tokens: StoredTokens | undefined }
+  | { readonly type: "refresh-started"; readonly flight: Flight }
+  | { readonly type: "refresh-done"; readonly flight: Flight; readonly outcome: RefreshOutcome; readonly at: number }
+  | {
+      readonly type: "refresh-failed";
+      readonly flight: Flight;
+      readonly error: TokenRefreshError;
+      readonly at: number;
+      /** Monotonic ms of the next scheduled attempt. */
+      readonly retryAt: number;
+      /** Tokens to go on with although the refresh failed (a rotated refresh token kept). */
+      readonly kept?: RefreshOutcome;
+    }
+  | {
+      readonly type: "reauth";
+      readonly flight?: Flight;
+      readonly error: ReauthRequiredError;
+      readonly terminal: boolean;
+      readonly at: number;
+    }
+  /** The store was read outside a refresh (after a failed save): what it holds now. */
+  | { readonly type: "store-seen"; readonly stored: StoredTokens | undefined }
+  | { readonly type: "refused"; readonly token: string }
+  | { readonly type: "accepted"; readonly token: string }
+  /** While re-login is required: the store was looked at; `stored` is what it holds. */
+  | { readonly type: "rechecked"; readonly stored: StoredTokens | undefined; readonly at: number; readonly wallNow: number }
+  | { readonly type: "closed" };
+
+/** A login as set by the user or loaded from the store: nothing known of its token yet. */
+export function newLogin(tokens: StoredTokens, loadedAtStart: boolean): Login {
+  return { tokens, inStore: tokens, refused: false, accepted: false, unacceptedForced: 0, lastForcedAt: 0, loadedAtStart };
+}
+
+/** The login a state carries, if any. */
+export function loginOf(state: State): Login | undefined {
+  return "login" in state ? state.login : undefined;
+}
+
+/** A forced refresh may start now: the refused token had been accepted, or the pause after the last one is over. */
+export function forcedRefreshAllowed(login: Login, monotonicNow: number): boolean {
+  return login.accepted || monotonicNow - login.lastForcedAt >= forcedRefreshDelay(login.unacceptedForced);
+}
+
+export function transition(state: State, input: Input): State {
+  if (state.kind === "closed") return state;
+  switch (input.type) {
+    case "closed":
+      return { kind: "closed" };
+    case "replaced":
+      return input.tokens === undefined ? { kind: "empty" } : { kind: "ready", login: newLogin(input.tokens, false) };
+    case "loaded":
+      if (state.kind !== "loading") return state; // a login set meanwhile wins
+      return input.stored === undefined ? { kind: "empty" } : { kind: "ready", login: newLogin(input.stored, true) };
+    case "refresh-started":
+      if (state.kind !== "ready" && state.kind !== "backing-off" && state.kind !== "empty") return state;
+      return {
+        kind: "refreshing",
+        login: state.kind === "empty" ? undefined : state.login,
+        flight: input.flight,
+        failures: state.kind === "backing-off" ? state.failures : 0,
+      };
+    case "refresh-done":
+      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
+      return {
+        kind: "ready",
+        login: refreshed(state.login, input.flight.reason, input.outcome, input.at),
+        outcome: input.outcome,
+        reason: input.flight.reason,
+      };
+    case "refresh-failed":
+      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
+      return {
+        kind: "backing-off",
+        login:
+          input.kept === undefined || state.login === undefined
+            ? state.login
+            : { ...state.login, tokens: input.kept.tokens, inStore: input.kept.inStore },
+        failures: state.failures + 1,
+        retryAt: input.retryAt,
+        lastAttemptAt: input.at,
+        error: input.error,
+      };
+    case "reauth": {
+      if (input.flight !== undefined && (state.kind !== "refreshing" || state.flight !== input.flight)) return state;
+      if (state.kind === "loading" || state.kind === "reauth-required") return state;
+      const login = loginOf(state);
+      return {
+        kind: "reauth-required",
+        login,
+        inStore: login?.inStore,
+        error: input.error,
+        terminal: input.terminal,
+        checkedAt: input.at,
+      };
+    }
+    case "store-seen":
+      return withLogin(state, (login) => ({ ...login, inStore: input.stored }));
+    case "refused":
+    case "accepted":
+      return withLogin(state, (login) => reported(login, input));
+    case "rechecked":
+      if (state.kind !== "reauth-required") return state;
+      if (!anotherLogin(state, input.stored, input.wallNow)) return { ...state, checkedAt: input.at };
+      return {
+        kind: "ready",
+        login: newLogin(input.stored, false),
+        outcome: { tokens: input.stored, inStore: input.stored, adopted: true },
+      };
+  }
+}
+
+/** The login after a refresh: new tokens, nothing known of them yet; forced refreshes counted. */
+function refreshed(previous: Login | undefined, reason: RefreshReason, outcome: RefreshOutcome, at: number): Login {
+  const forced = reason === "rejected";
+  // A forced refresh after an accepted token was refused (a revocation) starts a new count.
+  const unaccepted = previous === undefined || previous.accepted ? 0 : previous.unacceptedForced;
+  return {
+    tokens: outcome.tokens,
+    inStore: outcome.inStore,
+    refused: false,
+    accepted: false,
+    unacceptedForced: forced ? unaccepted + 1 : unaccepted,
+    lastForcedAt: forced ? at : (previous?.lastForcedAt ?? 0),
+    loadedAtStart: false,
+  };
+}
+
+/** A server's word on a token: only the current token's matters, and only once. */
+function reported(login: Login, input: { readonly type: "refused" | "accepted"; readonly token: string }): Login {
+  if (login.tokens.accessToken !== input.token) return login;
+  if (input.type === "refused") return login.refused ? login : { ...login, refused: true };
+  return login.accepted && login.unacceptedForced === 0 ? login : { ...login, accepted: true, unacceptedForced: 0 };
+}
+
+function withLogin(state: State, update: (login: Login) => Login): State {
+  if (state.kind !== "ready" && state.kind !== "refreshing" && state.kind !== "backing-off") return state;
+  if (state.login === undefined) return state;
+  const login = update(state.login);
+  if (login === state.login) return state;
+  // A report is not a refresh: the entered state carries no outcome to announce.
+  return state.kind === "ready" ? { kind: "ready", login } : { ...state, login };
+}
+
+/**
+ * Another process logged in: the store holds a refresh token this process does not have,
+ * or a valid access token it does not hold.
+ */
+function anotherLogin(
+  state: Extract<State, { kind: "reauth-required" }>,
+  stored: StoredTokens | undefined,
+  wallNow: number,
+): stored is StoredTokens {
+  if (stored === undefined) return false;
+  const held = state.login?.tokens ?? state.inStore;
+  return (
+    (stored.refreshToken !== undefined && stored.refreshToken !== held?.refreshToken) ||
+    (stored.accessToken !== held?.accessToken && usableAt(stored, wallNow))
+  );
+}
+
+/** The token is there, its times are known, and it is usable at `wallNow`. */
+export function usableAt(
+  tokens: StoredTokens | undefined,
+  wallNow: number,
+): tokens is StoredTokens & Required<Pick<StoredTokens, "accessToken" | "issuedAt" | "expiresAt">> {
+  return (
+    tokens?.accessToken !== undefined &&
+    tokens.issuedAt !== undefined &&
+    tokens.expiresAt !== undefined &&
+    isUsable(tokens as TokenTimes, wallNow)
+  );
+}
+
+/** The events a state announces when it is entered from `previous`. */
+export function entryEvents(previous: State, next: State, wallNow: number, monotonicNow: number): TokenEvent[] {
+  if (previous === next) return [];
+  switch (next.kind) {
+    case "ready": {
+      const outcome = next.outcome;
+      if (outcome === undefined || next.outcome === (previous.kind === "ready" ? previous.outcome : undefined)) return [];
+      const expiresAt = outcome.tokens.expiresAt ?? wallNow;
+      const events: TokenEvent[] = [
+        outcome.adopted ? { type: "adopted", expiresAt } : { type: "refreshed", reason: next.reason ?? "expired", expiresAt },
+      ];
+      if (outcome.saveError !== undefined) events.push({ type: "refresh-failed", error: outcome.saveError, terminal: false });
+      return events;
+    }
+    case "backing-off":
+      if (previous.kind !== "refreshing") return [];
+      return [{ type: "refresh-failed", error: next.error, retryAt: wallNow + (next.retryAt - monotonicNow), terminal: false }];
+    case "reauth-required":
+      if (previous.kind === "reauth-required") return [];
+      return [
+        ...(next.terminal ? [{ type: "refresh-failed", error: next.error, terminal: true } as const] : []),
+        { type: "reauth-required", error: next.error },
+      ];
+    default:
+      return [];
+  }
+}
