@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { inspect } from "node:util";
 import { ConfigurationError, LoginError, loginWithDeviceCode } from "../src/index.js";
@@ -248,4 +248,112 @@ describe("login errors hold no token", () => {
       delete proxy.faults.authorizationIss;
     }
   });
+});
+
+/** Send `request` as raw bytes to the loopback listener; the status code of the answer (0: none). */
+function rawRequest(port: number, request: string | Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let answer = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      answer += chunk;
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => resolve(Number(/^HTTP\/1\.[01] (\d{3}) /.exec(answer)?.[1] ?? 0)));
+    socket.write(request);
+    setTimeout(() => socket.end(), 200);
+  });
+}
+
+describe("loginWithBrowser: the loopback listener", () => {
+  it("answers anything but the real redirect with a 4xx and keeps waiting for it; the login then succeeds", async () => {
+    idp.resetStats();
+    const browser = createHeadlessBrowser();
+    let walk: Promise<HeadlessPage> | undefined;
+    const answers: [string, number][] = [];
+    const result = await loginWithBrowser({
+      ...base(),
+      openBrowser: async (url) => {
+        const port = Number(new URL(url.searchParams.get("redirect_uri") ?? "").port);
+        // Someone who knows the state (it is in the browser's command line) but sends nonsense with it.
+        const state = url.searchParams.get("state") ?? "";
+        const hostile: [string, string | Buffer][] = [
+          ["target //[", "GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"],
+          ["target //callback", `GET //callback?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["absolute target", `GET http://evil.example/callback?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["asterisk target", "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"],
+          ["garbage request line", "GARBAGE\r\n\r\n"],
+          ["100 KB target", `GET /callback?state=${state}&code=${"x".repeat(100_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["8 KB target", `GET /callback?code=x&pad=${"x".repeat(8_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["bad percent-encoding", `GET /callback?state=${state}%ZZ&code=%E0%A4%A HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["POST", `POST /callback?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\na=b`],
+          ["HEAD", `HEAD /callback?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["CONNECT", "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n"],
+          [
+            "websocket upgrade",
+            `GET /callback?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+          ],
+          ["missing state", "GET /callback?code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"],
+          ["state twice", `GET /callback?state=${state}&state=other&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["code twice", `GET /callback?state=${state}&code=a&code=b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["error twice", `GET /callback?state=${state}&error=access_denied&error=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["neither code nor error", `GET /callback?state=${state} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["code and error", `GET /callback?state=${state}&code=x&error=access_denied HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["other path", `GET /callback/?state=${state}&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+          ["NUL in the target", Buffer.from(`GET /callback?state=${state}\0&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, "latin1")],
+        ];
+        for (const [what, request] of hostile) answers.push([what, await rawRequest(port, request)]);
+        walk = browser.open(url);
+      },
+    });
+    const page = await walk;
+    for (const [what, status] of answers) assert.ok(status >= 400 && status < 500, `${what}: answered ${status || "nothing"}`);
+    assert.equal(page?.status, 200);
+    assert.equal(typeof result.access_token, "string");
+    assert.equal(idp.stats.byGrantType.authorization_code, 1, "nothing but the real code reached the token endpoint");
+  });
+
+  const invalidCode = /^The identity provider returned an invalid error code$/;
+  // What is outside RFC 6749's error characters appears nowhere; "<script>…" is inside them
+  // (the token-free cause keeps it as the OAuth error), so only the message must not repeat it.
+  for (const [what, error, expected] of [
+    ["markup", "<script>alert(1)</script>", invalidCode],
+    ["a space", "access denied", invalidCode],
+    ["a quote and a line break", 'x"\nINFO forged log line', invalidCode],
+    ["200 characters", "x".repeat(200), invalidCode],
+    ["a valid code", "invalid_scope", /^The identity provider refused the browser login \(invalid_scope\)$/],
+  ] as const) {
+    it(`an error redirect whose error holds ${what}: the LoginError names it only if valid, and repeats no other parameter`, async () => {
+      const browser = createHeadlessBrowser();
+      let walk: Promise<HeadlessPage> | undefined;
+      const description = "<img src=x onerror=alert(2)> call +1-555-0100";
+      const err = await rejection(
+        loginWithBrowser({
+          ...base(),
+          openBrowser: (url) => {
+            const redirect = new URL(url.searchParams.get("redirect_uri") ?? "");
+            redirect.search = new URLSearchParams({
+              error,
+              error_description: description,
+              error_uri: "https://evil.example/help",
+              state: url.searchParams.get("state") ?? "",
+              iss: idp.issuer,
+            }).toString();
+            walk = browser.open(redirect);
+          },
+        }),
+      );
+      assert.ok(err instanceof LoginError, String(err));
+      assert.match(err.message, expected);
+      const printed = inspect(err, { depth: Number.POSITIVE_INFINITY, showHidden: true });
+      assert.ok(error === "invalid_scope" || !err.message.includes(error), "the message repeats the error");
+      const rfcValid = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(error);
+      for (const raw of [description, "evil.example", ...(rfcValid ? [] : [error])]) {
+        assert.ok(!printed.includes(raw), `the error repeats ${raw}`);
+        assert.ok(!JSON.stringify(err.cause, Object.getOwnPropertyNames(err.cause)).includes(raw), `the cause repeats ${raw}`);
+      }
+      assert.equal((await walk)?.status, 400);
+    });
+  }
 });

@@ -6,9 +6,10 @@
 import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import * as oidc from "openid-client";
 import { LoginError } from "../errors.js";
-import { describeFailure } from "../failure.js";
+import { describeFailure, oauthErrorCode } from "../failure.js";
 import { checkDuration, checkFunction } from "../options.js";
 import {
   checkLoginOptions,
@@ -23,6 +24,8 @@ import type { TokenEndpointResponse } from "../types.js";
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const CALLBACK_PATH = "/callback";
+/** An error code fit to repeat in a message: letters, digits, `_`, `.`, `-`. */
+const PLAIN_ERROR_CODE = /^[\w.-]+$/;
 
 export interface BrowserLoginOptions extends LoginOptions {
   /**
@@ -52,10 +55,12 @@ export interface BrowserLoginOptions extends LoginOptions {
  * page saying whether it worked. The listener is closed whatever the outcome. The
  * result is plain data: pass it to `TokenManager.setTokens`.
  *
- * - A request to the listener with a missing or wrong `state` (another tab, a stale
- *   reload, a forged request) gets a 400 page and is otherwise ignored: the login keeps
- *   waiting for the real redirect, so nobody can end it from outside.
- * - An error redirect (e.g. `error=access_denied`) with the right `state`: `LoginError`.
+ * - Any other request to the listener (another path or method, a missing or wrong
+ *   `state`, a parameter twice, neither or both of `code` and `error`: another tab, a
+ *   stale reload, a forged request) gets a 4xx page and is otherwise ignored: the login
+ *   keeps waiting for the real redirect, so nobody can end it from outside.
+ * - An error redirect (e.g. `error=access_denied`) with the right `state`: `LoginError`,
+ *   naming the error code when it is a plain OAuth code (never `error_description`).
  * - `timeoutMs` elapsed: `LoginError`. `signal` aborted: rejects at once with
  *   `signal.reason`. Invalid options: `ConfigurationError`.
  * - `prompt=consent` is sent when `offline_access` is requested: some providers
@@ -157,12 +162,17 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
         ),
         signal,
         (error) => {
-          const code = (error as { error?: unknown }).error;
-          if (error instanceof oidc.AuthorizationResponseError && code === "access_denied") {
-            return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
-          }
           if (error instanceof oidc.AuthorizationResponseError) {
-            return loginFailure(`The identity provider refused the browser login (${String(code)})`, error);
+            // The redirect's `error` is whatever reached the listener: name it only when it is
+            // an RFC 6749 error code, and never repeat error_description or other parameters.
+            // RFC 6749 allows markup characters ("<script>" passes); real codes are snake_case.
+            const rfcCode = oauthErrorCode(error.error);
+            const code = rfcCode !== undefined && PLAIN_ERROR_CODE.test(rfcCode) ? rfcCode : undefined;
+            if (code === "access_denied") {
+              return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
+            }
+            if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
+            return loginFailure(`The identity provider refused the browser login (${code})`, error);
           }
           return loginFailure(`The browser login failed: ${describeFailure(error)}`, error);
         },
@@ -200,13 +210,40 @@ async function startListener(state: string): Promise<Listener> {
   });
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    if (req.method !== "GET" || url.pathname !== CALLBACK_PATH) {
+    try {
+      answer(req, res);
+    } catch {
+      void page(res, 400, "Bad request", "This address only receives the login redirect.");
+    }
+  });
+  /**
+   * Anyone on this machine, and any web page, can send requests here: only the real
+   * redirect ends the wait, anything else gets a 4xx and is otherwise ignored.
+   */
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // The target as sent, not through the URL parser: "//host/…" would name another host,
+    // and some targets ("//[") make it throw.
+    const target = req.url ?? "";
+    const queryStart = target.indexOf("?");
+    const path = queryStart === -1 ? target : target.slice(0, queryStart);
+    if (path !== CALLBACK_PATH) {
       void page(res, 404, "Not found", "This address only receives the login redirect.");
       return;
     }
-    if (url.searchParams.get("state") !== state) {
+    if (req.method !== "GET") {
+      void page(res, 405, "Method not allowed", "This address only receives the login redirect.", { allow: "GET" });
+      return;
+    }
+    const query = new URLSearchParams(queryStart === -1 ? "" : target.slice(queryStart + 1));
+    if (query.getAll("state").length !== 1 || query.get("state") !== state) {
       void page(res, 400, "Login not recognised", "This page does not belong to the login in progress. Go back to the application.");
+      return;
+    }
+    // openid-client would refuse a response with a parameter twice, or with both or neither
+    // of code and error, and end the login: whoever sent it must not be able to.
+    const names = [...query.keys()];
+    if (new Set(names).size !== names.length || query.has("code") === query.has("error")) {
+      void page(res, 400, "Login response not understood", "This is not a login response. Go back to the application.");
       return;
     }
     if (accepted !== undefined) {
@@ -214,10 +251,19 @@ async function startListener(state: string): Promise<Listener> {
       return;
     }
     accepted = res;
-    resolveCallback({ url: new URL(`${url.pathname}${url.search}`, redirectUri) });
+    resolveCallback({ url: new URL(`${CALLBACK_PATH}?${query}`, redirectUri) });
+  };
+  // The redirect is a plain GET: a WebSocket (or other) upgrade is refused, not passed on.
+  server.on("upgrade", (_req, socket: Duplex) => {
+    socket.on("error", () => {});
+    socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   });
-  // A socket error must not crash the process; the login ends by its own rules.
-  server.on("clientError", (_error, socket) => socket.destroy());
+  // Node answers a request it cannot parse itself (400, or 431 for headers too large) and
+  // destroys broken sockets: no clientError handler. CONNECT has no default answer.
+  server.on("connect", (_req, socket: Duplex) => {
+    socket.on("error", () => {});
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -252,7 +298,13 @@ async function startListener(state: string): Promise<Listener> {
 }
 
 /** A small self-contained page; resolves once it is handed to the OS. */
-function page(res: http.ServerResponse, status: number, title: string, text: string): Promise<void> {
+function page(
+  res: http.ServerResponse,
+  status: number,
+  title: string,
+  text: string,
+  headers: http.OutgoingHttpHeaders = {},
+): Promise<void> {
   if (res.headersSent || res.destroyed) return Promise.resolve();
   const body = `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body style="font-family:system-ui,sans-serif;margin:3em"><h1>${title}</h1><p>${text}</p></body></html>`;
   res.writeHead(status, {
@@ -261,6 +313,7 @@ function page(res: http.ServerResponse, status: number, title: string, text: str
     "referrer-policy": "no-referrer",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
     connection: "close",
+    ...headers,
   });
   return new Promise((resolve) => {
     res.once("close", resolve);
