@@ -1,18 +1,30 @@
-import { mkdir } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { hostname } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import lockfile from "proper-lockfile";
 import { TokenStoreError } from "../errors.js";
 
 export interface FileLockOptions {
   /**
-   * A lock whose heartbeat stopped this long ago belongs to a crashed process and is
-   * taken over. Default 10 s; proper-lockfile's floor is 2 s.
+   * A lock whose heartbeat stopped this long ago is taken over, unless its owner is a
+   * process on this host that is still running (see docs/LOCKING.md). Default 10 s;
+   * at least 2 s.
    */
   readonly staleMs?: number;
   /** Give up waiting after this long with TokenStoreError "lock-timeout". Default 30 s. */
   readonly timeoutMs?: number;
   /** Pause between attempts while another process holds the lock. Default 100 ms. */
   readonly retryMs?: number;
+  /**
+   * Told when the lock was lost while `fn` ran (another process took it over, or it was
+   * removed), with a TokenStoreError "lock-compromised", before `lock()` settles. `lock()`
+   * still returns what `fn` returned (or throws what `fn` threw): the work is done, but it
+   * may have overlapped with another process's. An exception thrown here is ignored.
+   */
+  readonly onCompromised?: (error: TokenStoreError) => void;
 }
 
 export interface FileLock {
@@ -26,7 +38,7 @@ export interface FileLock {
 
 /**
  * A cross-process lock: the directory `lockPath`, created atomically by proper-lockfile
- * and kept fresh by its heartbeat while held.
+ * and kept fresh by its heartbeat while held, holding a record of its owner process.
  */
 export function createFileLock(lockPath: string, options: FileLockOptions = {}): FileLock {
   const path = resolve(lockPath);
@@ -36,7 +48,11 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
   const lockOptions = {
     lockfilePath: path,
     realpath: false, // the lock guards a store that may not exist yet
-    stale: staleMs,
+    // Staleness is judged here (isAbandoned), not by proper-lockfile: its test (mtime
+    // older than `stale` by the wall clock) hands a live holder's lock to another process
+    // after a forward clock step. It also bounds how long a holder retries a failing
+    // heartbeat before calling the lock lost; a lost lock shows up as a changed mtime anyway.
+    stale: Number.MAX_SAFE_INTEGER,
     // Several heartbeats per lease, so one late beat (busy event loop) is not a takeover.
     update: Math.max(staleMs / 4, 1_000),
     retries: 0, // we wait ourselves: proper-lockfile's retries cannot be aborted
@@ -51,10 +67,28 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
     );
   }
 
+  function report(lost: Error): void {
+    const error = new TokenStoreError(
+      "lock-compromised",
+      `Lost the lock ${path} while holding it (${codeOf(lost) ?? "unknown cause"}): it was removed, ` +
+        `or another process took it over, so the work done under it may have overlapped with ` +
+        `that process's. Holders on this host keep their lock while they run; this happens when ` +
+        `the lock was deleted, or taken by a process on another host after this one's heartbeat ` +
+        `stalled for over ${staleMs} ms (see docs/LOCKING.md).`,
+      { cause: lost },
+    );
+    try {
+      options.onCompromised?.(error);
+    } catch {
+      // The caller's callback failing must not turn fn's outcome into another one.
+    }
+  }
+
   return {
     async lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
       signal?.throwIfAborted();
-      const deadline = Date.now() + timeoutMs;
+      // Monotonic: a wall-clock step must not end (or stretch) the wait.
+      const deadline = performance.now() + timeoutMs;
       // proper-lockfile does not queue callers of one process; this line does, so they
       // wait for each other's release instead of polling the file system.
       const leaveQueue = await enterQueue(path, signal, deadline).catch((error: unknown) => {
@@ -64,36 +98,25 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
         await mkdir(dirname(path), { recursive: true, mode: 0o700 }).catch((error: unknown) => {
           throw ioError(path, error);
         });
-        let compromised: Error | undefined;
+        const owner = newOwner();
+        let lost: Error | undefined;
         const release = await acquire(
           path,
-          { ...lockOptions, onCompromised: (e) => (compromised = e) },
-          {
-            deadline,
-            retryMs,
-            signal,
-            timeout,
-          },
+          { ...lockOptions, fs: ownerFs(owner), onCompromised: (e) => (lost ??= e) },
+          { deadline, retryMs, signal, timeout, staleMs },
         );
-        let result: T;
+        held.add(owner.id);
         try {
-          result = await fn();
+          return await fn();
         } finally {
-          // Fails when the lock was compromised meanwhile; that is reported below.
-          await release().catch(() => {});
+          held.delete(owner.id);
+          // Refused when the lock is no longer ours (it is left to whoever has it now), or
+          // when it was already found lost (ERELEASED). Another failure leaves it behind.
+          await release().catch((error: unknown) => {
+            if (codeOf(error) === "ECOMPROMISED") lost ??= error as Error;
+          });
+          if (lost !== undefined) report(lost);
         }
-        if (compromised !== undefined) {
-          // Someone else may have run concurrently with `fn` (we looked stale to them, or
-          // the lock was deleted): its result cannot be trusted to have been exclusive.
-          throw new TokenStoreError(
-            "lock-compromised",
-            `Lost the lock ${path} while holding it (${codeOf(compromised) ?? "unknown cause"}): ` +
-              `its heartbeat stalled for over ${staleMs} ms or the lock was removed. Retry; if ` +
-              `this repeats, keep the event loop from blocking that long.`,
-            { cause: compromised },
-          );
-        }
-        return result;
       } finally {
         leaveQueue();
       }
@@ -111,6 +134,7 @@ async function acquire(
     retryMs: number;
     signal: AbortSignal | undefined;
     timeout: () => TokenStoreError;
+    staleMs: number;
   },
 ): Promise<() => Promise<void>> {
   for (;;) {
@@ -127,11 +151,206 @@ async function acquire(
       }
       return release;
     }
-    const left = wait.deadline - Date.now();
+    if (await removeIfAbandoned(path, wait.staleMs)) continue;
+    const left = wait.deadline - performance.now();
     if (left <= 0) throw wait.timeout();
     await settledWithin(never, Math.min(wait.retryMs, left), wait.signal);
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// The owner record: who holds a lock, so that a contender on the same host can tell a
+// live holder from a dead one without trusting the wall clock.
+
+/** The file inside the lock directory naming its holder. */
+const ownerFile = "owner";
+
+interface Owner {
+  readonly pid: number;
+  readonly host: string;
+  /** Random, per lock(): tells this hold apart from an earlier one of the same process. */
+  readonly id: string;
+  /** Linux: the kernel's boot id, so a lock from before a reboot is known dead. */
+  readonly boot?: string;
+  /** Linux: the process's start time (clock ticks since boot), so a reused pid is known. */
+  readonly start?: string;
+}
+
+/** Ids of the locks this process holds, shared by every copy of this module (ESM and CJS). */
+const shared = globalThis as Record<symbol, Set<string> | undefined>;
+const heldKey = Symbol.for("connect-oidc.lock.held");
+const held: Set<string> = shared[heldKey] ?? new Set();
+shared[heldKey] = held;
+
+function newOwner(): Owner {
+  return { pid: process.pid, host: hostname(), id: randomBytes(12).toString("hex"), ...linuxIdentity() };
+}
+
+let ownIdentity: { boot?: string; start?: string } | undefined;
+
+function linuxIdentity(): { boot?: string; start?: string } {
+  if (ownIdentity !== undefined) return ownIdentity;
+  const identity: { boot?: string; start?: string } = {};
+  if (process.platform === "linux") {
+    const boot = bootId();
+    const start = startTimeOf("self");
+    if (boot !== undefined) identity.boot = boot;
+    if (start !== undefined) identity.start = start;
+  }
+  ownIdentity = identity;
+  return identity;
+}
+
+function bootId(): string | undefined {
+  try {
+    return fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat; the process name before it may hold spaces and parentheses. */
+function startTimeOf(pid: number | "self"): string | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return text.slice(text.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(text: string): Owner | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<Owner> | null;
+    const { pid, host, id, boot, start } = value ?? {};
+    if (!Number.isSafeInteger(pid) || (pid as number) <= 0 || typeof host !== "string" || typeof id !== "string") return undefined;
+    return {
+      pid: pid as number,
+      host,
+      id,
+      ...(typeof boot === "string" ? { boot } : {}),
+      ...(typeof start === "string" ? { start } : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+async function readOwner(lockDir: string): Promise<Owner | undefined> {
+  return readFile(join(lockDir, ownerFile), "utf8").then(parseOwner, () => undefined);
+}
+
+/** Whether the process that made `owner` is still running (asked only for this host). */
+function isRunning(owner: Owner): boolean {
+  if (owner.pid === process.pid) return held.has(owner.id); // ours, or left behind by us
+  const ours = linuxIdentity();
+  if (owner.boot !== undefined && ours.boot !== undefined && owner.boot !== ours.boot) return false;
+  try {
+    process.kill(owner.pid, 0); // signal 0: only asks whether the process exists
+  } catch (error) {
+    if (codeOf(error) === "ESRCH") return false; // EPERM: it exists, as another user
+  }
+  if (owner.start !== undefined && process.platform === "linux") {
+    const start = startTimeOf(owner.pid);
+    if (start !== undefined && start !== owner.start) return false; // the pid was reused
+  }
+  return true;
+}
+
+/**
+ * Whether a held lock is abandoned. A heartbeat within the lease (by the wall clock, in
+ * either direction) means held. Otherwise the owner record decides when it names a process
+ * on this host: a forward clock step, a stopped or busy holder do not lose the lock, and a
+ * dead holder's lock is taken over even if a backward step put its mtime in the future.
+ * Without a record, or for another host, only an mtime older than the lease means abandoned.
+ */
+function isAbandoned(owner: Owner | undefined, age: number, staleMs: number): boolean {
+  if (Math.abs(age) <= staleMs) return false;
+  if (owner === undefined || owner.host !== hostname()) return age > staleMs;
+  return !isRunning(owner);
+}
+
+/**
+ * Removes the lock at `path` if it is abandoned; true when the caller should try again at
+ * once. Two contenders may judge the same lock abandoned: the lock is moved aside first
+ * (atomic), and only removed if it is still the one judged; a newer one is put back.
+ */
+async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean> {
+  let mtimeMs: number;
+  try {
+    mtimeMs = (await stat(path)).mtimeMs;
+  } catch (error) {
+    if (codeOf(error) === "ENOENT") return true; // released meanwhile
+    throw ioError(path, error);
+  }
+  const age = Date.now() - mtimeMs;
+  if (Math.abs(age) <= staleMs) return false; // the common case: held, no need to read more
+  const owner = await readOwner(path);
+  if (!isAbandoned(owner, age, staleMs)) return false;
+  const aside = `${path}.abandoned-${randomBytes(6).toString("hex")}`;
+  try {
+    await rename(path, aside);
+  } catch (error) {
+    if (codeOf(error) === "ENOENT") return true; // another contender moved it first
+    throw ioError(path, error);
+  }
+  const moved = await readOwner(aside);
+  if (moved?.id === owner?.id) {
+    await rm(aside, { recursive: true, force: true }).catch(() => {});
+    return true;
+  }
+  // A newer lock replaced the abandoned one between our look and the move: put it back.
+  // If its place is taken meanwhile, its holder learns at its next heartbeat that it lost it.
+  await rename(aside, path).catch(() => rm(aside, { recursive: true, force: true }).catch(() => {}));
+  return false;
+}
+
+type Callback = (error: NodeJS.ErrnoException | null) => void;
+
+/**
+ * The file system proper-lockfile works through, for one hold: the lock directory is
+ * created 0700 with the owner record inside (before proper-lockfile notes its mtime), and
+ * removed only while that record is still ours, so a late release cannot delete the lock
+ * of a process that took it over.
+ */
+function ownerFs(owner: Owner) {
+  const text = JSON.stringify(owner);
+  const notOurs = () => Object.assign(new Error("The lock is no longer held by this process"), { code: "ECOMPROMISED" });
+  return {
+    stat: fs.stat,
+    utimes: fs.utimes,
+    realpath: fs.realpath,
+    mkdir(dir: string, callback: Callback): void {
+      fs.mkdir(dir, { mode: 0o700 }, (error) => {
+        if (error) return callback(error);
+        fs.writeFile(join(dir, ownerFile), text, { flag: "wx", mode: 0o600 }, (writeError) => {
+          if (!writeError) return callback(null);
+          // Moved aside or replaced between the two steps: that directory is not ours to
+          // remove; report it as taken so proper-lockfile looks again.
+          if (writeError.code === "EEXIST" || writeError.code === "ENOENT") {
+            return callback(Object.assign(new Error("The lock was taken meanwhile"), { code: "EEXIST" }));
+          }
+          fs.rmdir(dir, () => callback(writeError));
+        });
+      });
+    },
+    rmdir(dir: string, callback: Callback): void {
+      fs.readFile(join(dir, ownerFile), "utf8", (error, found) => {
+        if (error || parseOwner(found)?.id !== owner.id) return callback(notOurs());
+        fs.unlink(join(dir, ownerFile), () => fs.rmdir(dir, callback));
+      });
+    },
+    /** On process exit (proper-lockfile's exit handler). */
+    rmdirSync(dir: string): void {
+      if (parseOwner(fs.readFileSync(join(dir, ownerFile), "utf8"))?.id !== owner.id) throw notOurs();
+      fs.unlinkSync(join(dir, ownerFile));
+      fs.rmdirSync(dir);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Callers of one process wait in line.
 
 const queues = new Map<string, Promise<void>>();
 const timedOut = Symbol("timed out");
@@ -148,7 +367,7 @@ async function enterQueue(path: string, signal: AbortSignal | undefined, deadlin
     if (queues.get(path) === tail) queues.delete(path);
   });
   try {
-    if (!(await settledWithin(previous, deadline - Date.now(), signal))) throw timedOut;
+    if (!(await settledWithin(previous, deadline - performance.now(), signal))) throw timedOut;
   } catch (error) {
     leave(); // a caller that gives up passes its turn straight on
     throw error;

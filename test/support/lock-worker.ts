@@ -3,13 +3,24 @@
  * Usage:
  *   lock-worker.ts count <lockPath> <counterFile> <times>  increments the counter <times> times under the lock
  *   lock-worker.ts hold <lockPath>                         takes the lock, prints "held", waits to be killed
+ *   lock-worker.ts work <lockPath>                         takes the lock, prints "held", waits for a line
+ *                                                          on stdin, then prints what lock() gave as JSON:
+ *                                                          { result, compromised } or { error }
  */
+import { once } from "node:events";
 import { readFile, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
+import { TokenStoreError } from "../../src/errors.js";
 import { createFileLock } from "../../src/node/lock.js";
 
 const [mode, lockPath = "", counterFile = "", times = "0"] = process.argv.slice(2);
-const fileLock = createFileLock(lockPath, { staleMs: 2_000, retryMs: 5, timeoutMs: 60_000 });
+let compromised: string | null = null;
+const fileLock = createFileLock(lockPath, {
+  staleMs: 2_000,
+  retryMs: 5,
+  timeoutMs: 60_000,
+  onCompromised: (error) => (compromised = error.reason),
+});
 
 if (mode === "count") {
   for (let i = 0; i < Number(times); i++) {
@@ -25,6 +36,20 @@ if (mode === "count") {
     process.stdout.write("held\n");
     await new Promise(() => setInterval(() => {}, 60_000)); // until killed
   });
+} else if (mode === "work") {
+  const outcome = await fileLock
+    .lock(async () => {
+      process.stdout.write("held\n");
+      process.stdin.resume();
+      await once(process.stdin, "data");
+      return "refreshed and saved";
+    })
+    .then(
+      (result) => ({ result, compromised }),
+      (error: unknown) => ({ error: error instanceof TokenStoreError ? error.reason : String(error) }),
+    );
+  process.stdout.write(`${JSON.stringify(outcome)}\n`);
+  process.exit(0);
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

@@ -1,0 +1,222 @@
+/**
+ * What the cross-process lock guarantees when clocks step and holders stall, and which
+ * folders it refuses. docs/LOCKING.md states these guarantees; each has a test here.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { TokenStoreError } from "../src/errors.js";
+import { createFileLock } from "../src/node/lock.js";
+
+const worker = fileURLToPath(new URL("./support/lock-worker.ts", import.meta.url));
+const hour = 3_600_000;
+const staleMs = 2_000; // the worker's lease: a heartbeat every second
+let folder: string;
+const children = new Set<ChildProcess>();
+
+before(async () => {
+  folder = await mkdtemp(join(tmpdir(), "connect-oidc-lock-safety-"));
+});
+after(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  await rm(folder, { recursive: true, force: true });
+});
+
+/** A lock-worker child and the lines it prints. */
+function startWorker(...args: string[]): { child: ChildProcess; line: () => Promise<string> } {
+  const child = spawn(process.execPath, ["--import", "tsx", worker, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    child,
+    line: async () => {
+      const next = await lines.next();
+      if (next.done) throw new Error(`worker exited (${child.exitCode ?? child.signalCode})`);
+      return next.value;
+    },
+  };
+}
+
+async function killed(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGKILL");
+  await done;
+}
+
+/** Resolves with the lock's new mtime once its holder's heartbeat has renewed it. */
+async function nextHeartbeat(lockPath: string): Promise<Date> {
+  const before = (await stat(lockPath)).mtimeMs;
+  for (const started = Date.now(); Date.now() - started < 3_000; await sleep(5)) {
+    const now = await stat(lockPath);
+    if (now.mtimeMs !== before) return now.mtime;
+  }
+  throw new Error("no heartbeat within 3 s");
+}
+
+describe("clock steps", () => {
+  test("a forward clock step does not hand a live holder's lock to another process; the holder's lock() returns its result", async () => {
+    const lockPath = join(folder, "forward-step.lock");
+    const holder = startWorker("work", lockPath);
+    assert.equal(await holder.line(), "held");
+    let entered = false;
+    const contender = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 60_000 }).lock(async () => {
+      entered = true;
+    });
+    // After the wall clock steps an hour forward, a contender finds the last heartbeat an
+    // hour old until the holder's next one. Show it that, just after a heartbeat, and put
+    // the mtime back before the next (the holder checks that its mtime is still its own).
+    for (let round = 0; round < 3; round++) {
+      const beat = await nextHeartbeat(lockPath);
+      const hourAgo = new Date(Date.now() - hour);
+      await utimes(lockPath, hourAgo, hourAgo);
+      await sleep(400); // 20 attempts by the contender
+      assert.equal(entered, false, "the contender entered while the holder was alive and working");
+      await utimes(lockPath, beat, beat);
+    }
+    holder.child.stdin!.write("done\n");
+    assert.deepEqual(JSON.parse(await holder.line()), { result: "refreshed and saved", compromised: null });
+    await contender;
+    assert.equal(entered, true, "the contender gets the lock once it is released");
+  });
+
+  test("a waiter whose own clock steps an hour forward neither takes a live holder's lock nor gives up early", async () => {
+    const lockPath = join(folder, "waiter-step.lock");
+    const holder = startWorker("work", lockPath);
+    assert.equal(await holder.line(), "held");
+    const realNow = Date.now;
+    let entered = false;
+    let settled = false;
+    const waiting = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 2_000 })
+      .lock(async () => {
+        entered = true;
+      })
+      .finally(() => (settled = true));
+    try {
+      await sleep(100);
+      Date.now = () => realNow() + hour;
+      await sleep(500);
+      assert.equal(entered, false, "took a live holder's lock");
+      assert.equal(settled, false, "gave up at once: the timeout followed the wall clock");
+    } finally {
+      Date.now = realNow;
+    }
+    holder.child.stdin!.write("done\n");
+    assert.deepEqual(JSON.parse(await holder.line()), { result: "refreshed and saved", compromised: null });
+    await waiting;
+    assert.equal(entered, true);
+  });
+
+  test("a dead holder's lock with an mtime an hour ahead (a backward clock step) is taken over at once", async () => {
+    const lockPath = join(folder, "backward-step.lock");
+    const holder = startWorker("hold", lockPath);
+    assert.equal(await holder.line(), "held");
+    await killed(holder.child);
+    const hourAhead = new Date(Date.now() + hour);
+    await utimes(lockPath, hourAhead, hourAhead);
+    const started = Date.now();
+    await createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 5_000 }).lock(async () => {});
+    assert.ok(Date.now() - started < 1_000, `took ${Date.now() - started} ms`);
+  });
+});
+
+describe("stalled holders", () => {
+  test("a stopped holder on this host (SIGSTOP) keeps its lock past the lease; it finishes when continued", async () => {
+    const lockPath = join(folder, "stopped.lock");
+    const holder = startWorker("work", lockPath);
+    assert.equal(await holder.line(), "held");
+    holder.child.kill("SIGSTOP");
+    try {
+      await sleep(staleMs + 1_500); // its heartbeat has stopped for longer than the lease
+      await assert.rejects(
+        createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 300 }).lock(async () => {}),
+        { reason: "lock-timeout" },
+      );
+    } finally {
+      holder.child.kill("SIGCONT");
+    }
+    holder.child.stdin!.write("done\n");
+    assert.deepEqual(JSON.parse(await holder.line()), { result: "refreshed and saved", compromised: null });
+  });
+
+  test("a lock without an owner record (an older version's) is taken over after the lease by its mtime", async () => {
+    const lockPath = join(folder, "no-owner.lock");
+    await mkdir(lockPath);
+    const fileLock = createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 200 });
+    await assert.rejects(
+      fileLock.lock(async () => {}),
+      { reason: "lock-timeout" },
+      "fresh: held",
+    );
+    const old = new Date(Date.now() - staleMs - 1_000);
+    await utimes(lockPath, old, old);
+    assert.equal(await fileLock.lock(async () => "taken over"), "taken over");
+  });
+
+  test("an owner record naming another host leaves the decision to the mtime", async () => {
+    const lockPath = join(folder, "other-host.lock");
+    await mkdir(lockPath);
+    await writeFile(join(lockPath, "owner"), JSON.stringify({ pid: process.pid, host: `not-${hostname()}`, id: "remote" }));
+    const old = new Date(Date.now() - staleMs - 1_000);
+    await utimes(lockPath, old, old);
+    assert.equal(await createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 1_000 }).lock(async () => "taken over"), "taken over");
+  });
+
+  test("an owner record whose process id now belongs to another process (reused) is taken over", {
+    skip: process.platform !== "linux",
+  }, async () => {
+    const lockPath = join(folder, "reused-pid.lock");
+    await mkdir(lockPath);
+    // This (live) process's id, with a start time that is not this process's.
+    await writeFile(join(lockPath, "owner"), JSON.stringify({ pid: process.ppid, host: hostname(), id: "gone", start: "1" }));
+    const old = new Date(Date.now() - staleMs - 1_000);
+    await utimes(lockPath, old, old);
+    assert.equal(await createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 1_000 }).lock(async () => "taken over"), "taken over");
+  });
+});
+
+describe("a lock lost while held", () => {
+  test("fn's result comes back and the loss goes to onCompromised; a lock taken over by another process is left in place", async () => {
+    const lockPath = join(folder, "taken.lock");
+    const reports: TokenStoreError[] = [];
+    const fileLock = createFileLock(lockPath, { staleMs, onCompromised: (error) => reports.push(error) });
+    const result = await fileLock.lock(async () => {
+      // Another process takes the lock over: it moves ours aside and makes its own.
+      await rename(lockPath, `${lockPath}.aside`);
+      await mkdir(lockPath);
+      await writeFile(join(lockPath, "owner"), JSON.stringify({ pid: process.ppid, host: hostname(), id: "theirs" }));
+      return "saved";
+    });
+    assert.equal(result, "saved");
+    assert.equal(reports.length, 1);
+    assert.ok(reports[0] instanceof TokenStoreError);
+    assert.equal(reports[0].reason, "lock-compromised");
+    assert.match(reports[0].message, /taken\.lock/);
+    assert.ok((await stat(join(lockPath, "owner"))).isFile(), "the new holder's lock is still there");
+  });
+
+  test("when fn threw, its error comes out, not the loss", async () => {
+    const lockPath = join(folder, "lost-and-failed.lock");
+    const reports: TokenStoreError[] = [];
+    const fileLock = createFileLock(lockPath, { staleMs, onCompromised: (error) => reports.push(error) });
+    await assert.rejects(
+      fileLock.lock(async () => {
+        await rm(lockPath, { recursive: true });
+        await sleep(1_300); // past one heartbeat (every second with a 2 s lease)
+        throw new Error("refresh failed");
+      }),
+      /refresh failed/,
+    );
+    assert.deepEqual(
+      reports.map((e) => e.reason),
+      ["lock-compromised"],
+    );
+  });
+});
