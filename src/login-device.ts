@@ -3,6 +3,7 @@
  * Grant (RFC 8628) through openid-client.
  */
 import * as oidc from "openid-client";
+import { clampDelay } from "./clock.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure } from "./failure.js";
 import {
@@ -24,7 +25,7 @@ export interface DeviceCodeInfo {
   readonly verificationUri: string;
   /** The same page with the code filled in (for a link or a QR code), when the IdP sends one. */
   readonly verificationUriComplete?: string;
-  /** Seconds until the code expires. */
+  /** Seconds until the code expires (600 when the IdP sends no usable `expires_in`). */
   readonly expiresIn: number;
 }
 
@@ -79,6 +80,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   signal?.throwIfAborted();
 
   const config = await discoverForLogin(name, options);
+  readMissingLifetimeAsDefault(config);
   const resource: Record<string, string> = options.resource !== undefined ? { resource: options.resource } : {};
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
@@ -86,6 +88,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
     (error) => loginFailure(`Device login could not start: ${describeFailure(error)}`, error),
   );
 
+  const lifetimeS = usableLifetimeS(authorization.expires_in) ?? DEFAULT_DEVICE_CODE_LIFETIME_S;
   try {
     options.onUserCode({
       userCode: authorization.user_code,
@@ -93,20 +96,24 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
       ...(authorization.verification_uri_complete !== undefined
         ? { verificationUriComplete: authorization.verification_uri_complete }
         : {}),
-      expiresIn: authorization.expires_in,
+      expiresIn: lifetimeS,
     });
   } catch (cause) {
     throw new LoginError(`${name}: the onUserCode callback failed`, { cause });
   }
 
   // openid-client polls until its signal aborts. A caller's signal replaces its own
-  // expiry timer, so combine both: polling ends at the caller's abort or at expires_in.
+  // expiry timer, so combine both: polling ends at the caller's abort or at expires_in
+  // (clamped: a lifetime over about 24.8 days would overflow setTimeout and fire at once).
   const polling = new AbortController();
   let expired = false;
-  const expiry = setTimeout(() => {
-    expired = true;
-    polling.abort();
-  }, authorization.expires_in * 1000);
+  const expiry = setTimeout(
+    () => {
+      expired = true;
+      polling.abort();
+    },
+    clampDelay(lifetimeS * 1000),
+  );
   const onAbort = () => polling.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -117,7 +124,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
         const code = (error as { error?: unknown }).error;
         if (expired || code === "expired_token") {
           return loginFailure(
-            `The device code expired before the login was approved (it was valid for ${authorization.expires_in} s): start the login again`,
+            `The device code expired before the login was approved (it was valid for ${lifetimeS} s): start the login again`,
             error,
           );
         }
@@ -134,4 +141,49 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
     // Stops a poll still waiting (after an abort) at its next step.
     if (!polling.signal.aborted) polling.abort();
   }
+}
+
+/**
+ * What we take for a device code's lifetime when the IdP sends none we can use (missing,
+ * zero, negative, not a number; RFC 8628 requires it): 10 minutes, the usual lifetime.
+ * Ending the login at once, or refusing it, would punish the user for the IdP's slip; a
+ * code that really expires sooner ends the login with `expired_token` from the IdP.
+ */
+const DEFAULT_DEVICE_CODE_LIFETIME_S = 600;
+
+/** A lifetime in seconds, if `expiresIn` is one (openid-client reads "600" as 600 too). */
+function usableLifetimeS(expiresIn: unknown): number | undefined {
+  const seconds = typeof expiresIn === "string" ? Number.parseFloat(expiresIn) : expiresIn;
+  return typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0 ? seconds : undefined;
+}
+
+/**
+ * openid-client refuses a device authorization answer without a usable `expires_in`
+ * (and takes 0 as "expired"): give it the default lifetime instead, before openid-client
+ * reads the answer. Only that endpoint's 200 JSON answers are touched.
+ */
+function readMissingLifetimeAsDefault(config: oidc.Configuration): void {
+  const endpoint = config.serverMetadata().device_authorization_endpoint;
+  if (endpoint === undefined) return;
+  const next: oidc.CustomFetch = config[oidc.customFetch] ?? ((url, options) => fetch(url, options as RequestInit));
+  config[oidc.customFetch] = async (url, options) => {
+    const response = await next(url, options);
+    if (response.status !== 200 || new URL(url).href !== new URL(endpoint).href) return response;
+    let body: unknown;
+    try {
+      body = await response.clone().json();
+    } catch {
+      return response; // not JSON: openid-client says so
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return response;
+    if (usableLifetimeS((body as { expires_in?: unknown }).expires_in) !== undefined) return response;
+    const headers = new Headers(response.headers);
+    headers.delete("content-length");
+    headers.delete("content-encoding");
+    return new Response(JSON.stringify({ ...body, expires_in: DEFAULT_DEVICE_CODE_LIFETIME_S }), {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  };
 }

@@ -9,7 +9,7 @@ import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { inspect } from "node:util";
-import { ConfigurationError, LoginError, loginWithDeviceCode } from "../src/index.js";
+import { ConfigurationError, type DeviceCodeInfo, type DeviceCodeLoginOptions, LoginError, loginWithDeviceCode } from "../src/index.js";
 import { loginWithBrowser } from "../src/node.js";
 import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
@@ -26,6 +26,8 @@ before(async () => {
 interface Faults {
   /** Change a successful token response body (the real IdP's real tokens). */
   tokenResponse?: (body: Record<string, unknown>) => void;
+  /** Change a successful device authorization response body. */
+  deviceAuthorizationResponse?: (body: Record<string, unknown>) => void;
   /** The `iss` of the authorization response redirected to the loopback listener. Default: the proxy's issuer. */
   authorizationIss?: string;
 }
@@ -43,8 +45,8 @@ interface FaultProxy {
  * The real IdP cannot send a malformed 200 token response, nor redirect with another
  * issuer's `iss`: a loopback proxy relays every request to it and changes only what a
  * test asks for. It stands in for the issuer (discovery and redirects name the proxy), and
- * drops the ID token from a tampered token response (its `iss` names the IdP behind it,
- * which openid-client would refuse before it looks at `token_type`).
+ * drops the ID token from every token response (its `iss` names the IdP behind it, which
+ * openid-client would refuse, before it looks at `token_type`).
  */
 async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const faults: Faults = {};
@@ -85,14 +87,25 @@ async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       if (json && req.url === "/.well-known/openid-configuration") {
         body = Buffer.from(body.toString("utf8").replaceAll(upstreamOrigin, origin));
       }
-      if (json && req.method === "POST" && answer.status === 200 && faults.tokenResponse && /\/token$/.test(req.url ?? "")) {
+      if (json && req.method === "POST" && answer.status === 200 && /\/token$/.test(req.url ?? "")) {
         const tokens = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
         for (const key of ["access_token", "refresh_token", "id_token"]) {
           if (typeof tokens[key] === "string") secrets.push(tokens[key]);
         }
         delete tokens.id_token;
-        faults.tokenResponse(tokens);
+        faults.tokenResponse?.(tokens);
         body = Buffer.from(JSON.stringify(tokens));
+      }
+      if (
+        json &&
+        req.method === "POST" &&
+        answer.status === 200 &&
+        faults.deviceAuthorizationResponse &&
+        /\/device\/auth$/.test(req.url ?? "")
+      ) {
+        const authorization = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+        faults.deviceAuthorizationResponse(authorization);
+        body = Buffer.from(JSON.stringify(authorization));
       }
       res.writeHead(answer.status, out);
       res.end(body);
@@ -172,12 +185,13 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /** A device login the test IdP approves as soon as the user code is shown. */
-async function deviceLogin(options: Partial<Parameters<typeof loginWithDeviceCode>[0]> = {}) {
+async function deviceLogin(options: Partial<DeviceCodeLoginOptions> = {}, onUserCode?: (info: DeviceCodeInfo) => void) {
   let approval: Promise<void> | undefined;
   try {
     return await loginWithDeviceCode({
       ...base(),
       onUserCode: (info) => {
+        onUserCode?.(info);
         approval = idp.approveDeviceCode(info.userCode);
       },
       ...options,
@@ -356,4 +370,58 @@ describe("loginWithBrowser: the loopback listener", () => {
       assert.equal((await walk)?.status, 400);
     });
   }
+});
+
+/** Run `scenario` and collect the process warnings it causes (setTimeout reports an overflow as one). */
+async function warningsDuring<T>(scenario: () => Promise<T>): Promise<{ result: T; warnings: Error[] }> {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on("warning", onWarning);
+  try {
+    const result = await scenario();
+    await new Promise((resolve) => setImmediate(resolve)); // warnings arrive on the next tick
+    return { result, warnings };
+  } finally {
+    process.off("warning", onWarning);
+  }
+}
+
+describe("login timers", () => {
+  const thirtyDays = 30 * 24 * 3600;
+  for (const [what, fault, expected] of [
+    ["30 days", (body: Record<string, unknown>) => (body.expires_in = thirtyDays), thirtyDays],
+    ["missing", (body: Record<string, unknown>) => delete body.expires_in, 600],
+    ["negative", (body: Record<string, unknown>) => (body.expires_in = -5), 600],
+    ["zero", (body: Record<string, unknown>) => (body.expires_in = 0), 600],
+    ["not a number", (body: Record<string, unknown>) => (body.expires_in = "soon"), 600],
+  ] as const) {
+    it(`loginWithDeviceCode: a device code whose expires_in is ${what} does not end the login at once, and nothing is printed`, async () => {
+      proxy.faults.deviceAuthorizationResponse = fault;
+      try {
+        let expiresIn: number | undefined;
+        const { result, warnings } = await warningsDuring(() =>
+          deviceLogin({ issuer: proxy.issuer }, (info) => {
+            expiresIn = info.expiresIn;
+          }),
+        );
+        assert.equal(typeof result.access_token, "string");
+        assert.equal(expiresIn, expected);
+        assert.deepEqual(
+          warnings.map((w) => w.name),
+          [],
+        );
+      } finally {
+        delete proxy.faults.deviceAuthorizationResponse;
+      }
+    });
+  }
+
+  it("loginWithBrowser: a timeoutMs of 1e12 ms does not end the login at once, and nothing is printed", async () => {
+    const { result, warnings } = await warningsDuring(() => browserLogin({ timeoutMs: 1e12 }));
+    assert.equal(typeof result.access_token, "string");
+    assert.deepEqual(
+      warnings.map((w) => w.name),
+      [],
+    );
+  });
 });

@@ -8,6 +8,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import * as oidc from "openid-client";
+import { clampDelay } from "../clock.js";
 import { LoginError } from "../errors.js";
 import { describeFailure, oauthErrorCode } from "../failure.js";
 import { checkDuration, checkFunction } from "../options.js";
@@ -30,7 +31,8 @@ const PLAIN_ERROR_CODE = /^[\w.-]+$/;
 export interface BrowserLoginOptions extends LoginOptions {
   /**
    * How long the whole login may take once the browser is asked to open (the user
-   * signing in and the code exchange). Default 5 minutes. Then: `LoginError`.
+   * signing in and the code exchange). Default 5 minutes. Then: `LoginError`. More than
+   * about 24.8 days (setTimeout's limit) counts as that long.
    */
   readonly timeoutMs?: number;
   /**
@@ -130,7 +132,11 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
 
     // Everything that can end the wait other than the redirect itself.
     const interrupted = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)), timeoutMs);
+      // Clamped: a timeout over about 24.8 days would overflow setTimeout and fire at once.
+      timer = setTimeout(
+        () => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)),
+        clampDelay(timeoutMs),
+      );
       if (signal !== undefined) {
         onAbort = () => reject(signal.reason);
         signal.addEventListener("abort", onAbort, { once: true });
