@@ -16,7 +16,8 @@ export interface AuthInterceptorOptions {
  * A Connect interceptor that puts `authorization: Bearer <token>` on every call and, when a
  * server answers Unauthenticated, re-sends a unary or server-streaming call once with a
  * fresh token (client-streaming and bidi calls are never re-sent; the refusal is reported
- * so the next call gets a fresh token). A call that already has an `authorization` header
+ * so the next call gets a fresh token); a call that succeeded is reported through the
+ * provider's optional `accepted(token)`. A call that already has an `authorization` header
  * is left alone. When no token can be had, the call fails with `Code.Unauthenticated`
  * whose `cause` is the token error.
  *
@@ -56,6 +57,17 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     tokens.getAccessToken({ rejected }).catch(() => {});
   };
 
+  // Tell the provider a call sent with `token` succeeded. `accepted` must not throw; if it
+  // does anyway (or is async and rejects), that is no reason to fail a call that succeeded.
+  const accept = (token: string) => {
+    try {
+      const result: unknown = tokens.accepted?.(token);
+      if (result instanceof Promise) result.catch(() => {});
+    } catch {
+      // ignored: see above
+    }
+  };
+
   return (next) => async (req) => {
     if (req.header.has("authorization")) return next(req);
     const first = await token(req.signal);
@@ -65,14 +77,43 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   };
 
   async function unary(next: Next, req: UnaryRequest, sent: string) {
-    return withOneRetry(req.signal, sent, (t) => next(withToken(req, t)));
+    return withOneRetry(req.signal, sent, async (t) => {
+      const res = await next(withToken(req, t));
+      accept(t);
+      return res;
+    });
   }
 
   async function serverStream(next: Next, req: StreamRequest, sent: string) {
     // The request's iterable can be read only once: read the one message now, re-send it on retry.
     const messages: unknown[] = [];
     for await (const m of req.message) messages.push(m);
-    return withOneRetry(req.signal, sent, (t) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest));
+    return withOneRetry(req.signal, sent, (t) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest, t));
+  }
+
+  /**
+   * Call, then read the first response message, so an Unauthenticated before it surfaces here
+   * (and can be retried).
+   */
+  async function openStream(next: Next, req: StreamRequest, sent: string): Promise<StreamResponse> {
+    const res = (await next(req)) as StreamResponse;
+    const it = res.message[Symbol.asyncIterator]();
+    const first = await it.next();
+    // A first message, or an end without error: the server took the token.
+    accept(sent);
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          if (first.done) return;
+          yield first.value;
+          for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+        } finally {
+          // A consumer that stops early ends the underlying stream too.
+          await it.return?.();
+        }
+      })(),
+    };
   }
 
   /** Run `attempt` with the token sent; on Unauthenticated, once more with a fresh token. */
@@ -101,11 +142,21 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       throw error;
     }
     const source = res.message;
+    let acceptedOnce = false;
+    const acceptOnce = () => {
+      if (acceptedOnce) return;
+      acceptedOnce = true;
+      accept(sent);
+    };
     return {
       ...res,
       message: (async function* () {
         try {
-          yield* source;
+          for await (const m of source) {
+            acceptOnce();
+            yield m;
+          }
+          acceptOnce();
         } catch (error) {
           if (isUnauthenticated(error)) report(sent);
           throw error;
@@ -116,26 +167,6 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 }
 
 type Next = Parameters<Interceptor>[0];
-
-/** Call, then read the first response message, so an Unauthenticated in the stream surfaces here. */
-async function openStream(next: Next, req: StreamRequest): Promise<StreamResponse> {
-  const res = (await next(req)) as StreamResponse;
-  const it = res.message[Symbol.asyncIterator]();
-  const first = await it.next();
-  return {
-    ...res,
-    message: (async function* () {
-      try {
-        if (first.done) return;
-        yield first.value;
-        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
-      } finally {
-        // A consumer that stops early ends the underlying stream too.
-        await it.return?.();
-      }
-    })(),
-  };
-}
 
 // Each attempt gets its own copy of the headers: transports edit them in place.
 function withToken<R extends UnaryRequest | StreamRequest>(req: R, token: string): R {

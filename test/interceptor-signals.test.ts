@@ -1,0 +1,256 @@
+/**
+ * What the interceptor tells its TokenProvider, and how long it waits for one: `accepted(token)`
+ * after a call that succeeded, `getAccessToken({ rejected })` after every refusal, and a wait for
+ * a token that ends with the call's deadline or signal even when the provider ignores the signal.
+ * Hand-written providers (to see each call) against real connect-node servers and a real IdP.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { setImmediate as tick } from "node:timers/promises";
+import { Code, type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
+import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
+import { createAuthInterceptor, type TokenProvider } from "../src/index.js";
+import { type Idp, startIdp } from "./support/idp.js";
+import { startServer, type TestServer } from "./support/server.js";
+
+type Kind = "connect-h1" | "connect-h2" | "grpc" | "grpc-web" | "connect-web";
+const KINDS: readonly Kind[] = ["connect-h1", "connect-h2", "grpc", "grpc-web", "connect-web"];
+// fetch cannot stream a request body: connect-web has no client-streaming or bidi calls.
+const hasClientStreaming = (kind: Kind) => kind !== "connect-web";
+// Bidi needs HTTP/2 (connect-node answers 505 to a bidi call over HTTP/1.1).
+const hasBidi = (kind: Kind) => kind === "connect-h2" || kind === "grpc";
+
+/**
+ * A provider that hands out `tokens` in turn: the first until it is refused, then the next
+ * (the last one stays). Records every request and every `accepted`.
+ */
+function recordingProvider(tokens: readonly string[]) {
+  let current = 0;
+  const requests: { readonly rejected: string | undefined }[] = [];
+  const accepted: string[] = [];
+  const provider = {
+    async getAccessToken(options?: { readonly signal?: AbortSignal; readonly rejected?: string }) {
+      requests.push({ rejected: options?.rejected });
+      if (options?.rejected === tokens[current] && current < tokens.length - 1) current += 1;
+      return tokens[current]!;
+    },
+    accepted(token: string) {
+      accepted.push(token);
+    },
+  } satisfies TokenProvider;
+  const rejected = () => requests.flatMap((r) => (r.rejected === undefined ? [] : [r.rejected]));
+  return { provider, accepted, rejected };
+}
+
+describe("interceptor ↔ token provider signals (real servers)", () => {
+  let idp: Idp;
+  let h1: TestServer;
+  let h2: TestServer;
+
+  before(async () => {
+    idp = await startIdp({ accessTokenTtl: 3600 });
+    h1 = await startServer({ idp, http2: false });
+    h2 = await startServer({ idp, http2: true });
+  });
+  after(async () => {
+    await h1.close();
+    await h2.close();
+    await idp.close();
+  });
+
+  for (const kind of KINDS) {
+    describe(kind, () => {
+      const server = () => (kind === "connect-h2" || kind === "grpc" ? h2 : h1);
+      const transport = (tokens: TokenProvider): Transport => {
+        const interceptors = [createAuthInterceptor(tokens)];
+        switch (kind) {
+          case "connect-h1":
+            return createConnectTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
+          case "connect-h2":
+            return createConnectTransport({ baseUrl: h2.baseUrl, httpVersion: "2", interceptors });
+          case "grpc":
+            return createGrpcTransport({ baseUrl: h2.baseUrl, interceptors });
+          case "grpc-web":
+            return createGrpcWebTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
+          case "connect-web":
+            return createWebTransport({ baseUrl: h1.baseUrl, interceptors });
+        }
+      };
+      const clientOf = (tokens: TokenProvider): Client<typeof EchoService> => createClient(EchoService, transport(tokens));
+      /** A fresh access token from a real login: valid until revoked. */
+      const freshToken = async () => (await idp.login()).access_token;
+
+      describe("accepted(token) after a call that succeeded", () => {
+        it("unary: once the call returned", async () => {
+          const a = await freshToken();
+          const { provider, accepted } = recordingProvider([a]);
+          await clientOf(provider).say({ text: "hi" });
+          assert.deepEqual(accepted, [a]);
+        });
+
+        it("unary re-sent after a refusal: the fresh token is accepted, the refused one is not", async () => {
+          const [a, b] = [await freshToken(), await freshToken()];
+          server().revoke(a);
+          const { provider, accepted, rejected } = recordingProvider([a, b]);
+          await clientOf(provider).say({ text: "hi" });
+          assert.deepEqual(rejected(), [a]);
+          assert.deepEqual(accepted, [b]);
+        });
+
+        it("a refused call is not reported as accepted", async () => {
+          const a = await freshToken();
+          server().revoke(a);
+          const { provider, accepted } = recordingProvider([a]);
+          const error = await fails(clientOf(provider).say({ text: "hi" }));
+          assert.equal(error.code, Code.Unauthenticated);
+          assert.deepEqual(accepted, []);
+        });
+
+        it("server-streaming: as soon as the first message arrived", async () => {
+          const a = await freshToken();
+          const { provider, accepted } = recordingProvider([a]);
+          const seenAtFirst: string[][] = [];
+          for await (const _ of clientOf(provider).countdown({ text: "hi", count: 3 })) {
+            if (seenAtFirst.length === 0) seenAtFirst.push([...accepted]);
+          }
+          assert.deepEqual(seenAtFirst, [[a]]);
+          assert.deepEqual(accepted, [a], "once per call");
+        });
+
+        it("server-streaming: a stream that ended without a message and without error", async () => {
+          const a = await freshToken();
+          const { provider, accepted } = recordingProvider([a]);
+          for await (const _ of clientOf(provider).countdown({ text: "hi", count: 0 })) assert.fail("no message expected");
+          assert.deepEqual(accepted, [a]);
+        });
+
+        if (hasClientStreaming(kind)) {
+          it("client-streaming: once the response arrived", async () => {
+            const a = await freshToken();
+            const { provider, accepted } = recordingProvider([a]);
+            async function* messages() {
+              yield { text: "one" };
+              yield { text: "two" };
+            }
+            const res = await clientOf(provider).collect(messages());
+            assert.equal(res.count, 2);
+            assert.deepEqual(accepted, [a]);
+          });
+        }
+
+        if (hasBidi(kind)) {
+          it("bidi: once per call, at the first message", async () => {
+            const a = await freshToken();
+            const { provider, accepted } = recordingProvider([a]);
+            async function* messages() {
+              yield { text: "one" };
+              yield { text: "two" };
+            }
+            let received = 0;
+            for await (const _ of clientOf(provider).chat(messages())) received += 1;
+            assert.equal(received, 2);
+            assert.deepEqual(accepted, [a]);
+          });
+
+          it("bidi: a stream that ended without a message and without error", async () => {
+            const a = await freshToken();
+            const { provider, accepted } = recordingProvider([a]);
+            for await (const _ of clientOf(provider).chat((async function* () {})())) assert.fail("no message expected");
+            assert.deepEqual(accepted, [a]);
+          });
+        }
+
+        it("an accepted() that throws, or rejects, does not break the call", async () => {
+          const a = await freshToken();
+          const unhandled: unknown[] = [];
+          const onUnhandled = (reason: unknown) => unhandled.push(reason);
+          process.on("unhandledRejection", onUnhandled);
+          try {
+            const calls: string[] = [];
+            const throwing: TokenProvider = {
+              getAccessToken: async () => a,
+              accepted(token) {
+                calls.push(`throw:${token === a}`);
+                throw new Error("accepted() broke");
+              },
+            };
+            const rejecting = {
+              getAccessToken: async () => a,
+              async accepted(token: string) {
+                calls.push(`reject:${token === a}`);
+                throw new Error("async accepted() broke");
+              },
+            } satisfies TokenProvider;
+            for (const provider of [throwing, rejecting]) {
+              const client = clientOf(provider);
+              assert.equal((await client.say({ text: "hi" })).text, "hi");
+              const counts: number[] = [];
+              for await (const m of client.countdown({ text: "hi", count: 2 })) counts.push(m.count);
+              assert.deepEqual(counts, [2, 1]);
+              if (hasClientStreaming(kind)) {
+                assert.equal(
+                  (
+                    await client.collect(
+                      (async function* () {
+                        yield { text: "x" };
+                      })(),
+                    )
+                  ).count,
+                  1,
+                );
+              }
+            }
+            const perProvider = hasClientStreaming(kind) ? 3 : 2;
+            assert.deepEqual(calls, [...Array(perProvider).fill("throw:true"), ...Array(perProvider).fill("reject:true")]);
+            for (let i = 0; i < 5; i += 1) await tick();
+            assert.deepEqual(unhandled, []);
+          } finally {
+            process.off("unhandledRejection", onUnhandled);
+          }
+        });
+
+        it("a plain provider with only getAccessToken keeps working, retry included", async () => {
+          const [a, b] = [await freshToken(), await freshToken()];
+          server().revoke(a);
+          const asked: (string | undefined)[] = [];
+          const plain: TokenProvider = {
+            async getAccessToken(options) {
+              asked.push(options?.rejected);
+              return options?.rejected === a || asked.length > 1 ? b : a;
+            },
+          };
+          const client = clientOf(plain);
+          assert.equal((await client.say({ text: "hi" })).subject, idp.accountId);
+          const counts: number[] = [];
+          for await (const m of client.countdown({ text: "hi", count: 2 })) counts.push(m.count);
+          assert.deepEqual(counts, [2, 1]);
+          if (hasClientStreaming(kind)) {
+            assert.equal(
+              (
+                await client.collect(
+                  (async function* () {
+                    yield { text: "x" };
+                  })(),
+                )
+              ).count,
+              1,
+            );
+          }
+          assert.deepEqual(asked.slice(0, 2), [undefined, a]);
+        });
+      });
+    });
+  }
+});
+
+async function fails(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (error) {
+    assert.ok(error instanceof ConnectError, String(error));
+    return error;
+  }
+  assert.fail("expected the call to fail");
+}
