@@ -4,6 +4,7 @@
  * It knows nothing of OIDC: tokens come from a TokenProvider.
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
+import { abortable } from "./abortable.js";
 import { ConfigurationError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
 
@@ -19,7 +20,8 @@ export interface AuthInterceptorOptions {
  * so the next call gets a fresh token); a call that succeeded is reported through the
  * provider's optional `accepted(token)`. A call that already has an `authorization` header
  * is left alone. When no token can be had, the call fails with `Code.Unauthenticated`
- * whose `cause` is the token error.
+ * whose `cause` is the token error; the call's deadline or signal ends a wait for a token
+ * even when the provider ignores the signal.
  *
  * @example
  * ```ts
@@ -44,7 +46,8 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 
   const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {
     try {
-      return await tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected });
+      // Raced here too: a provider that ignores the signal must not hold the call past its deadline.
+      return await abortable(tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected }), signal);
     } catch (error) {
       if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
       throw unauthenticated(error, rejected !== undefined);

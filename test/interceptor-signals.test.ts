@@ -5,6 +5,7 @@
  * Hand-written providers (to see each call) against real connect-node servers and a real IdP.
  */
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
 import { Code, type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -13,7 +14,7 @@ import { createConnectTransport as createWebTransport } from "@connectrpc/connec
 import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, type TokenProvider } from "../src/index.js";
 import { type Idp, startIdp } from "./support/idp.js";
-import { startServer, type TestServer } from "./support/server.js";
+import { type RecordedRequest, startServer, type TestServer } from "./support/server.js";
 
 type Kind = "connect-h1" | "connect-h2" | "grpc" | "grpc-web" | "connect-web";
 const KINDS: readonly Kind[] = ["connect-h1", "connect-h2", "grpc", "grpc-web", "connect-web"];
@@ -42,6 +43,20 @@ function recordingProvider(tokens: readonly string[]) {
   } satisfies TokenProvider;
   const rejected = () => requests.flatMap((r) => (r.rejected === undefined ? [] : [r.rejected]));
   return { provider, accepted, rejected };
+}
+
+/** A provider that hands out `first` (if given) and then never answers, whatever the signal says. */
+function stuckProvider(first?: string): TokenProvider {
+  let handedOut = first === undefined;
+  return {
+    getAccessToken() {
+      if (!handedOut) {
+        handedOut = true;
+        return Promise.resolve(first!);
+      }
+      return new Promise<string>(() => {});
+    },
+  };
 }
 
 describe("interceptor ↔ token provider signals (real servers)", () => {
@@ -81,6 +96,11 @@ describe("interceptor ↔ token provider signals (real servers)", () => {
       const clientOf = (tokens: TokenProvider): Client<typeof EchoService> => createClient(EchoService, transport(tokens));
       /** A fresh access token from a real login: valid until revoked. */
       const freshToken = async () => (await idp.login()).access_token;
+      const requestsOf = async (marker: string): Promise<RecordedRequest[]> => {
+        const all = server().stats.requests;
+        await Promise.all(all.map((r) => r.done));
+        return all.filter((r) => Buffer.from(r.body).includes(Buffer.from(marker)));
+      };
 
       describe("accepted(token) after a call that succeeded", () => {
         it("unary: once the call returned", async () => {
@@ -241,6 +261,59 @@ describe("interceptor ↔ token provider signals (real servers)", () => {
           assert.deepEqual(asked.slice(0, 2), [undefined, a]);
         });
       });
+
+      describe("a provider that never answers does not hold the call", () => {
+        it("unary with timeoutMs: 200 ends with DeadlineExceeded well under a second", async () => {
+          const { error, elapsed } = await timed(clientOf(stuckProvider()).say({ text: "hi" }, { timeoutMs: 200 }));
+          assert.equal(error.code, Code.DeadlineExceeded);
+          assert.ok(elapsed < 700, `took ${elapsed} ms`);
+        });
+
+        it("server-streaming with timeoutMs: 200 ends with DeadlineExceeded well under a second", async () => {
+          const stream = clientOf(stuckProvider()).countdown({ text: "hi", count: 2 }, { timeoutMs: 200 });
+          const { error, elapsed } = await timed(drain(stream));
+          assert.equal(error.code, Code.DeadlineExceeded);
+          assert.ok(elapsed < 700, `took ${elapsed} ms`);
+        });
+
+        if (hasClientStreaming(kind)) {
+          it("client-streaming with timeoutMs: 200 ends with DeadlineExceeded well under a second", async () => {
+            const call = clientOf(stuckProvider()).collect(
+              (async function* () {
+                yield { text: "x" };
+              })(),
+              { timeoutMs: 200 },
+            );
+            const { error, elapsed } = await timed(call);
+            assert.equal(error.code, Code.DeadlineExceeded);
+            assert.ok(elapsed < 700, `took ${elapsed} ms`);
+          });
+        }
+
+        it("the wait for a fresh token after a refusal ends at the deadline too", async () => {
+          const a = await freshToken();
+          server().revoke(a);
+          const marker = randomUUID();
+          const { error, elapsed } = await timed(clientOf(stuckProvider(a)).say({ text: marker }, { timeoutMs: 300 }));
+          assert.equal(error.code, Code.DeadlineExceeded);
+          assert.ok(elapsed < 800, `took ${elapsed} ms`);
+          assert.equal((await requestsOf(marker)).length, 1, "sent once, refused, then waited");
+        });
+
+        it("the caller's signal aborted during the wait ends the call with Canceled", async () => {
+          const controller = new AbortController();
+          setTimeout(() => controller.abort(), 100);
+          const { error, elapsed } = await timed(clientOf(stuckProvider()).say({ text: "hi" }, { signal: controller.signal }));
+          assert.equal(error.code, Code.Canceled);
+          assert.ok(elapsed < 600, `took ${elapsed} ms`);
+        });
+
+        it("an already aborted signal ends the call with Canceled at once", async () => {
+          const { error, elapsed } = await timed(clientOf(stuckProvider()).say({ text: "hi" }, { signal: AbortSignal.abort() }));
+          assert.equal(error.code, Code.Canceled);
+          assert.ok(elapsed < 500, `took ${elapsed} ms`);
+        });
+      });
     });
   }
 });
@@ -253,4 +326,25 @@ async function fails(p: Promise<unknown>): Promise<ConnectError> {
     return error;
   }
   assert.fail("expected the call to fail");
+}
+
+/** How a call failed and how long it took; a call still running after 2 s fails the test instead of hanging it. */
+async function timed(p: Promise<unknown>): Promise<{ error: ConnectError; elapsed: number }> {
+  const t0 = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the call was still running after 2000 ms")), 2000);
+  });
+  try {
+    const error = await Promise.race([fails(p), stuck]);
+    return { error, elapsed: performance.now() - t0 };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream) {
+    // read to the end
+  }
 }
