@@ -16,8 +16,9 @@ export interface AuthInterceptorOptions {
 /**
  * A Connect interceptor that puts `authorization: Bearer <token>` on every call and, when a
  * server answers Unauthenticated, re-sends a unary or server-streaming call once with a
- * fresh token (client-streaming and bidi calls are never re-sent; the refusal is reported
- * so the next call gets a fresh token); a call that succeeded is reported through the
+ * fresh token. Every refusal that is not retried (of the re-sent attempt, of a client-streaming
+ * or bidi call, or mid-stream after the first response message) is reported to the provider
+ * so the next call gets a fresh token; a call that succeeded is reported through the
  * provider's optional `accepted(token)`. A call that already has an `authorization` header
  * is left alone. When no token can be had, the call fails with `Code.Unauthenticated`
  * whose `cause` is the token error; the call's deadline or signal ends a wait for a token
@@ -96,7 +97,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 
   /**
    * Call, then read the first response message, so an Unauthenticated before it surfaces here
-   * (and can be retried).
+   * (and can be retried); one after it cannot be retried and is reported.
    */
   async function openStream(next: Next, req: StreamRequest, sent: string): Promise<StreamResponse> {
     const res = (await next(req)) as StreamResponse;
@@ -111,6 +112,9 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
           if (first.done) return;
           yield first.value;
           for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+        } catch (error) {
+          if (isUnauthenticated(error)) report(sent);
+          throw error;
         } finally {
           // A consumer that stops early ends the underlying stream too.
           await it.return?.();
@@ -119,7 +123,10 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     };
   }
 
-  /** Run `attempt` with the token sent; on Unauthenticated, once more with a fresh token. */
+  /**
+   * Run `attempt` with the token sent; on Unauthenticated, once more with a fresh token.
+   * A refusal of that second attempt is reported, never retried.
+   */
   async function withOneRetry<T>(signal: AbortSignal, sent: string, attempt: (token: string) => Promise<T>): Promise<T> {
     try {
       return await attempt(sent);
@@ -131,7 +138,12 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       }
       const fresh = await token(signal, sent);
       if (fresh === sent) throw error;
-      return attempt(fresh);
+      try {
+        return await attempt(fresh);
+      } catch (again) {
+        if (isUnauthenticated(again)) report(fresh);
+        throw again;
+      }
     }
   }
 

@@ -314,6 +314,58 @@ describe("interceptor ↔ token provider signals (real servers)", () => {
           assert.ok(elapsed < 500, `took ${elapsed} ms`);
         });
       });
+
+      describe("every refusal is reported, none retried twice", () => {
+        it("unary: a refusal of the re-sent attempt is reported", async () => {
+          const [a, b] = [await freshToken(), await freshToken()];
+          server().revoke(a);
+          server().revoke(b);
+          const { provider, accepted, rejected } = recordingProvider([a, b]);
+          const marker = randomUUID();
+          const error = await fails(clientOf(provider).say({ text: marker }));
+          assert.equal(error.code, Code.Unauthenticated);
+          await waitFor(() => rejected().length >= 2);
+          assert.deepEqual(rejected(), [a, b]);
+          assert.equal((await requestsOf(marker)).length, 2, "one retry, no more");
+          assert.deepEqual(accepted, []);
+        });
+
+        it("server-streaming: a refusal of the re-sent attempt is reported", async () => {
+          const [a, b] = [await freshToken(), await freshToken()];
+          server().revoke(a);
+          server().revoke(b);
+          const { provider, rejected } = recordingProvider([a, b]);
+          const marker = randomUUID();
+          const error = await fails(drain(clientOf(provider).countdown({ text: marker, count: 2 })));
+          assert.equal(error.code, Code.Unauthenticated);
+          await waitFor(() => rejected().length >= 2);
+          assert.deepEqual(rejected(), [a, b]);
+          assert.equal((await requestsOf(marker)).length, 2, "one retry, no more");
+        });
+
+        it("server-streaming: Unauthenticated after the first message is reported, not retried", async () => {
+          const a = await freshToken();
+          const { provider, accepted, rejected } = recordingProvider([a]);
+          const marker = randomUUID();
+          server().setUnauthenticatedAfter(2);
+          try {
+            const counts: number[] = [];
+            const error = await fails(
+              (async () => {
+                for await (const m of clientOf(provider).countdown({ text: marker, count: 5 })) counts.push(m.count);
+              })(),
+            );
+            assert.equal(error.code, Code.Unauthenticated);
+            assert.deepEqual(counts, [5, 4]);
+          } finally {
+            server().setUnauthenticatedAfter(undefined);
+          }
+          await waitFor(() => rejected().length >= 1);
+          assert.deepEqual(rejected(), [a]);
+          assert.deepEqual(accepted, [a], "accepted at the first message, then refused: what a revocation looks like");
+          assert.equal((await requestsOf(marker)).length, 1);
+        });
+      });
     });
   }
 });
@@ -346,5 +398,13 @@ async function timed(p: Promise<unknown>): Promise<{ error: ConnectError; elapse
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of stream) {
     // read to the end
+  }
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
