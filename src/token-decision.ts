@@ -125,11 +125,14 @@ function serve(login: Login): Decision {
  * undefined for no timer. The caller clamps the sleep (the wall clock may step meanwhile).
  */
 export function wakeAt(state: State, settings: Settings): { readonly wall?: number; readonly monotonic?: number } | undefined {
+  if (state.kind !== "ready" && state.kind !== "backing-off") return undefined;
+  const login = state.login;
+  // Refused tokens are replaced on demand (a caller's), never by the timer.
+  if (login?.refused) return undefined;
+  if (settings.grant === "refresh_token" && login?.tokens.refreshToken === undefined) return undefined;
   if (state.kind === "backing-off") return { monotonic: state.retryAt };
-  if (state.kind !== "ready") return undefined;
-  const { tokens, refused } = state.login;
-  if (refused || settings.refreshWindowMs === 0) return undefined;
-  if (settings.grant === "refresh_token" && tokens.refreshToken === undefined) return undefined;
+  const tokens = state.login.tokens;
+  if (settings.refreshWindowMs === 0) return undefined;
   if (tokens.issuedAt === undefined || tokens.expiresAt === undefined || tokens.accessToken === undefined) return { wall: 0 };
   return { wall: refreshAt(tokens as TokenTimes, settings.refreshWindowMs) };
 }
