@@ -5,10 +5,13 @@ export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions }
 export {
   ConfigurationError,
   ConnectOidcError,
+  type ConnectOidcErrorCode,
   LoginError,
   ReauthRequiredError,
+  TokenManagerClosedError,
   TokenRefreshError,
   TokenStoreError,
+  type TokenStoreErrorReason,
 } from "./errors.js";
 export type {
   Clock,

@@ -3,7 +3,7 @@
  * fresh project, import both entry points from ESM and from CommonJS.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -61,5 +61,48 @@ describe("npm pack", () => {
     const expected = "function,function,function,ERR_REAUTH_REQUIRED";
     assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
     assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
+
+    // The published types: codes and store reasons narrow in a switch; the test-only adapter hook is not there.
+    writeFileSync(
+      join(app, "types.mts"),
+      `import { ConnectOidcError, createTokenManager, TokenStoreError, type TokenStoreErrorReason } from "connect-oidc";
+       export function code(e: ConnectOidcError): number {
+         switch (e.code) {
+           case "ERR_CONNECT_OIDC": case "ERR_REAUTH_REQUIRED": case "ERR_TOKEN_REFRESH": case "ERR_TOKEN_STORE":
+           case "ERR_LOGIN": case "ERR_CONFIGURATION": case "ERR_MANAGER_CLOSED": return 1;
+           default: { const never: never = e.code; return never; }
+         }
+       }
+       export function reason(e: TokenStoreError): TokenStoreErrorReason {
+         // @ts-expect-error not a reason
+         const wrong: TokenStoreErrorReason = "no-such-reason";
+         return e.reason ?? wrong;
+       }
+       // @ts-expect-error the test-only adapter hook is not published
+       createTokenManager({ issuer: "https://issuer.example", clientId: "c", oidc: {} });
+       import * as all from "connect-oidc";
+       // @ts-expect-error internal
+       all.createTokenManagerWith;`,
+    );
+    const tsc = spawnSync(
+      process.execPath,
+      [
+        join(root, "node_modules/typescript/bin/tsc"),
+        "--noEmit",
+        "--strict",
+        "--skipLibCheck",
+        "--module",
+        "nodenext",
+        "--moduleResolution",
+        "nodenext",
+        "--typeRoots",
+        join(root, "node_modules/@types"),
+        "--types",
+        "node",
+        "types.mts",
+      ],
+      { cwd: app, encoding: "utf8" },
+    );
+    assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
   });
 });
