@@ -120,8 +120,13 @@ export interface Idp {
   denyDeviceCode(userCode: string): Promise<void>;
   /** Delay before (or after) the token endpoint answers. 0 = none. */
   setTokenLatency(ms: number, options?: TokenLatencyOptions): void;
-  /** Token endpoint answers this HTTP status with an OAuth error body; undefined = normal. */
-  setTokenOutage(status?: number): void;
+  /**
+   * Token endpoint answers this HTTP status with an OAuth error body; undefined = normal.
+   * `answer` makes it answer as providers that bend RFC 6749 §5.2 do: `body` is sent as
+   * is ("" = no body; an object as JSON), with `headers` (e.g. `retry-after`,
+   * `www-authenticate`, `content-type: text/html`). The request is not processed.
+   */
+  setTokenOutage(status?: number, answer?: { readonly body?: string | object; readonly headers?: Record<string, string> }): void;
   /**
    * Injected fault on a real answer: the token endpoint processes the request as usual
    * (a refresh token is consumed and rotated), then `rewrite` changes the successful
@@ -418,6 +423,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
   let latencyMs = 0;
   let latencyPhase: "before" | "after" = "before";
   let outageStatus: number | undefined;
+  let outageAnswer: { readonly body?: string | object; readonly headers?: Record<string, string> } | undefined;
   let rewriteBody: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined;
 
   const countError = (error: unknown) => {
@@ -476,6 +482,13 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
       countError(error);
       ctx.status = outageStatus;
       ctx.set("cache-control", "no-store");
+      if (outageAnswer !== undefined) {
+        for (const [name, value] of Object.entries(outageAnswer.headers ?? {})) ctx.set(name, value);
+        const body = outageAnswer.body ?? "";
+        ctx.body = body === "" ? "" : body;
+        if (body === "") ctx.remove("content-type");
+        return;
+      }
       if (outageStatus === 429 || outageStatus === 503) ctx.set("retry-after", "1");
       ctx.body = { error, error_description: `test outage (HTTP ${outageStatus})` };
       return;
@@ -654,8 +667,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
       latencyMs = ms;
       latencyPhase = latencyOptions?.phase ?? "before";
     },
-    setTokenOutage(status) {
+    setTokenOutage(status, answer) {
       outageStatus = status;
+      outageAnswer = answer;
     },
     rewriteTokenResponse(rewrite) {
       rewriteBody = rewrite;
