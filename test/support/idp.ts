@@ -6,6 +6,8 @@
  *   one answers `invalid_grant` and revokes the whole grant.
  * - `test-service`: confidential client (client_secret_basic / _post),
  *   client_credentials grant.
+ * - `test-cli-exact` (only with `exactRedirectUris`): public *web* client whose redirect
+ *   URIs match exactly, port included, as providers that ignore RFC 8252's any-port rule do.
  * - Access tokens are RS256 JWTs (`typ: at+jwt`) for the audience
  *   `urn:connect-oidc:test`, also when no `resource` parameter is sent.
  *
@@ -24,7 +26,7 @@ import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { exportJWK, generateKeyPair } from "jose";
 import type Provider from "oidc-provider";
-import type { Adapter, AdapterPayload, Configuration } from "oidc-provider";
+import type { Adapter, AdapterPayload, ClientMetadata, Configuration } from "oidc-provider";
 import * as oidc from "openid-client";
 import { createCookieJar } from "./headless-browser.js";
 
@@ -50,6 +52,20 @@ export interface IdpOptions {
    * oidc-provider sends none, and openid-client then waits 5 s before every poll.
    */
   readonly deviceCodeInterval?: number;
+  /**
+   * Refuse an authorization request that asks for `openid` without a `nonce`, as some
+   * providers do even in the code flow: oidc-provider redirects back with
+   * `error=invalid_request`. Default false (oidc-provider requires a nonce only when an
+   * ID token comes from the authorization endpoint).
+   */
+  readonly requireNonce?: boolean;
+  /**
+   * Register `test-cli-exact` (see `Idp.exactClientId`): a public client (PKCE, no secret)
+   * allowing exactly these redirect URIs, e.g. `http://127.0.0.1:<port>/oauth/done`.
+   * `application_type: "web"`: oidc-provider gives a native client any port on a loopback
+   * redirect; a web client's must match character for character. Default: not registered.
+   */
+  readonly exactRedirectUris?: readonly string[];
 }
 
 export interface LoginOptions {
@@ -96,6 +112,8 @@ export interface Idp {
   readonly issuer: string;
   readonly clientId: "test-cli";
   readonly serviceClient: { readonly clientId: "test-service"; readonly clientSecret: string };
+  /** The exact-redirect client; registered only when `IdpOptions.exactRedirectUris` is given. */
+  readonly exactClientId: "test-cli-exact";
   readonly audience: string;
   readonly accountId: string;
   /** The JWKS URI (public keys), for resource servers. */
@@ -310,6 +328,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
   const refreshTokenTtl = options.refreshTokenTtl ?? 24 * 60 * 60;
   const accountId = options.accountId ?? TEST_ACCOUNT;
   const clientId = "test-cli" as const;
+  const exactClientId = "test-cli-exact" as const;
   const serviceClient = {
     clientId: "test-service" as const,
     clientSecret: randomBytes(24).toString("base64url"),
@@ -355,8 +374,33 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
         response_types: [],
         redirect_uris: [],
       },
+      ...(options.exactRedirectUris === undefined
+        ? []
+        : [
+            {
+              client_id: exactClientId,
+              application_type: "web",
+              token_endpoint_auth_method: "none",
+              grant_types: ["authorization_code", "refresh_token"],
+              response_types: ["code"],
+              redirect_uris: [...options.exactRedirectUris],
+            } satisfies ClientMetadata,
+          ]),
     ],
     scopes: ["openid", "offline_access"],
+    // A validator on a standard parameter runs inside the authorization endpoint, after the
+    // redirect URI is checked: what it throws is redirected back to the client.
+    ...(options.requireNonce
+      ? {
+          extraParams: {
+            nonce: (ctx, value) => {
+              if (ctx.oidc.route !== "authorization") return;
+              const scope = String(ctx.oidc.params?.scope ?? "").split(" ");
+              if (scope.includes("openid") && !value) throw new errors.InvalidRequest("nonce is required with the openid scope");
+            },
+          },
+        }
+      : {}),
     pkce: { required: () => true },
     findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -567,9 +611,11 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     const redirectUri = loginOptions.redirectUri ?? "http://127.0.0.1/callback";
     const verifier = oidc.randomPKCECodeVerifier();
     const state = oidc.randomState();
+    const scope = loginOptions.scope ?? `openid offline_access ${TEST_API_SCOPE}`;
+    const nonce = scope.split(" ").includes("openid") ? oidc.randomNonce() : undefined;
     const parameters: Record<string, string> = {
       redirect_uri: redirectUri,
-      scope: loginOptions.scope ?? `openid offline_access ${TEST_API_SCOPE}`,
+      scope,
       code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
       code_challenge_method: "S256",
       state,
@@ -577,6 +623,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
       prompt: "consent",
     };
     if (loginOptions.resource) parameters.resource = loginOptions.resource;
+    if (nonce !== undefined) parameters.nonce = nonce;
     const authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
 
     const browser = createBrowser();
@@ -584,7 +631,11 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     if ("page" in result) {
       throw new Error(`login ended on a page instead of the redirect: ${(await result.page.text()).slice(0, 300)}`);
     }
-    return oidc.authorizationCodeGrant(config, result.url, { pkceCodeVerifier: verifier, expectedState: state });
+    return oidc.authorizationCodeGrant(config, result.url, {
+      pkceCodeVerifier: verifier,
+      expectedState: state,
+      ...(nonce !== undefined ? { expectedNonce: nonce } : {}),
+    });
   };
 
   const deviceDecision = async (userCode: string, decision: "confirm" | "abort") => {
@@ -648,6 +699,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     issuer,
     clientId,
     serviceClient,
+    exactClientId,
     audience: TEST_AUDIENCE,
     accountId,
     jwksUri: new URL(provider.urlFor("jwks")).href,
