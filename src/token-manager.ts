@@ -4,22 +4,23 @@
  * callers (and, through the store's lock, among processes).
  *
  * It is wiring: the states and their rules are in token-state.ts, what to do for a caller
- * in token-decision.ts, the refresh under the lock in token-exchange.ts, the timing policy
- * in policy.ts. Every change of state passes through `setState`, which arms the timer and
- * emits the events of the state entered.
+ * in token-decision.ts, the one place state changes (timer, events) in token-machine.ts,
+ * starting a refresh in token-refresh.ts and the refresh under the lock in
+ * token-exchange.ts, the timing policy in policy.ts.
  */
 import { abortable } from "./abortable.js";
-import { clampDelay, monotonicOf, systemClock } from "./clock.js";
-import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { describeFailure, summarizeFailure } from "./failure.js";
+import { systemClock } from "./clock.js";
+import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { memoryStore } from "./memory-store.js";
 import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
-import { backoffDelay, DEFAULT_REFRESH_WINDOW_MS, MAX_SLEEP_MS } from "./policy.js";
+import { DEFAULT_REFRESH_WINDOW_MS } from "./policy.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
-import { closedError, type Decision, decide, noLogin, noRefreshToken, type Settings, wakeAt } from "./token-decision.js";
-import { type ExchangeDeps, exchangeUnderLock, storedFromResponse } from "./token-exchange.js";
-import { entryEvents, type Flight, type Input, type RefreshOutcome, type State, transition, usableAt } from "./token-state.js";
+import { closedError, decide, noLogin, noRefreshToken, type Settings } from "./token-decision.js";
+import { storedFromResponse } from "./token-exchange.js";
+import { createMachine, type Machine } from "./token-machine.js";
+import { createRefresher } from "./token-refresh.js";
+import { createStoreReads, type StoreReads } from "./token-store-reads.js";
 import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
 export interface TokenManagerOptions {
@@ -102,224 +103,117 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
   const settings = checkOptions(options);
   const store = options.store ?? memoryStore();
   const clock = options.clock ?? systemClock;
-  const monotonic = monotonicOf(clock);
-  const random = options.random ?? Math.random;
   const oidc = adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer });
   const ours = (t: StoredTokens | undefined) =>
     t !== undefined && t.issuer.replace(/\/$/, "") === settings.issuer && t.clientId === settings.clientId ? t : undefined;
-  const exchangeDeps: ExchangeDeps = {
-    store,
-    grant: settings.grant,
-    issuer: settings.issuer,
-    clientId: settings.clientId,
-    refreshWindowMs: settings.refreshWindowMs,
-    requestTokens: (refreshToken) => (refreshToken === undefined ? oidc.clientCredentials() : oidc.refresh(refreshToken)),
-    wallNow: () => clock.now(),
-    ours,
-    noLogin: () => noLogin(settings),
-    noRefreshToken: () => noRefreshToken(settings),
-  };
-
-  let state: State = { kind: "loading" };
-  let timer: unknown;
-  let loading: Promise<void> | undefined;
-  let rechecking: Promise<void> | undefined;
-
-  const now = () => ({ wall: clock.now(), monotonic: monotonic() });
   const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
 
-  const emit = (event: TokenEvent) => {
-    try {
-      options.onEvent?.(event);
-    } catch {
-      // A listener's failure must not break token handling.
-    }
-  };
-
-  /** The one place state changes: re-arm the timer, then announce the state entered. */
-  const setState = (next: State) => {
-    const previous = state;
-    if (next === previous) return;
-    state = next;
-    arm(0);
-    for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);
-  };
-  const apply = (input: Input) => setState(transition(state, input));
-
-  const arm = (minimumMs: number) => {
-    if (timer !== undefined) clock.clearTimeout(timer);
-    timer = undefined;
-    const wake = wakeAt(state, settings);
-    if (wake === undefined) return;
-    // Wall-clock wakes sleep at most MAX_SLEEP_MS: the wall clock may step meanwhile.
-    const delay = wake.monotonic !== undefined ? wake.monotonic - monotonic() : Math.min(wake.wall! - clock.now(), MAX_SLEEP_MS);
-    timer = clock.setTimeout(onTimer, clampDelay(Math.max(delay, minimumMs)));
-  };
-
-  const onTimer = () => {
-    timer = undefined;
-    const decision = decide(state, now(), true, settings);
-    if (decision.do === "refresh") void refresh(decision.reason);
-    // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
-    else arm(1000);
-  };
-
-  /** Start a refresh, or join the one in flight; settles (never rejects) when it is over. */
-  const refresh = (reason: RefreshReason): Promise<void> => {
-    if (state.kind === "refreshing") return state.flight.done;
-    let finished!: () => void;
-    const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
-    apply({ type: "refresh-started", flight });
-    const started = state as State; // apply() changed it
-    if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
-    void runRefresh(flight, started.login?.tokens, started.login?.inStore).finally(finished);
-    return flight.done;
-  };
-
-  const runRefresh = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
-    try {
-      const result = await locked(() => exchangeUnderLock(exchangeDeps, { reason: flight.reason, held, inStore }));
-      if (result.ok) return apply({ type: "refresh-done", flight, outcome: result.outcome, at: monotonic() });
-      if (result.reauth || result.terminal) return apply(reauthInput(flight, result.error, result.terminal));
-      apply(failedInput(flight, result.error, result.kept));
-    } catch (error) {
-      // The store or its lock failed (our own typed errors): transient.
-      apply(failedInput(flight, error, undefined));
-    }
-  };
-
-  const reauthInput = (flight: Flight, error: Error, terminal: boolean): Input => ({
-    type: "reauth",
-    flight,
-    error:
-      error instanceof ReauthRequiredError
-        ? error
-        : new ReauthRequiredError(
-            `The login is no longer valid (${describeFailure(error)}): log in again and pass the result to setTokens()`,
-            {
-              cause: error,
-            },
-          ),
-    terminal,
-    at: monotonic(),
+  const machine = createMachine({ settings, clock, onEvent: options.onEvent, onDue: (reason) => void refresh(reason) });
+  const refresh = createRefresher({
+    machine,
+    locked,
+    random: options.random ?? Math.random,
+    backoff: options.backoff,
+    exchange: {
+      store,
+      grant: settings.grant,
+      issuer: settings.issuer,
+      clientId: settings.clientId,
+      refreshWindowMs: settings.refreshWindowMs,
+      requestTokens: (refreshToken) => (refreshToken === undefined ? oidc.clientCredentials() : oidc.refresh(refreshToken)),
+      wallNow: () => clock.now(),
+      ours,
+      noLogin: () => noLogin(settings),
+      noRefreshToken: () => noRefreshToken(settings),
+    },
   });
-
-  const failedInput = (flight: Flight, error: unknown, kept: RefreshOutcome | undefined): Input => {
-    const failures = (state.kind === "refreshing" ? state.failures : 0) + 1;
-    const at = monotonic();
-    const delay = backoffDelay(failures, random, options.backoff);
-    const wallRetryAt = clock.now() + delay;
-    const expired = !usableAt(kept?.tokens ?? (state.kind === "refreshing" ? state.login?.tokens : undefined), clock.now());
-    return {
-      type: "refresh-failed",
-      flight,
-      at,
-      retryAt: at + delay,
-      ...(kept !== undefined ? { kept } : {}),
-      error: new TokenRefreshError(
-        `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
-        { cause: summarizeFailure(error), retryAt: wallRetryAt },
-      ),
-    };
-  };
-
-  const load = (): Promise<void> =>
-    (loading ??= (async () => {
-      try {
-        apply({ type: "loaded", stored: ours(await store.load()) });
-      } finally {
-        loading = undefined;
-      }
-    })());
-
-  // While re-login is required: has another process logged in meanwhile?
-  const recheck = (): Promise<void> =>
-    (rechecking ??= (async () => {
-      let stored: StoredTokens | undefined;
-      try {
-        stored = ours(await store.load());
-      } catch {
-        stored = undefined; // an unreadable store holds no new login; re-login is still the answer
-      }
-      apply({ type: "rechecked", stored, at: monotonic(), wallNow: clock.now() });
-    })().finally(() => {
-      rechecking = undefined;
-    }));
-
-  /** What a caller waits for before deciding again. */
-  const waitFor = (decision: Decision): Promise<void> => {
-    switch (decision.do) {
-      case "load":
-        return load();
-      case "recheck":
-        return recheck();
-      case "refresh":
-        return refresh(decision.reason);
-      default:
-        return state.kind === "refreshing" ? state.flight.done : Promise.resolve();
-    }
-  };
+  const reads = createStoreReads(machine, store, ours);
 
   const manager: TokenManager = {
-    async getAccessToken(request = {}) {
-      const { signal, rejected } = request;
-      signal?.throwIfAborted();
-      if (rejected !== undefined) apply({ type: "refused", token: rejected });
-      for (let round = 1; ; round += 1) {
-        const decision = decide(state, now(), false, settings);
-        switch (decision.do) {
-          case "serve":
-            return decision.token;
-          case "serve-and-refresh":
-            void refresh(decision.reason);
-            return decision.token;
-          case "fail":
-            if (decision.reauth) apply({ type: "reauth", error: decision.error as ReauthRequiredError, terminal: false, at: monotonic() });
-            throw decision.error;
-        }
-        if (round > MAX_ROUNDS)
-          throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
-        await abortable(waitFor(decision), signal);
-      }
-    },
-
+    getAccessToken: (request) => getAccessToken({ machine, settings, refresh, reads }, request),
     accepted(token) {
-      apply({ type: "accepted", token });
+      machine.apply({ type: "accepted", token });
     },
-
     async setTokens(response) {
       const problem = tokenResponseProblem(response);
       if (problem !== undefined) throw new ConfigurationError(`setTokens: the token response ${problem}`);
-      if (state.kind === "closed") throw closedError();
+      if (machine.state.kind === "closed") throw closedError();
       const tokens = storedFromResponse(settings, response, clock.now());
-      apply({ type: "replaced", tokens });
+      machine.apply({ type: "replaced", tokens });
       // In memory first: if the store fails, this process still works (and the error says why others cannot).
       await locked(async () => {
         try {
           await store.save(tokens);
         } catch (error) {
           // What the store holds is not this login: remember what it is, so it is not taken for a newer one.
-          apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
+          machine.apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
           throw error;
         }
       });
     },
-
     async signOut() {
-      if (state.kind === "closed") throw closedError();
-      apply({ type: "replaced", tokens: undefined });
+      if (machine.state.kind === "closed") throw closedError();
+      machine.apply({ type: "replaced", tokens: undefined });
       await locked(() => store.clear());
     },
-
     close() {
-      apply({ type: "closed" });
+      machine.apply({ type: "closed" });
     },
-
     [Symbol.dispose]() {
       manager.close();
     },
   };
   return manager;
+}
+
+interface Parts {
+  readonly machine: Machine;
+  readonly settings: Settings;
+  readonly refresh: (reason: RefreshReason) => Promise<void>;
+  readonly reads: StoreReads;
+}
+
+/** Decide, act, and — after a wait — decide again against whatever state the wait ended in. */
+async function getAccessToken(
+  { machine, settings, refresh, reads }: Parts,
+  request: Parameters<TokenProvider["getAccessToken"]>[0] = {},
+): Promise<string> {
+  const { signal, rejected } = request;
+  signal?.throwIfAborted();
+  if (rejected !== undefined) machine.apply({ type: "refused", token: rejected });
+  for (let round = 1; ; round += 1) {
+    const decision = decide(machine.state, machine.now(), false, settings);
+    let wait: Promise<void>;
+    switch (decision.do) {
+      case "serve":
+        return decision.token;
+      case "serve-and-refresh":
+        void refresh(decision.reason);
+        return decision.token;
+      case "fail":
+        if (decision.reauth) {
+          machine.apply({ type: "reauth", error: decision.error as ReauthRequiredError, terminal: false, at: machine.monotonic() });
+        }
+        throw decision.error;
+      case "load":
+        wait = reads.load();
+        break;
+      case "recheck":
+        wait = reads.recheck();
+        break;
+      case "refresh":
+        wait = refresh(decision.reason);
+        break;
+      default: {
+        const state = machine.state;
+        wait = state.kind === "refreshing" ? state.flight.done : Promise.resolve();
+      }
+    }
+    if (round > MAX_ROUNDS) {
+      throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
+    }
+    await abortable(wait, signal);
+  }
 }
 
 /** Every option checked at the door; the settings the rules need. */

@@ -1,0 +1,82 @@
+/**
+ * One refresh at a time per manager: start it (or join the one in flight), run the
+ * exchange under the store's lock, and turn its result into the manager's next input —
+ * new tokens, a scheduled retry, or re-login required.
+ */
+import { ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import { describeFailure, summarizeFailure } from "./failure.js";
+import { backoffDelay, type BackoffOptions } from "./policy.js";
+import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
+import type { Machine } from "./token-machine.js";
+import { type Flight, type Input, type RefreshOutcome, usableAt } from "./token-state.js";
+import type { RefreshReason, StoredTokens } from "./types.js";
+
+export interface RefreshDeps {
+  readonly machine: Machine;
+  readonly exchange: ExchangeDeps;
+  readonly locked: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly random: () => number;
+  readonly backoff: BackoffOptions | undefined;
+}
+
+/** Returns `refresh(reason)`: settles (never rejects) when the refresh is over. */
+export function createRefresher({ machine, exchange, locked, random, backoff }: RefreshDeps): (reason: RefreshReason) => Promise<void> {
+  const run = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
+    try {
+      const result = await locked(() => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore }));
+      if (result.ok) return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
+      if (result.reauth || result.terminal) return machine.apply(reauthInput(flight, result.error, result.terminal));
+      machine.apply(failedInput(flight, result.error, result.kept));
+    } catch (error) {
+      // The store or its lock failed (our own typed errors): transient.
+      machine.apply(failedInput(flight, error, undefined));
+    }
+  };
+
+  const reauthInput = (flight: Flight, error: Error, terminal: boolean): Input => ({
+    type: "reauth",
+    flight,
+    error:
+      error instanceof ReauthRequiredError
+        ? error
+        : new ReauthRequiredError(
+            `The login is no longer valid (${describeFailure(error)}): log in again and pass the result to setTokens()`,
+            {
+              cause: error,
+            },
+          ),
+    terminal,
+    at: machine.monotonic(),
+  });
+
+  const failedInput = (flight: Flight, error: unknown, kept: RefreshOutcome | undefined): Input => {
+    const state = machine.state;
+    const failures = (state.kind === "refreshing" ? state.failures : 0) + 1;
+    const { wall, monotonic } = machine.now();
+    const delay = backoffDelay(failures, random, backoff);
+    const expired = !usableAt(kept?.tokens ?? (state.kind === "refreshing" ? state.login?.tokens : undefined), wall);
+    return {
+      type: "refresh-failed",
+      flight,
+      at: monotonic,
+      retryAt: monotonic + delay,
+      ...(kept !== undefined ? { kept } : {}),
+      error: new TokenRefreshError(
+        `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
+        { cause: summarizeFailure(error), retryAt: wall + delay },
+      ),
+    };
+  };
+
+  return (reason) => {
+    const current = machine.state;
+    if (current.kind === "refreshing") return current.flight.done;
+    let finished!: () => void;
+    const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
+    machine.apply({ type: "refresh-started", flight });
+    const started = machine.state;
+    if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
+    void run(flight, started.login?.tokens, started.login?.inStore).finally(finished);
+    return flight.done;
+  };
+}
