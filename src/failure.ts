@@ -49,6 +49,9 @@ export function describeFailure(error: unknown): string {
   const code = libraryCode(error);
   if (code === "OAUTH_TIMEOUT" || (error as Error | null)?.name === "TimeoutError") return "the identity provider did not answer in time";
   if (facts.error !== undefined) return `the identity provider answered ${facts.status ?? "with"} ${facts.error}`;
+  if (facts.status !== undefined && facts.status >= 400 && facts.status < 500 && facts.status !== 408 && facts.status !== 429) {
+    return `the identity provider answered HTTP ${facts.status} without an OAuth error (not a standard answer)`;
+  }
   if (facts.status !== undefined) return `the identity provider answered HTTP ${facts.status}`;
   if (error instanceof TypeError && code === undefined) return "the identity provider could not be reached";
   if (code !== undefined) return `the request failed (${code})`;

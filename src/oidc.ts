@@ -4,6 +4,7 @@
  */
 import * as oidc from "openid-client";
 import { summarizeFailure } from "./failure.js";
+import { retryAfterMs } from "./policy.js";
 import type { TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions {
@@ -23,6 +24,8 @@ export type GrantResult =
       readonly ok: false;
       /** Token-free (`summarizeFailure`): status, OAuth error code, library code. */
       readonly error: Error;
+      /** The provider's `Retry-After` (on any error answer), in ms, capped. */
+      readonly retryAfterMs?: number;
       /**
        * The identity provider answered 200 with a new refresh token, but the answer was
        * rejected (e.g. a negative `expires_in`): the old refresh token is consumed now, and
@@ -56,12 +59,16 @@ export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): 
 }
 
 export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
-  // The refresh token of the last successful (200) token-endpoint answer, read before
-  // openid-client validates it. The manager runs one exchange at a time per adapter.
+  // What openid-client's errors do not carry: the refresh token of a 200 token-endpoint
+  // answer it then rejected, and an error answer's Retry-After. Read before openid-client
+  // sees the answer; the manager runs one exchange at a time per adapter.
   let answeredRefreshToken: string | undefined;
+  let answeredRetryAfter: string | null = null;
   const watchingFetch: Fetch = async (url, init) => {
     const response = await fetch(url, init);
-    if (init.method === "POST" && response.status === 200 && String(init.body).includes("grant_type=")) {
+    const tokenRequest = init.method === "POST" && String(init.body).includes("grant_type=");
+    if (tokenRequest && response.status !== 200) answeredRetryAfter = response.headers.get("retry-after");
+    if (tokenRequest && response.status === 200) {
       const body = (await response
         .clone()
         .json()
@@ -87,13 +94,21 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
   /** Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the response body). */
   const exchange = async (run: () => Promise<oidc.TokenEndpointResponse>): Promise<GrantResult> => {
     answeredRefreshToken = undefined;
+    answeredRetryAfter = null;
     try {
       return { ok: true, response: { ...(await run()) } as TokenEndpointResponse };
     } catch (error) {
       const rotated = answeredRefreshToken;
-      return { ok: false, error: summarizeFailure(error), ...(rotated !== undefined ? { rotatedRefreshToken: rotated } : {}) };
+      const retryAfter = retryAfterMs(answeredRetryAfter, Date.now());
+      return {
+        ok: false,
+        error: summarizeFailure(error),
+        ...(rotated !== undefined ? { rotatedRefreshToken: rotated } : {}),
+        ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+      };
     } finally {
       answeredRefreshToken = undefined;
+      answeredRetryAfter = null;
     }
   };
   return {

@@ -72,8 +72,9 @@ export function forcedRefreshDelay(unacceptedForced: number): number {
 
 /**
  * While callers fail for want of a token (expired, refused, none), their demand may try
- * the identity provider again this soon after the last attempt, whatever the backoff says:
- * calls succeed within about this long of the provider's return, however long it was gone.
+ * the identity provider again this soon after the last attempt, whatever the backoff says
+ * (but never before a `Retry-After`): calls succeed within about this long of the
+ * provider's return, however long it was gone.
  */
 export const DEMAND_RETRY_MS = 1000;
 
@@ -82,6 +83,22 @@ export const REAUTH_RECHECK_MS = 1000;
 
 /** The longest a timer sleeps before the wall clock is looked at again (it may have stepped). */
 export const MAX_SLEEP_MS = 5 * 60_000;
+
+/** The longest `Retry-After` honoured: a provider asking for longer is asked again after this. */
+export const MAX_RETRY_AFTER_MS = 5 * 60_000;
+
+/**
+ * A `Retry-After` header (delta-seconds or an HTTP date) as ms from `wallNow`, capped at
+ * MAX_RETRY_AFTER_MS; undefined when absent or unreadable.
+ */
+export function retryAfterMs(header: string | null | undefined, wallNow: number): number | undefined {
+  if (header === null || header === undefined || header.trim() === "") return undefined;
+  const text = header.trim();
+  // delta-seconds, or an HTTP date (it names a weekday and a month); anything else is unreadable.
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : /[A-Za-z]{3}/.test(text) ? Date.parse(text) - wallNow : Number.NaN;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS);
+}
 
 /** OAuth error codes after which retrying the same grant can never succeed. */
 const TERMINAL_ERRORS = new Set(["invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"]);
@@ -93,8 +110,19 @@ export interface FailureFacts {
   readonly error?: string;
 }
 
-/** Terminal failures need a new login; everything else (network, timeout, 5xx, 429) may pass. */
+/**
+ * Terminal failures need a new login; everything else may pass. Classified by what the
+ * answer means, not only by the codes RFC 6749 names, because providers bend §5.2:
+ * - no answer (network, timeout), 5xx, 408 and 429: transient;
+ * - an OAuth error code: terminal when retrying the grant can never work (`invalid_grant`,
+ *   `invalid_client`, ...), or on a 401 (the client is not accepted, whatever the code);
+ * - any other 4xx without a parsable OAuth error (an empty body, an HTML page): terminal —
+ *   the provider refuses the request and says nothing a retry could change.
+ */
 export function isTerminal(facts: FailureFacts): boolean {
-  if (facts.status !== undefined && (facts.status >= 500 || facts.status === 429)) return false;
-  return facts.error !== undefined && TERMINAL_ERRORS.has(facts.error);
+  const { status, error } = facts;
+  if (status === undefined) return error !== undefined && TERMINAL_ERRORS.has(error);
+  if (status >= 500 || status === 408 || status === 429 || status < 400) return false;
+  if (error !== undefined) return TERMINAL_ERRORS.has(error) || status === 401;
+  return true;
 }

@@ -4,7 +4,7 @@
  * function of (state, times, request): no I/O, no clock reads.
  */
 import { ReauthRequiredError, TokenManagerClosedError } from "./errors.js";
-import { DEMAND_RETRY_MS, REAUTH_RECHECK_MS, refreshAt, type TokenTimes } from "./policy.js";
+import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes } from "./policy.js";
 import { forcedRefreshAllowed, type Login, type State, usableAt } from "./token-state.js";
 import type { RefreshReason } from "./types.js";
 
@@ -78,7 +78,7 @@ function decideWithLogin(
   now: Now,
   background: boolean,
   settings: Settings,
-  backoff: { readonly retryAt: number; readonly lastAttemptAt: number; readonly error: Error } | undefined,
+  backoff: { readonly retryAt: number; readonly demandRetryAt: number; readonly error: Error } | undefined,
 ): Decision {
   const tokens = login?.tokens;
   const canRefresh = settings.grant === "client_credentials" || tokens?.refreshToken !== undefined;
@@ -112,7 +112,7 @@ function decideWithLogin(
   }
   if (background) return due ? { do: "refresh", reason } : IDLE;
   // Callers failing for want of a token may try sooner than the backoff, about once a second.
-  if (backoff !== undefined && !due && now.monotonic - backoff.lastAttemptAt < DEMAND_RETRY_MS) return { do: "fail", error: backoff.error };
+  if (backoff !== undefined && !due && now.monotonic < backoff.demandRetryAt) return { do: "fail", error: backoff.error };
   return { do: "refresh", reason };
 }
 

@@ -46,6 +46,8 @@ export type ExchangeResult =
       readonly reauth: boolean;
       /** Tokens to go on with although the exchange failed (a rotated refresh token kept). */
       readonly kept?: RefreshOutcome;
+      /** The provider's Retry-After, in ms (capped). */
+      readonly retryAfterMs?: number;
     };
 
 type Failure = Extract<ExchangeResult, { ok: false }>;
@@ -121,7 +123,8 @@ async function grantAndSave(
   const result = await deps.requestTokens(refreshToken);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
-      return failure(result.error, isTerminal(failureFacts(result.error)));
+      const failed = failure(result.error, isTerminal(failureFacts(result.error)));
+      return result.retryAfterMs === undefined ? failed : { ...failed, retryAfterMs: result.retryAfterMs };
     }
     // The answer was rejected, but the provider rotated the refresh token: the old one is
     // consumed. Keep the new one (memory and store), so the next attempt does not present

@@ -5,7 +5,7 @@
  */
 import { ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
-import { backoffDelay, type BackoffOptions } from "./policy.js";
+import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "./policy.js";
 import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
 import type { Machine } from "./token-machine.js";
 import { type Flight, type Input, type RefreshOutcome, usableAt } from "./token-state.js";
@@ -26,10 +26,10 @@ export function createRefresher({ machine, exchange, locked, random, backoff }: 
       const result = await locked(() => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore }));
       if (result.ok) return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
       if (result.reauth || result.terminal) return machine.apply(reauthInput(flight, result.error, result.terminal));
-      machine.apply(failedInput(flight, result.error, result.kept));
+      machine.apply(failedInput(flight, result.error, result.kept, result.retryAfterMs ?? 0));
     } catch (error) {
       // The store or its lock failed (our own typed errors): transient.
-      machine.apply(failedInput(flight, error, undefined));
+      machine.apply(failedInput(flight, error, undefined, 0));
     }
   };
 
@@ -49,17 +49,19 @@ export function createRefresher({ machine, exchange, locked, random, backoff }: 
     at: machine.monotonic(),
   });
 
-  const failedInput = (flight: Flight, error: unknown, kept: RefreshOutcome | undefined): Input => {
+  const failedInput = (flight: Flight, error: unknown, kept: RefreshOutcome | undefined, retryAfterMs: number): Input => {
     const state = machine.state;
     const failures = (state.kind === "refreshing" ? state.failures : 0) + 1;
     const { wall, monotonic } = machine.now();
-    const delay = backoffDelay(failures, random, backoff);
+    // The provider's Retry-After, when it gave one, holds for the schedule and for callers alike.
+    const delay = Math.max(backoffDelay(failures, random, backoff), retryAfterMs);
     const expired = !usableAt(kept?.tokens ?? (state.kind === "refreshing" ? state.login?.tokens : undefined), wall);
     return {
       type: "refresh-failed",
       flight,
       at: monotonic,
       retryAt: monotonic + delay,
+      demandRetryAt: monotonic + Math.max(DEMAND_RETRY_MS, retryAfterMs),
       ...(kept !== undefined ? { kept } : {}),
       error: new TokenRefreshError(
         `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,

@@ -72,9 +72,9 @@ export type State =
       readonly kind: "backing-off";
       readonly login: Login | undefined;
       readonly failures: number;
-      /** Monotonic ms: the scheduled next attempt, and when the last one ended. */
+      /** Monotonic ms: the scheduled next attempt, and the earliest a waiting caller may try. */
       readonly retryAt: number;
-      readonly lastAttemptAt: number;
+      readonly demandRetryAt: number;
       readonly error: TokenRefreshError;
     }
   /** The login is gone (dead refresh token, none at all): only a new login helps. */
@@ -101,8 +101,9 @@ export type Input =
       readonly flight: Flight;
       readonly error: TokenRefreshError;
       readonly at: number;
-      /** Monotonic ms of the next scheduled attempt. */
+      /** Monotonic ms of the next scheduled attempt, and the earliest a waiting caller may try. */
       readonly retryAt: number;
+      readonly demandRetryAt: number;
       /** Tokens to go on with although the refresh failed (a rotated refresh token kept). */
       readonly kept?: RefreshOutcome;
     }
@@ -172,7 +173,7 @@ export function transition(state: State, input: Input): State {
             : { ...state.login, tokens: input.kept.tokens, inStore: input.kept.inStore },
         failures: state.failures + 1,
         retryAt: input.retryAt,
-        lastAttemptAt: input.at,
+        demandRetryAt: input.demandRetryAt,
         error: input.error,
       };
     case "reauth": {

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { backoffDelay, isTerminal, isUsable, refreshAt, tokenTimes, usableUntil } from "../src/policy.js";
+import {
+  backoffDelay,
+  forcedRefreshDelay,
+  isTerminal,
+  isUsable,
+  MAX_RETRY_AFTER_MS,
+  refreshAt,
+  retryAfterMs,
+  tokenTimes,
+  usableUntil,
+} from "../src/policy.js";
 
 const HOUR = 3600_000;
 const MIN = 60_000;
@@ -67,5 +77,34 @@ describe("refresh policy", () => {
     assert.ok(!isTerminal({ status: 500 }));
     assert.ok(!isTerminal({}));
     assert.ok(!isTerminal({ status: 400, error: "temporarily_unavailable" }));
+  });
+
+  it("classifies answers by what they mean: a 4xx without an OAuth error is a refusal", () => {
+    assert.ok(isTerminal({ status: 400 }), "400, no body");
+    assert.ok(isTerminal({ status: 403 }), "403, HTML page");
+    assert.ok(isTerminal({ status: 401, error: "invalid_token" }), "401 with any code: the client is refused");
+    assert.ok(!isTerminal({ status: 408 }));
+    assert.ok(!isTerminal({ status: 429, error: "invalid_grant" }));
+    assert.ok(!isTerminal({ status: 502 }));
+    assert.ok(!isTerminal({ status: 400, error: "invalid_request" }), "a parsable code that may pass");
+  });
+
+  it("reads Retry-After in seconds or as a date, capped", () => {
+    const now = Date.parse("2026-11-29T10:00:00Z");
+    assert.equal(retryAfterMs("7", now), 7000);
+    assert.equal(retryAfterMs("Sun, 29 Nov 2026 10:00:20 GMT", now), 20_000);
+    assert.equal(retryAfterMs("Sun, 29 Nov 2026 09:00:00 GMT", now), 0, "a date in the past: now");
+    assert.equal(retryAfterMs("86400", now), MAX_RETRY_AFTER_MS);
+    for (const bad of [undefined, null, "", "soon", "-5"]) assert.equal(retryAfterMs(bad, now), undefined, String(bad));
+  });
+
+  it("pauses forced refreshes 0, 1 s, 2 s, ... up to 60 s while none of their tokens is accepted", () => {
+    assert.deepEqual([0, 1, 2, 3, 6, 7, 20].map(forcedRefreshDelay), [0, 1000, 2000, 4000, 32_000, 60_000, 60_000]);
+  });
+
+  it("takes a lifetime over 366 days as 366 days (a finite date to store)", () => {
+    const t = tokenTimes(0, 1e306);
+    assert.ok(Number.isFinite(t.expiresAt));
+    assert.equal(t.expiresAt, 366 * 24 * HOUR);
   });
 });

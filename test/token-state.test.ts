@@ -41,7 +41,7 @@ const backingOff = (l: Login | undefined = login(), retryAt = 5000, lastAttemptA
   login: l,
   failures: 2,
   retryAt,
-  lastAttemptAt,
+  demandRetryAt: lastAttemptAt + 1000,
   error: refreshError,
 });
 const reauth = (checkedAt = 0, l: Login | undefined = login()): State => ({
@@ -93,8 +93,8 @@ describe("transition table", () => {
     [
       "refreshing + failed → backing-off, failures counted",
       refreshing(f, login(), 1),
-      { type: "refresh-failed", flight: f, error: refreshError, at: 10, retryAt: 2010 },
-      (s) => assert.ok(s.kind === "backing-off" && s.failures === 2 && s.retryAt === 2010 && s.lastAttemptAt === 10),
+      { type: "refresh-failed", flight: f, error: refreshError, at: 10, retryAt: 2010, demandRetryAt: 1010 },
+      (s) => assert.ok(s.kind === "backing-off" && s.failures === 2 && s.retryAt === 2010 && s.demandRetryAt === 1010),
     ],
     [
       "refreshing + failed with a kept refresh token → backing-off holding it",
@@ -105,6 +105,7 @@ describe("transition table", () => {
         error: refreshError,
         at: 10,
         retryAt: 2010,
+        demandRetryAt: 1010,
         kept: { tokens: tokens(1, { refreshToken: "refresh-rotated" }), inStore: undefined, adopted: false },
       },
       (s) => assert.ok(s.kind === "backing-off" && s.login?.tokens.refreshToken === "refresh-rotated"),
@@ -191,7 +192,14 @@ describe("transition table", () => {
     const f1 = flight("expired");
     const done = transition(refreshing(f1), { type: "refresh-done", flight: f1, outcome, at: 1 });
     assert.deepEqual(entryEvents(refreshing(f1), done, T0, 0), [{ type: "refreshed", reason: "expired", expiresAt: T0 + HOUR }]);
-    const failed = transition(refreshing(f1), { type: "refresh-failed", flight: f1, error: refreshError, at: 0, retryAt: 1500 });
+    const failed = transition(refreshing(f1), {
+      type: "refresh-failed",
+      flight: f1,
+      error: refreshError,
+      at: 0,
+      retryAt: 1500,
+      demandRetryAt: 1000,
+    });
     assert.deepEqual(entryEvents(refreshing(f1), failed, T0, 0), [
       { type: "refresh-failed", error: refreshError, retryAt: T0 + 1500, terminal: false },
     ]);

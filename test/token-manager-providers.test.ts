@@ -1,0 +1,170 @@
+/**
+ * The token manager against identity providers that bend RFC 6749 §5.2: the real
+ * oidc-provider, made to answer its token endpoint the way other providers do (no body,
+ * an HTML page, a bare WWW-Authenticate challenge, Retry-After). Classified by what the
+ * answer means: a refusal without a standard error is still a refusal.
+ */
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
+import { createTokenManager, type TokenManagerOptions } from "../src/index.js";
+import { type Idp, startIdp } from "./support/idp.js";
+import { createLeakScanner } from "./support/leaks.js";
+import { createManualClock, type ManualClock } from "./support/manual-clock.js";
+
+describe("token manager: providers that bend the rules (real oidc-provider behind the bend)", () => {
+  let idp: Idp;
+  const leaks = createLeakScanner();
+  const events: TokenEvent[] = [];
+  const errors: unknown[] = [];
+  const managers: TokenManager[] = [];
+
+  before(async () => {
+    idp = await startIdp({ accessTokenTtl: 3600 });
+  });
+  after(async () => {
+    for (const m of managers) m.close();
+    assert.ok(leaks.count > 0);
+    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
+    for (const e of errors) leaks.assertClean(e, "error");
+    await idp.close();
+  });
+  beforeEach(() => {
+    idp.setTokenOutage(undefined);
+    idp.rewriteTokenResponse(undefined);
+  });
+
+  const tokenRequests = () => idp.stats.tokenRequests;
+
+  async function setup(extra: Partial<TokenManagerOptions> = {}) {
+    const clock = createManualClock();
+    const seen: TokenEvent[] = [];
+    const manager = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      clock,
+      random: () => 0.5,
+      onEvent: (e) => {
+        seen.push(e);
+        events.push(e);
+      },
+      ...extra,
+    });
+    managers.push(manager);
+    const login = await idp.login();
+    leaks.remember(login.access_token, login.refresh_token, login.id_token as string | undefined);
+    await manager.setTokens(login);
+    return { manager, clock, seen, login };
+  }
+  const rejects = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (error) {
+      errors.push(error);
+      return error;
+    }
+    assert.fail("expected a rejection");
+  };
+
+  describe("a refusal without a standard OAuth error is terminal: one request, one reauth-required, then fail fast", () => {
+    const refusals: [string, number, { body?: string | object; headers?: Record<string, string> }][] = [
+      ["400 with an empty body (a reused or revoked refresh token)", 400, { body: "" }],
+      ["403 with an empty body (a wrong client secret)", 403, { body: "" }],
+      ["403 with an HTML error page", 403, { body: "<html><body>Forbidden</body></html>", headers: { "content-type": "text/html" } }],
+      ["401 with a bare Basic challenge", 401, { body: "", headers: { "www-authenticate": 'Basic realm="sso"' } }],
+      [
+        "401 with a Bearer challenge naming another error",
+        401,
+        { body: "", headers: { "www-authenticate": 'Bearer error="invalid_token"' } },
+      ],
+      ["400 with a JSON body that is no OAuth error", 400, { body: { message: "bad token" } }],
+    ];
+    for (const [name, status, answer] of refusals) {
+      it(name, async () => {
+        const { manager, clock, seen, login } = await setup();
+        idp.setTokenOutage(status, answer);
+        const before = tokenRequests();
+        const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
+        assert.ok(error instanceof ReauthRequiredError, String(error));
+        assert.match((error as Error).message, new RegExp(`${status}`));
+        if (!answer.headers?.["www-authenticate"]?.includes("error=")) assert.match((error as Error).message, /not a standard answer/);
+        for (let i = 0; i < 20; i += 1) {
+          await clock.advance(30_000);
+          assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+        }
+        assert.equal(tokenRequests() - before, 1, "one request, then none");
+        assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
+      });
+    }
+  });
+
+  describe("what may pass stays transient", () => {
+    const transient: [string, number, { body?: string | object; headers?: Record<string, string> }][] = [
+      ["500 with an HTML page", 500, { body: "<html>oops</html>", headers: { "content-type": "text/html" } }],
+      ["502 with an empty body", 502, { body: "" }],
+      ["408 with an empty body", 408, { body: "" }],
+      ["429 with an empty body", 429, { body: "" }],
+    ];
+    for (const [name, status, answer] of transient) {
+      it(name, async () => {
+        const { manager, seen, login } = await setup();
+        idp.setTokenOutage(status, answer);
+        const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
+        assert.ok(error instanceof TokenRefreshError, String(error));
+        assert.ok(!seen.some((e) => e.type === "reauth-required"));
+      });
+    }
+  });
+
+  describe("Retry-After is honoured, capped", () => {
+    const cases: [string, number, (wall: number) => string, number][] = [
+      ["429 Retry-After: 7 (seconds)", 429, () => "7", 7000],
+      ["503 Retry-After as an HTTP date 20 s ahead", 503, (wall) => new Date(wall + 20_000).toUTCString(), 20_000],
+      ["503 Retry-After: 86400 is capped at 5 min", 503, () => "86400", 5 * 60_000],
+    ];
+    for (const [name, status, header, expectedMs] of cases) {
+      it(name, async () => {
+        const { manager, clock, seen, login } = await setup();
+        idp.setTokenOutage(status, { body: "", headers: { "retry-after": header(Date.now()) } });
+        const before = tokenRequests();
+        await rejects(manager.getAccessToken({ rejected: login.access_token }));
+        const failed = seen.find((e) => e.type === "refresh-failed");
+        assert.ok(failed?.type === "refresh-failed" && failed.retryAt !== undefined);
+        const wait = failed.retryAt - clock.now();
+        // HTTP dates have whole seconds: allow one.
+        assert.ok(wait >= expectedMs - 1000 && wait <= expectedMs + 1000, `next attempt in ${wait} ms`);
+        // Callers do not try again before it, however much they need a token.
+        await step(clock, expectedMs - 1500, async () => {
+          assert.ok((await rejects(manager.getAccessToken())) instanceof TokenRefreshError);
+        });
+        assert.equal(tokenRequests() - before, 1, "no request before Retry-After");
+        idp.setTokenOutage(undefined);
+        await clock.advance(2500);
+        await new Promise((r) => setTimeout(r, 50));
+        const fresh = await manager.getAccessToken();
+        leaks.remember(fresh);
+        assert.notEqual(fresh, login.access_token);
+      });
+    }
+  });
+
+  it('expires_in as a string ("3600") is read as seconds', async () => {
+    const { manager, seen, login } = await setup();
+    idp.rewriteTokenResponse((body) => ({ ...body, expires_in: String(body.expires_in) }));
+    const fresh = await manager.getAccessToken({ rejected: login.access_token });
+    leaks.remember(fresh);
+    const refreshed = seen.find((e) => e.type === "refreshed");
+    assert.ok(refreshed?.type === "refreshed");
+    const lifetime = refreshed.expiresAt - Date.now();
+    assert.ok(lifetime > 3500_000 && lifetime <= 3600_000 + 60_000, `lifetime ${lifetime} ms`);
+  });
+});
+
+/** Advance `ms` in 1 s steps, running `each` after every step. */
+async function step(clock: ManualClock, ms: number, each: () => Promise<void>): Promise<void> {
+  for (let t = 0; t < ms; t += 1000) {
+    await clock.advance(Math.min(1000, ms - t));
+    await each();
+  }
+}
