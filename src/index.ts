@@ -1,6 +1,7 @@
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
 export { memoryStore } from "./memory-store.js";
+export type { ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
 export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions } from "./login-device.js";
 export {
   ConfigurationError,

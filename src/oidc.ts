@@ -3,14 +3,14 @@
  * Discovery happens once per adapter (retried after a failure).
  */
 import * as oidc from "openid-client";
+import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
 import type { TokenEndpointResponse } from "./types.js";
 
-export interface OidcAdapterOptions {
+export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly issuer: string | URL;
   readonly clientId: string;
-  readonly clientSecret?: string;
   readonly scope?: string;
   readonly resource?: string;
   readonly timeoutMs?: number;
@@ -41,21 +41,38 @@ export interface OidcAdapter {
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
-/** Discover the issuer with the client's settings applied (timeout, http for loopback). */
+/**
+ * Discover the issuer with the client's settings applied (timeout, http for loopback), and
+ * the client authentication method chosen from what the provider lists.
+ */
 export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
   const timeout = Math.ceil((options.timeoutMs ?? 10_000) / 1000);
-  const config = await oidc.discovery(
-    new URL(options.issuer),
-    options.clientId,
-    undefined,
-    options.clientSecret === undefined ? oidc.None() : oidc.ClientSecretBasic(options.clientSecret),
-    {
-      timeout,
-      ...(options.allowInsecureRequests ? { execute: [oidc.allowInsecureRequests] } : {}),
-      ...(fetchImpl !== undefined ? { [oidc.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
-    },
-  );
+  const discovered = await oidc.discovery(new URL(options.issuer), options.clientId, undefined, oidc.None(), {
+    timeout,
+    ...(options.allowInsecureRequests ? { execute: [oidc.allowInsecureRequests] } : {}),
+    ...(fetchImpl !== undefined ? { [oidc.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
+  });
+  const server = discovered.serverMetadata();
+  const method = chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported);
+  if (method === "none") return discovered;
+  const config = new oidc.Configuration({ ...server }, options.clientId, undefined, clientAuth(method, options));
+  config.timeout = timeout;
+  if (options.allowInsecureRequests) oidc.allowInsecureRequests(config);
+  if (fetchImpl !== undefined) config[oidc.customFetch] = fetchImpl as oidc.CustomFetch;
   return config;
+}
+
+function clientAuth(method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {
+  switch (method) {
+    case "client_secret_basic":
+      return oidc.ClientSecretBasic(options.clientSecret);
+    case "client_secret_post":
+      return oidc.ClientSecretPost(options.clientSecret);
+    case "private_key_jwt":
+      return oidc.PrivateKeyJwt(options.clientPrivateKey as CryptoKey | { key: CryptoKey; kid?: string });
+    case "none":
+      return oidc.None();
+  }
 }
 
 export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {

@@ -11,6 +11,7 @@
 import { abortable } from "./abortable.js";
 import { systemClock } from "./clock.js";
 import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "./client-auth.js";
 import { memoryStore } from "./memory-store.js";
 import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
@@ -27,8 +28,18 @@ export interface TokenManagerOptions {
   /** Issuer URL; discovery through openid-client happens once. */
   readonly issuer: string | URL;
   readonly clientId: string;
-  /** For confidential clients (client_secret_basic). */
+  /** For confidential clients. */
   readonly clientSecret?: string;
+  /**
+   * How the client authenticates at the token endpoint. Default: private_key_jwt with
+   * `clientPrivateKey`; none without a secret; with `clientSecret`, client_secret_basic when
+   * the provider lists it (or lists nothing), else client_secret_post. Pick
+   * client_secret_post for servers that do not decode form-encoded Basic credentials
+   * (a secret with `-`, `_`, `.`, `~` then fails with basic).
+   */
+  readonly clientAuthentication?: ClientAuthentication;
+  /** For private_key_jwt: the client's private key (WebCrypto), with its `kid` if the provider needs one. */
+  readonly clientPrivateKey?: ClientPrivateKey;
   /** Default "refresh_token". */
   readonly grant?: "refresh_token" | "client_credentials";
   /** Sent with refresh and client_credentials requests. */
@@ -229,8 +240,9 @@ function checkOptions(options: TokenManagerOptions): Settings {
   if (grant !== "refresh_token" && grant !== "client_credentials") {
     throw new ConfigurationError(`${name}: unknown grant ${JSON.stringify(grant)}`);
   }
-  if (grant === "client_credentials" && options.clientSecret === undefined) {
-    throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\``);
+  checkClientAuthentication(name, options);
+  if (grant === "client_credentials" && options.clientSecret === undefined && options.clientPrivateKey === undefined) {
+    throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\` or \`clientPrivateKey\``);
   }
   checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
   checkDuration(name, "timeoutMs", options.timeoutMs, 1);

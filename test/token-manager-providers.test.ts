@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
+import { ConfigurationError, ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
 import { createTokenManager, type TokenManagerOptions } from "../src/index.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
@@ -158,6 +158,71 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     assert.ok(refreshed?.type === "refreshed");
     const lifetime = refreshed.expiresAt - Date.now();
     assert.ok(lifetime > 3500_000 && lifetime <= 3600_000 + 60_000, `lifetime ${lifetime} ms`);
+  });
+
+  describe("client authentication at the token endpoint", () => {
+    const service = (extra: Partial<TokenManagerOptions>) => {
+      const manager = createTokenManager({
+        issuer: idp.issuer,
+        clientId: "unset",
+        grant: "client_credentials",
+        resource: idp.audience,
+        allowInsecureRequests: true,
+        onEvent: (e) => events.push(e),
+        ...extra,
+      });
+      managers.push(manager);
+      return manager;
+    };
+    const token = async (m: TokenManager) => {
+      const t = await m.getAccessToken();
+      leaks.remember(t);
+      return t;
+    };
+
+    it("client_secret_post on request: a secret with -_.~ works where the client is registered for post", async () => {
+      const m = service({
+        clientId: idp.postClient.clientId,
+        clientSecret: idp.postClient.clientSecret,
+        clientAuthentication: "client_secret_post",
+      });
+      assert.ok((await token(m)).length > 0);
+    });
+
+    it("the default follows the provider's list: a provider without client_secret_basic gets client_secret_post", async () => {
+      const postOnly = await startIdp({ clientAuthMethods: ["client_secret_post", "private_key_jwt", "none"] });
+      try {
+        const m = createTokenManager({
+          issuer: postOnly.issuer,
+          clientId: postOnly.postClient.clientId,
+          clientSecret: postOnly.postClient.clientSecret,
+          grant: "client_credentials",
+          resource: postOnly.audience,
+          allowInsecureRequests: true,
+        });
+        managers.push(m);
+        assert.ok((await token(m)).length > 0);
+      } finally {
+        await postOnly.close();
+      }
+    });
+
+    it("private_key_jwt with the user's key (and its kid)", async () => {
+      const { clientId, privateKey, kid } = idp.jwtClient;
+      const m = service({ clientId, clientPrivateKey: { key: privateKey, kid } });
+      assert.ok((await token(m)).length > 0);
+      const bare = service({ clientId, clientPrivateKey: privateKey, clientAuthentication: "private_key_jwt" });
+      assert.ok((await token(bare)).length > 0, "a bare CryptoKey works too");
+    });
+
+    it("a method without what it needs is a ConfigurationError at once", () => {
+      const base = { issuer: idp.issuer, clientId: "c", allowInsecureRequests: true } as const;
+      assert.throws(() => createTokenManager({ ...base, clientAuthentication: "client_secret_post" }), ConfigurationError);
+      assert.throws(() => createTokenManager({ ...base, clientAuthentication: "private_key_jwt" }), ConfigurationError);
+      assert.throws(() => createTokenManager({ ...base, clientAuthentication: "bogus" as never }), ConfigurationError);
+      assert.throws(() => createTokenManager({ ...base, clientPrivateKey: "-----BEGIN PRIVATE KEY-----" as never }), ConfigurationError);
+      assert.throws(() => createTokenManager({ ...base, grant: "client_credentials" }), ConfigurationError);
+    });
   });
 });
 

@@ -66,6 +66,12 @@ export interface IdpOptions {
    * redirect; a web client's must match character for character. Default: not registered.
    */
   readonly exactRedirectUris?: readonly string[];
+  /**
+   * The token endpoint's client authentication methods, as discovery lists them
+   * (`token_endpoint_auth_methods_supported`). Default: oidc-provider's (basic, post,
+   * private_key_jwt, none, ...). Clients registered with a method not listed are left out.
+   */
+  readonly clientAuthMethods?: readonly string[];
 }
 
 export interface LoginOptions {
@@ -112,6 +118,10 @@ export interface Idp {
   readonly issuer: string;
   readonly clientId: "test-cli";
   readonly serviceClient: { readonly clientId: "test-service"; readonly clientSecret: string };
+  /** A confidential client on client_secret_post, whose secret holds characters Basic encodes (`-_.~`). */
+  readonly postClient: { readonly clientId: "test-service-post"; readonly clientSecret: string };
+  /** A confidential client on private_key_jwt: its private key (ES256) and key id. */
+  readonly jwtClient: { readonly clientId: "test-service-jwt"; readonly privateKey: CryptoKey; readonly kid: string };
   /** The exact-redirect client; registered only when `IdpOptions.exactRedirectUris` is given. */
   readonly exactClientId: "test-cli-exact";
   readonly audience: string;
@@ -334,6 +344,15 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     clientSecret: randomBytes(24).toString("base64url"),
   };
 
+  const postClient = {
+    clientId: "test-service-post" as const,
+    clientSecret: `a-b_c.d~e-${randomBytes(12).toString("base64url")}`,
+  };
+  const jwtKeys = await generateKeyPair("ES256", { extractable: true });
+  const jwtClient = { clientId: "test-service-jwt" as const, privateKey: jwtKeys.privateKey, kid: randomUUID() };
+  const methods = options.clientAuthMethods;
+  const allowed = (method: string) => methods === undefined || methods.includes(method);
+
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
   const signingKey = { ...(await exportJWK(privateKey)), kid: randomUUID(), alg: "RS256", use: "sig" };
 
@@ -366,14 +385,43 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
         response_types: ["code"],
         redirect_uris: ["http://127.0.0.1/callback"],
       },
-      {
-        client_id: serviceClient.clientId,
-        client_secret: serviceClient.clientSecret,
-        token_endpoint_auth_method: "client_secret_basic",
-        grant_types: ["client_credentials"],
-        response_types: [],
-        redirect_uris: [],
-      },
+      ...(allowed("client_secret_basic")
+        ? [
+            {
+              client_id: serviceClient.clientId,
+              client_secret: serviceClient.clientSecret,
+              token_endpoint_auth_method: "client_secret_basic",
+              grant_types: ["client_credentials"],
+              response_types: [],
+              redirect_uris: [],
+            } satisfies ClientMetadata,
+          ]
+        : []),
+      ...(allowed("client_secret_post")
+        ? [
+            {
+              client_id: postClient.clientId,
+              client_secret: postClient.clientSecret,
+              token_endpoint_auth_method: "client_secret_post",
+              grant_types: ["client_credentials"],
+              response_types: [],
+              redirect_uris: [],
+            } satisfies ClientMetadata,
+          ]
+        : []),
+      ...(allowed("private_key_jwt")
+        ? [
+            {
+              client_id: jwtClient.clientId,
+              token_endpoint_auth_method: "private_key_jwt",
+              token_endpoint_auth_signing_alg: "ES256",
+              jwks: { keys: [{ ...(await exportJWK(jwtKeys.publicKey)), kid: jwtClient.kid, alg: "ES256", use: "sig" }] },
+              grant_types: ["client_credentials"],
+              response_types: [],
+              redirect_uris: [],
+            } satisfies ClientMetadata,
+          ]
+        : []),
       ...(options.exactRedirectUris === undefined
         ? []
         : [
@@ -387,6 +435,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
             } satisfies ClientMetadata,
           ]),
     ],
+    ...(methods !== undefined ? { clientAuthMethods: [...methods] as Configuration["clientAuthMethods"] } : {}),
     scopes: ["openid", "offline_access"],
     // A validator on a standard parameter runs inside the authorization endpoint, after the
     // redirect URI is checked: what it throws is redirected back to the client.
@@ -699,6 +748,8 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     issuer,
     clientId,
     serviceClient,
+    postClient,
+    jwtClient,
     exactClientId,
     audience: TEST_AUDIENCE,
     accountId,
