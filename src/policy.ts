@@ -14,6 +14,8 @@ export const DEFAULT_LIFETIME_MS = 5 * 60_000;
 /** Longest lifetime believed: a larger `expires_in` is taken as this (expiry must stay a finite date). */
 export const MAX_LIFETIME_MS = 366 * 24 * 3600_000;
 export const DEFAULT_REFRESH_WINDOW_MS = 15 * 60_000;
+/** `login-expiring` is emitted this long before the login (refresh token) ends. */
+export const DEFAULT_LOGIN_EXPIRING_MS = 24 * 3600_000;
 
 const lifetime = (t: TokenTimes) => Math.max(0, t.expiresAt - t.issuedAt);
 

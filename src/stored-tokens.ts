@@ -66,7 +66,7 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
 }
 
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
-const optionalNumbers = ["issuedAt", "expiresAt"] as const;
+const optionalNumbers = ["issuedAt", "expiresAt", "refreshExpiresAt"] as const;
 
 function corrupt(where: string, detail: string): TokenStoreError {
   return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);

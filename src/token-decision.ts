@@ -21,6 +21,8 @@ export interface Settings {
   readonly refreshWindowMs: number;
   readonly clientId: string;
   readonly issuer: string;
+  /** How long before the login's end (refresh-token lifetime) `login-expiring` is emitted. */
+  readonly loginExpiringMs: number;
 }
 
 export type Decision =

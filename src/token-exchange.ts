@@ -7,7 +7,7 @@
 import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
-import { isTerminal, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
+import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
 import { expiresInSeconds, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
 import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
@@ -137,7 +137,7 @@ async function grantAndSave(
   if (problem !== undefined) {
     return failure(new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}));
   }
-  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, refreshToken), stored) };
+  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source), stored) };
 }
 
 /** Save; if the store fails, the tokens are in use all the same (this process holds the live refresh token). */
@@ -155,10 +155,18 @@ export function storedFromResponse(
   deps: Pick<ExchangeDeps, "issuer" | "clientId">,
   response: TokenEndpointResponse,
   sentAt: number,
-  previousRefreshToken?: string,
+  previous?: StoredTokens,
 ): StoredTokens {
   const times = tokenTimes(sentAt, expiresInSeconds(response.expires_in));
-  const refreshToken = response.refresh_token ?? previousRefreshToken;
+  const refreshToken = response.refresh_token ?? previous?.refreshToken;
+  // The login's end: from this answer, else — the refresh token kept — as known before.
+  const refreshLifetime = expiresInSeconds(response.refresh_expires_in ?? response.refresh_token_expires_in);
+  const refreshExpiresAt =
+    refreshLifetime !== undefined && refreshLifetime > 0
+      ? sentAt + Math.min(refreshLifetime * 1000, MAX_LIFETIME_MS)
+      : refreshToken === previous?.refreshToken
+        ? previous?.refreshExpiresAt
+        : undefined;
   return {
     version: 1,
     issuer: deps.issuer,
@@ -167,6 +175,7 @@ export function storedFromResponse(
     ...(refreshToken !== undefined ? { refreshToken } : {}),
     issuedAt: times.issuedAt,
     expiresAt: times.expiresAt,
+    ...(refreshExpiresAt !== undefined ? { refreshExpiresAt } : {}),
     ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
   };
 }

@@ -28,6 +28,8 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
   const monotonic = monotonicOf(clock);
   let state: State = { kind: "loading" };
   let timer: unknown;
+  // The login end last announced by `login-expiring` (once per login and process).
+  let announcedEnd: number | undefined;
 
   const now = (): Now => ({ wall: clock.now(), monotonic: monotonic() });
 
@@ -42,15 +44,35 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
   const arm = (minimumMs: number) => {
     if (timer !== undefined) clock.clearTimeout(timer);
     timer = undefined;
-    const wake = wakeAt(state, settings);
+    const due = wakeAt(state, settings);
+    const expiring = expiringAt();
+    const wake = expiring === undefined ? due : { ...due, wall: Math.min(due?.wall ?? expiring, expiring) };
     if (wake === undefined) return;
     // Wall-clock wakes sleep at most MAX_SLEEP_MS: the wall clock may step meanwhile.
-    const delay = wake.monotonic !== undefined ? wake.monotonic - monotonic() : Math.min(wake.wall! - clock.now(), MAX_SLEEP_MS);
+    const wallDelay = wake.wall === undefined ? Number.POSITIVE_INFINITY : Math.min(wake.wall - clock.now(), MAX_SLEEP_MS);
+    const delay = Math.min(wake.monotonic !== undefined ? wake.monotonic - monotonic() : Number.POSITIVE_INFINITY, wallDelay);
     timer = clock.setTimeout(onTimer, clampDelay(Math.max(delay, minimumMs)));
+  };
+
+  /** When `login-expiring` is due for the login held (wall clock), unless already announced. */
+  const expiringAt = (): number | undefined => {
+    const end = "login" in state ? state.login?.tokens.refreshExpiresAt : undefined;
+    // Announced already: the same end again (a refresh restates it, rounded), or earlier.
+    // A later end is a new login, announced in its turn.
+    if (end === undefined || (announcedEnd !== undefined && end <= announcedEnd + 60_000)) return undefined;
+    return end - settings.loginExpiringMs;
+  };
+
+  const announceExpiring = () => {
+    const at = expiringAt();
+    if (at === undefined || clock.now() < at) return;
+    announcedEnd = at + settings.loginExpiringMs;
+    emit({ type: "login-expiring", expiresAt: announcedEnd });
   };
 
   const onTimer = () => {
     timer = undefined;
+    announceExpiring();
     const decision = decide(state, now(), true, settings);
     if (decision.do === "refresh") onDue(decision.reason);
     // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
@@ -68,6 +90,7 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
       state = next;
       arm(0);
       for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);
+      announceExpiring();
     },
     now,
     monotonic,

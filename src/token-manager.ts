@@ -15,7 +15,7 @@ import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentica
 import { memoryStore } from "./memory-store.js";
 import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
-import { DEFAULT_REFRESH_WINDOW_MS } from "./policy.js";
+import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "./policy.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
 import { closedError, decide, noLogin, noRefreshToken, type Settings } from "./token-decision.js";
 import { storedFromResponse } from "./token-exchange.js";
@@ -57,6 +57,11 @@ export interface TokenManagerOptions {
   /** Allow an http:// issuer: loopback development and tests only. */
   readonly allowInsecureRequests?: boolean;
   readonly onEvent?: (event: TokenEvent) => void;
+  /**
+   * `login-expiring` is emitted this long before the login ends, when the provider tells
+   * (`refresh_expires_in`, `refresh_token_expires_in`). Default 24 h.
+   */
+  readonly loginExpiringMs?: number;
   /** Time source, for tests that drive hours in milliseconds. Default: the system clock. */
   readonly clock?: Clock;
   /** Random source in [0, 1) for backoff jitter. Default Math.random. */
@@ -245,6 +250,7 @@ function checkOptions(options: TokenManagerOptions): Settings {
     throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\` or \`clientPrivateKey\``);
   }
   checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
+  checkDuration(name, "loginExpiringMs", options.loginExpiringMs, 0);
   checkDuration(name, "timeoutMs", options.timeoutMs, 1);
   checkDuration(name, "backoff.baseMs", options.backoff?.baseMs, 1);
   checkDuration(name, "backoff.maxMs", options.backoff?.maxMs, 1);
@@ -253,6 +259,7 @@ function checkOptions(options: TokenManagerOptions): Settings {
   return {
     grant,
     refreshWindowMs: options.refreshWindowMs ?? DEFAULT_REFRESH_WINDOW_MS,
+    loginExpiringMs: options.loginExpiringMs ?? DEFAULT_LOGIN_EXPIRING_MS,
     clientId: options.clientId,
     issuer: issuerUrl.href.replace(/\/$/, ""),
   };

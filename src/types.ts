@@ -49,6 +49,11 @@ export interface StoredTokens {
   readonly issuedAt?: number;
   /** Epoch ms (local clock): issuedAt + expires_in. */
   readonly expiresAt?: number;
+  /**
+   * Epoch ms (local clock): when the refresh token (the login) ends, when the provider said
+   * (`refresh_expires_in`, `refresh_token_expires_in`).
+   */
+  readonly refreshExpiresAt?: number;
   readonly scope?: string;
 }
 
@@ -72,7 +77,13 @@ export type TokenEvent =
       readonly retryAt?: number;
       readonly terminal: boolean;
     }
-  | { readonly type: "reauth-required"; readonly error: Error };
+  | { readonly type: "reauth-required"; readonly error: Error }
+  /**
+   * The login ends at `expiresAt` (the provider's refresh-token lifetime) and that is now
+   * less than `loginExpiringMs` away: ask the user to log in again at a good moment. Once
+   * per login and process; `reauth-required` stays the hard stop.
+   */
+  | { readonly type: "login-expiring"; readonly expiresAt: number };
 
 /** Time, injected so tests can drive hours of token lifetimes in milliseconds. */
 export interface Clock {

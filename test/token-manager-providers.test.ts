@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { ConfigurationError, ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
-import { createTokenManager, type TokenManagerOptions } from "../src/index.js";
+import { createTokenManager, memoryStore, type TokenManagerOptions } from "../src/index.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock, type ManualClock } from "./support/manual-clock.js";
@@ -222,6 +222,107 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
       assert.throws(() => createTokenManager({ ...base, clientAuthentication: "bogus" as never }), ConfigurationError);
       assert.throws(() => createTokenManager({ ...base, clientPrivateKey: "-----BEGIN PRIVATE KEY-----" as never }), ConfigurationError);
       assert.throws(() => createTokenManager({ ...base, grant: "client_credentials" }), ConfigurationError);
+    });
+  });
+
+  describe("knowing before the login dies", () => {
+    const HOUR = 3600_000;
+    /** Advance in refresh-sized steps, letting each background refresh finish. */
+    const live = async (clock: ManualClock, ms: number) => {
+      for (let t = 0; t < ms; t += 5 * 60_000) {
+        await clock.advance(Math.min(5 * 60_000, ms - t));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+
+    it("Keycloak: refresh_expires_in counting down to a session maximum → one login-expiring a day before", async () => {
+      const clock = createManualClock();
+      const seen: TokenEvent[] = [];
+      const store = memoryStore();
+      const manager = createTokenManager({
+        issuer: idp.issuer,
+        clientId: idp.clientId,
+        allowInsecureRequests: true,
+        clock,
+        store,
+        onEvent: (e) => {
+          seen.push(e);
+          events.push(e);
+        },
+      });
+      managers.push(manager);
+      const end = clock.now() + 25 * HOUR; // the session maximum
+      const login = await idp.login();
+      leaks.remember(login.access_token, login.refresh_token);
+      await manager.setTokens({ ...login, refresh_expires_in: 25 * 3600 });
+      assert.equal((await store.load())?.refreshExpiresAt, end, "kept with the login in the store");
+      idp.rewriteTokenResponse((body) => ({ ...body, refresh_expires_in: Math.round((end - clock.now()) / 1000) }));
+      await live(clock, 50 * 60_000);
+      assert.ok(!seen.some((e) => e.type === "login-expiring"), "not yet: more than 24 h left");
+      await live(clock, 20 * 60_000);
+      const expiring = seen.filter((e) => e.type === "login-expiring");
+      assert.equal(expiring.length, 1);
+      // The provider states the time left when it answers; the test clock may have moved one step meanwhile.
+      const off = Math.abs((expiring[0] as { expiresAt: number }).expiresAt - end);
+      assert.ok(off <= 5 * 60_000 + 2000, `announced end off by ${off} ms`);
+      await live(clock, 3 * HOUR);
+      assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1, "once");
+      assert.ok(seen.filter((e) => e.type === "refreshed").length >= 3, "the login goes on meanwhile");
+    });
+
+    it("refresh_token_expires_in (GitHub, Azure) with loginExpiringMs: 2 h", async () => {
+      const clock = createManualClock();
+      const seen: TokenEvent[] = [];
+      const manager = createTokenManager({
+        issuer: idp.issuer,
+        clientId: idp.clientId,
+        allowInsecureRequests: true,
+        clock,
+        loginExpiringMs: 2 * HOUR,
+        onEvent: (e) => {
+          seen.push(e);
+          events.push(e);
+        },
+      });
+      managers.push(manager);
+      const login = await idp.login();
+      leaks.remember(login.access_token, login.refresh_token);
+      idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 3 * 3600 }));
+      await manager.setTokens({ ...login, refresh_token_expires_in: 3 * 3600 });
+      await live(clock, 30 * 60_000);
+      assert.ok(!seen.some((e) => e.type === "login-expiring"));
+      idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 90 * 60 }));
+      await live(clock, 30 * 60_000); // the refresh at 45 min says 1.5 h are left
+      assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1);
+    });
+
+    it("Google: refresh answers without a refresh_token keep the one the login has", async () => {
+      const plain = await startIdp({ accessTokenTtl: 3600, rotateRefreshTokens: false });
+      try {
+        const clock = createManualClock();
+        const seen: TokenEvent[] = [];
+        const manager = createTokenManager({
+          issuer: plain.issuer,
+          clientId: plain.clientId,
+          allowInsecureRequests: true,
+          clock,
+          onEvent: (e) => {
+            seen.push(e);
+            events.push(e);
+          },
+        });
+        managers.push(manager);
+        const login = await plain.login();
+        leaks.remember(login.access_token, login.refresh_token);
+        await manager.setTokens({ ...login, refresh_token_expires_in: 30 * 24 * 3600 });
+        plain.rewriteTokenResponse(({ refresh_token: _none, ...body }) => body);
+        await live(clock, 3 * HOUR);
+        assert.ok(seen.filter((e) => e.type === "refreshed").length >= 3);
+        assert.equal(plain.stats.invalidGrant, 0);
+        assert.ok(!seen.some((e) => e.type === "refresh-failed"));
+      } finally {
+        await plain.close();
+      }
     });
   });
 });

@@ -214,7 +214,13 @@ describe("transition table", () => {
 });
 
 describe("decision table", () => {
-  const settings: Settings = { grant: "refresh_token", refreshWindowMs: 15 * MIN, clientId: "cli", issuer: "https://id.example" };
+  const settings: Settings = {
+    grant: "refresh_token",
+    refreshWindowMs: 15 * MIN,
+    clientId: "cli",
+    issuer: "https://id.example",
+    loginExpiringMs: 24 * HOUR,
+  };
   const at = (wallAfterLogin: number, monotonic = 10_000): Now => ({ wall: T0 + wallAfterLogin, monotonic });
   const f = flight();
   const cases: [string, State, Now, boolean, string, Partial<Settings>?][] = [
