@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { inspect } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
@@ -20,82 +20,21 @@ import {
   memoryStore,
   ReauthRequiredError,
   TokenRefreshError,
-  type TokenEvent,
   type TokenManager,
-  type TokenManagerOptions,
 } from "../src/index.js";
 import { fileStore } from "../src/node.js";
-import { type Idp, startIdp } from "./support/idp.js";
-import { createLeakScanner } from "./support/leaks.js";
+import { startIdp } from "./support/idp.js";
+import { managerSuite } from "./support/manager-suite.js";
 import { createManualClock } from "./support/manual-clock.js";
 import { startServer, type TestServer } from "./support/server.js";
 
 const HOUR = 3600_000;
 
 describe("token manager: defects from review (real oidc-provider)", () => {
-  let idp: Idp;
-  const leaks = createLeakScanner();
-  const events: TokenEvent[] = [];
-  const errors: unknown[] = [];
-  const managers: TokenManager[] = [];
+  const s = managerSuite();
+  const { leaks, events, manage, setup, get, rejects } = s;
+  const refreshes = () => s.idp.stats.byGrantType.refresh_token;
 
-  before(async () => {
-    idp = await startIdp({ accessTokenTtl: 3600 });
-  });
-  after(async () => {
-    for (const m of managers) m.close();
-    assert.ok(leaks.count > 0);
-    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
-    for (const e of errors) leaks.assertClean(e, "error");
-    await idp.close();
-  });
-  beforeEach(() => {
-    idp.setTokenLatency(0);
-    idp.setTokenOutage(undefined);
-    idp.rewriteTokenResponse(undefined);
-  });
-
-  const cli = () => ({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
-  const refreshes = () => idp.stats.byGrantType.refresh_token;
-
-  function manage(extra: Partial<TokenManagerOptions> = {}, seen: TokenEvent[] = []) {
-    const manager = createTokenManager({
-      ...cli(),
-      random: () => 0.5,
-      onEvent: (e) => {
-        seen.push(e);
-        events.push(e);
-      },
-      ...extra,
-    });
-    managers.push(manager);
-    return manager;
-  }
-
-  async function setup(extra: Partial<TokenManagerOptions> = {}) {
-    const clock = extra.clock ?? createManualClock();
-    const seen: TokenEvent[] = [];
-    const manager = manage({ clock, ...extra }, seen);
-    const login = await idp.login();
-    leaks.remember(login.access_token, login.refresh_token, login.id_token as string | undefined);
-    await manager.setTokens(login);
-    return { manager, clock: clock as ReturnType<typeof createManualClock>, seen, login };
-  }
-
-  const get = async (m: TokenManager, options?: Parameters<TokenManager["getAccessToken"]>[0]) => {
-    const t = await m.getAccessToken(options);
-    leaks.remember(t);
-    return t;
-  };
-  const rejects = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (error) {
-      errors.push(error);
-      return error;
-    }
-    assert.fail("expected a rejection");
-  };
   // A manager of an older build has no accepted(); the test then fails on its assertions.
   const accepted = (m: TokenManager, token: string) => (m as Partial<TokenManager>).accepted?.(token);
 
@@ -132,8 +71,8 @@ describe("token manager: defects from review (real oidc-provider)", () => {
       let h1: TestServer;
       let h2: TestServer;
       before(async () => {
-        h1 = await startServer({ idp, http2: false });
-        h2 = await startServer({ idp, http2: true });
+        h1 = await startServer({ idp: s.idp, http2: false });
+        h2 = await startServer({ idp: s.idp, http2: true });
       });
       after(async () => {
         await h1.close();
@@ -185,11 +124,11 @@ describe("token manager: defects from review (real oidc-provider)", () => {
       it(`a 200 answer with ${name}: no token in any cause; the rotated refresh token is kept, the login goes on`, async () => {
         const { manager, clock, seen, login } = await setup();
         const answered: string[] = [];
-        idp.rewriteTokenResponse((body) => {
+        s.idp.rewriteTokenResponse((body) => {
           answered.push(String(body.access_token), String(body.refresh_token));
           return { ...body, ...fault };
         });
-        const invalidBefore = idp.stats.invalidGrant;
+        const invalidBefore = s.idp.stats.invalidGrant;
         const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
         leaks.remember(...answered);
         assert.ok(error instanceof TokenRefreshError, String(error));
@@ -200,7 +139,7 @@ describe("token manager: defects from review (real oidc-provider)", () => {
         leaks.assertClean(error, "TokenRefreshError");
         for (const e of seen) leaks.assertClean(e, `event ${e.type}`);
         // The interceptor's error carries the same token-free cause.
-        const server = await startServer({ idp, http2: false });
+        const server = await startServer({ idp: s.idp, http2: false });
         try {
           const client = createClient(
             EchoService,
@@ -213,11 +152,11 @@ describe("token manager: defects from review (real oidc-provider)", () => {
           await server.close();
         }
         // The provider is fixed: the next attempt uses the rotated refresh token, not the consumed one.
-        idp.rewriteTokenResponse(undefined);
+        s.idp.rewriteTokenResponse(undefined);
         await clock.advance(1500);
         const fresh = await get(manager, { rejected: login.access_token });
         assert.notEqual(fresh, login.access_token);
-        assert.equal(idp.stats.invalidGrant, invalidBefore, "no invalid_grant: the consumed refresh token was not presented");
+        assert.equal(s.idp.stats.invalidGrant, invalidBefore, "no invalid_grant: the consumed refresh token was not presented");
       });
     }
   });
@@ -225,7 +164,7 @@ describe("token manager: defects from review (real oidc-provider)", () => {
   describe("3. a login replaced while a refresh is in flight", () => {
     it("signOut: neither a call made after it nor one waiting since before gets the old login's new token", async () => {
       const { manager, login } = await setup({ clock: undefined });
-      idp.setTokenLatency(300);
+      s.idp.setTokenLatency(300);
       const waiting = manager.getAccessToken({ rejected: login.access_token }).then(
         (token) => ({ token }),
         (error: unknown) => ({ error }),
@@ -242,12 +181,12 @@ describe("token manager: defects from review (real oidc-provider)", () => {
 
     it("setTokens of another login: calls get the new login's token, never the old one's refresh", async () => {
       const { manager, login } = await setup({ clock: undefined });
-      idp.setTokenLatency(300);
+      s.idp.setTokenLatency(300);
       const waiting = manager.getAccessToken({ rejected: login.access_token });
       await new Promise((r) => setTimeout(r, 50));
       const other = await (async () => {
-        idp.setTokenLatency(0);
-        const l = await idp.login();
+        s.idp.setTokenLatency(0);
+        const l = await s.idp.login();
         leaks.remember(l.access_token, l.refresh_token);
         return l;
       })();
@@ -266,11 +205,11 @@ describe("token manager: defects from review (real oidc-provider)", () => {
       const b = manage({ clock, store });
       assert.equal(await get(b), login.access_token);
       await clock.stepWall(-HOUR);
-      const invalidBefore = idp.stats.invalidGrant;
+      const invalidBefore = s.idp.stats.invalidGrant;
       const rotated = await get(a, { rejected: login.access_token });
       const seenByB = await get(b, { rejected: login.access_token });
       assert.equal(seenByB, rotated, "b adopted a's login");
-      assert.equal(idp.stats.invalidGrant, invalidBefore, "no invalid_grant (the grant would be revoked)");
+      assert.equal(s.idp.stats.invalidGrant, invalidBefore, "no invalid_grant (the grant would be revoked)");
       assert.equal(await get(a), rotated);
     });
 
@@ -287,11 +226,11 @@ describe("token manager: defects from review (real oidc-provider)", () => {
       // Re-login: b's grant dies, a logs in again after another step back.
       const b = manage({ clock, store });
       await get(b);
-      await idp.revokeGrant();
+      await s.idp.revokeGrant();
       await clock.advance(HOUR + 1);
       assert.ok((await rejects(b.getAccessToken())) instanceof ReauthRequiredError);
       await clock.stepWall(-HOUR);
-      const again = await idp.login();
+      const again = await s.idp.login();
       leaks.remember(again.access_token, again.refresh_token);
       await a.setTokens(again);
       await clock.advance(1500);
@@ -301,10 +240,10 @@ describe("token manager: defects from review (real oidc-provider)", () => {
 
   it("5. an IdP that returns the same access token again: later ordinary calls do not refresh", async () => {
     const { manager, login } = await setup();
-    idp.rewriteTokenResponse((body) => ({ ...body, access_token: login.access_token }));
+    s.idp.rewriteTokenResponse((body) => ({ ...body, access_token: login.access_token }));
     const before = refreshes();
     assert.equal(await get(manager, { rejected: login.access_token }), login.access_token);
-    idp.rewriteTokenResponse(undefined);
+    s.idp.rewriteTokenResponse(undefined);
     for (let i = 0; i < 10; i += 1) assert.equal(await get(manager), login.access_token);
     assert.equal(refreshes() - before, 1, "one forced refresh, no refresh for the 10 calls after it");
   });
@@ -320,7 +259,7 @@ describe("token manager: defects from review (real oidc-provider)", () => {
         clock,
         onEvent: (e) => events.push(e),
       });
-      managers.push(manager);
+      s.keep(manager);
       const login = await shortIdp.login();
       leaks.remember(login.access_token, login.refresh_token);
       await manager.setTokens(login);
@@ -354,12 +293,12 @@ describe("token manager: defects from review (real oidc-provider)", () => {
         const path = join(dir, "tokens.json");
         const clock = createManualClock();
         const a = manage({ clock, store: fileStore(path) });
-        const login = await idp.login();
+        const login = await s.idp.login();
         leaks.remember(login.access_token, login.refresh_token);
         await a.setTokens({ ...login, expires_in: 1e306 });
         const b = manage({ clock, store: fileStore(path) });
         assert.equal(await get(b), login.access_token, "the stored login reads back");
-        idp.rewriteTokenResponse((body) => ({ ...body, expires_in: 1.8e305 }));
+        s.idp.rewriteTokenResponse((body) => ({ ...body, expires_in: 1.8e305 }));
         const fresh = await get(b, { rejected: login.access_token });
         const c = manage({ clock, store: fileStore(path) });
         assert.equal(await get(c), fresh);
@@ -385,7 +324,7 @@ describe("token manager: defects from review (real oidc-provider)", () => {
 
   it("14. after a long outage, calls succeed within about a second of the IdP's return", async () => {
     const { manager, clock, seen } = await setup();
-    idp.setTokenOutage(503);
+    s.idp.setTokenOutage(503);
     // Expired, backing off toward 60 s: 30 s at a time, each step's attempt answered before the next.
     for (let t = 0; t < HOUR + 10 * 60_000; t += 30_000) {
       await clock.advance(30_000);
@@ -394,7 +333,7 @@ describe("token manager: defects from review (real oidc-provider)", () => {
     const failures = seen.filter((e) => e.type === "refresh-failed").length;
     assert.ok(failures >= 5, `background attempts during the outage: ${failures}`);
     assert.ok((await rejects(manager.getAccessToken())) instanceof TokenRefreshError);
-    idp.setTokenOutage(undefined);
+    s.idp.setTokenOutage(undefined);
     await clock.advance(1100);
     const token = await get(manager);
     assert.ok(token.length > 0);

@@ -5,67 +5,17 @@
  * answer means: a refusal without a standard error is still a refusal.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ConfigurationError, ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
 import { createTokenManager, memoryStore, type TokenManagerOptions } from "../src/index.js";
-import { type Idp, startIdp } from "./support/idp.js";
-import { createLeakScanner } from "./support/leaks.js";
+import { startIdp } from "./support/idp.js";
+import { managerSuite } from "./support/manager-suite.js";
 import { createManualClock, type ManualClock } from "./support/manual-clock.js";
 
 describe("token manager: providers that bend the rules (real oidc-provider behind the bend)", () => {
-  let idp: Idp;
-  const leaks = createLeakScanner();
-  const events: TokenEvent[] = [];
-  const errors: unknown[] = [];
-  const managers: TokenManager[] = [];
-
-  before(async () => {
-    idp = await startIdp({ accessTokenTtl: 3600 });
-  });
-  after(async () => {
-    for (const m of managers) m.close();
-    assert.ok(leaks.count > 0);
-    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
-    for (const e of errors) leaks.assertClean(e, "error");
-    await idp.close();
-  });
-  beforeEach(() => {
-    idp.setTokenOutage(undefined);
-    idp.rewriteTokenResponse(undefined);
-  });
-
-  const tokenRequests = () => idp.stats.tokenRequests;
-
-  async function setup(extra: Partial<TokenManagerOptions> = {}) {
-    const clock = createManualClock();
-    const seen: TokenEvent[] = [];
-    const manager = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.clientId,
-      allowInsecureRequests: true,
-      clock,
-      random: () => 0.5,
-      onEvent: (e) => {
-        seen.push(e);
-        events.push(e);
-      },
-      ...extra,
-    });
-    managers.push(manager);
-    const login = await idp.login();
-    leaks.remember(login.access_token, login.refresh_token, login.id_token as string | undefined);
-    await manager.setTokens(login);
-    return { manager, clock, seen, login };
-  }
-  const rejects = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (error) {
-      errors.push(error);
-      return error;
-    }
-    assert.fail("expected a rejection");
-  };
+  const s = managerSuite();
+  const { leaks, events, setup, rejects } = s;
+  const tokenRequests = () => s.idp.stats.tokenRequests;
 
   describe("a refusal without a standard OAuth error is terminal: one request, one reauth-required, then fail fast", () => {
     const refusals: [string, number, { body?: string | object; headers?: Record<string, string> }][] = [
@@ -83,7 +33,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     for (const [name, status, answer] of refusals) {
       it(name, async () => {
         const { manager, clock, seen, login } = await setup();
-        idp.setTokenOutage(status, answer);
+        s.idp.setTokenOutage(status, answer);
         const before = tokenRequests();
         const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
         assert.ok(error instanceof ReauthRequiredError, String(error));
@@ -109,7 +59,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     for (const [name, status, answer] of transient) {
       it(name, async () => {
         const { manager, seen, login } = await setup();
-        idp.setTokenOutage(status, answer);
+        s.idp.setTokenOutage(status, answer);
         const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
         assert.ok(error instanceof TokenRefreshError, String(error));
         assert.ok(!seen.some((e) => e.type === "reauth-required"));
@@ -126,7 +76,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     for (const [name, status, header, expectedMs] of cases) {
       it(name, async () => {
         const { manager, clock, seen, login } = await setup();
-        idp.setTokenOutage(status, { body: "", headers: { "retry-after": header(Date.now()) } });
+        s.idp.setTokenOutage(status, { body: "", headers: { "retry-after": header(Date.now()) } });
         const before = tokenRequests();
         await rejects(manager.getAccessToken({ rejected: login.access_token }));
         const failed = seen.find((e) => e.type === "refresh-failed");
@@ -139,7 +89,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
           assert.ok((await rejects(manager.getAccessToken())) instanceof TokenRefreshError);
         });
         assert.equal(tokenRequests() - before, 1, "no request before Retry-After");
-        idp.setTokenOutage(undefined);
+        s.idp.setTokenOutage(undefined);
         await clock.advance(2500);
         await new Promise((r) => setTimeout(r, 50));
         const fresh = await manager.getAccessToken();
@@ -151,7 +101,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
 
   it('expires_in as a string ("3600") is read as seconds', async () => {
     const { manager, seen, login } = await setup();
-    idp.rewriteTokenResponse((body) => ({ ...body, expires_in: String(body.expires_in) }));
+    s.idp.rewriteTokenResponse((body) => ({ ...body, expires_in: String(body.expires_in) }));
     const fresh = await manager.getAccessToken({ rejected: login.access_token });
     leaks.remember(fresh);
     const refreshed = seen.find((e) => e.type === "refreshed");
@@ -163,15 +113,15 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
   describe("client authentication at the token endpoint", () => {
     const service = (extra: Partial<TokenManagerOptions>) => {
       const manager = createTokenManager({
-        issuer: idp.issuer,
+        issuer: s.idp.issuer,
         clientId: "unset",
         grant: "client_credentials",
-        resource: idp.audience,
+        resource: s.idp.audience,
         allowInsecureRequests: true,
         onEvent: (e) => events.push(e),
         ...extra,
       });
-      managers.push(manager);
+      s.keep(manager);
       return manager;
     };
     const token = async (m: TokenManager) => {
@@ -182,8 +132,8 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
 
     it("client_secret_post on request: a secret with -_.~ works where the client is registered for post", async () => {
       const m = service({
-        clientId: idp.postClient.clientId,
-        clientSecret: idp.postClient.clientSecret,
+        clientId: s.idp.postClient.clientId,
+        clientSecret: s.idp.postClient.clientSecret,
         clientAuthentication: "client_secret_post",
       });
       assert.ok((await token(m)).length > 0);
@@ -200,7 +150,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
           resource: postOnly.audience,
           allowInsecureRequests: true,
         });
-        managers.push(m);
+        s.keep(m);
         assert.ok((await token(m)).length > 0);
       } finally {
         await postOnly.close();
@@ -208,7 +158,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     });
 
     it("private_key_jwt with the user's key (and its kid)", async () => {
-      const { clientId, privateKey, kid } = idp.jwtClient;
+      const { clientId, privateKey, kid } = s.idp.jwtClient;
       const m = service({ clientId, clientPrivateKey: { key: privateKey, kid } });
       assert.ok((await token(m)).length > 0);
       const bare = service({ clientId, clientPrivateKey: privateKey, clientAuthentication: "private_key_jwt" });
@@ -216,7 +166,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
     });
 
     it("a method without what it needs is a ConfigurationError at once", () => {
-      const base = { issuer: idp.issuer, clientId: "c", allowInsecureRequests: true } as const;
+      const base = { issuer: s.idp.issuer, clientId: "c", allowInsecureRequests: true } as const;
       assert.throws(() => createTokenManager({ ...base, clientAuthentication: "client_secret_post" }), ConfigurationError);
       assert.throws(() => createTokenManager({ ...base, clientAuthentication: "private_key_jwt" }), ConfigurationError);
       assert.throws(() => createTokenManager({ ...base, clientAuthentication: "bogus" as never }), ConfigurationError);
@@ -240,8 +190,8 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
       const seen: TokenEvent[] = [];
       const store = memoryStore();
       const manager = createTokenManager({
-        issuer: idp.issuer,
-        clientId: idp.clientId,
+        issuer: s.idp.issuer,
+        clientId: s.idp.clientId,
         allowInsecureRequests: true,
         clock,
         store,
@@ -250,13 +200,13 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
           events.push(e);
         },
       });
-      managers.push(manager);
+      s.keep(manager);
       const end = clock.now() + 25 * HOUR; // the session maximum
-      const login = await idp.login();
+      const login = await s.idp.login();
       leaks.remember(login.access_token, login.refresh_token);
       await manager.setTokens({ ...login, refresh_expires_in: 25 * 3600 });
       assert.equal((await store.load())?.refreshExpiresAt, end, "kept with the login in the store");
-      idp.rewriteTokenResponse((body) => ({ ...body, refresh_expires_in: Math.round((end - clock.now()) / 1000) }));
+      s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_expires_in: Math.round((end - clock.now()) / 1000) }));
       await live(clock, 50 * 60_000);
       assert.ok(!seen.some((e) => e.type === "login-expiring"), "not yet: more than 24 h left");
       await live(clock, 20 * 60_000);
@@ -274,8 +224,8 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
       const clock = createManualClock();
       const seen: TokenEvent[] = [];
       const manager = createTokenManager({
-        issuer: idp.issuer,
-        clientId: idp.clientId,
+        issuer: s.idp.issuer,
+        clientId: s.idp.clientId,
         allowInsecureRequests: true,
         clock,
         loginExpiringMs: 2 * HOUR,
@@ -284,14 +234,14 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
           events.push(e);
         },
       });
-      managers.push(manager);
-      const login = await idp.login();
+      s.keep(manager);
+      const login = await s.idp.login();
       leaks.remember(login.access_token, login.refresh_token);
-      idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 3 * 3600 }));
+      s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 3 * 3600 }));
       await manager.setTokens({ ...login, refresh_token_expires_in: 3 * 3600 });
       await live(clock, 30 * 60_000);
       assert.ok(!seen.some((e) => e.type === "login-expiring"));
-      idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 90 * 60 }));
+      s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 90 * 60 }));
       await live(clock, 30 * 60_000); // the refresh at 45 min says 1.5 h are left
       assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1);
     });
@@ -311,7 +261,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
             events.push(e);
           },
         });
-        managers.push(manager);
+        s.keep(manager);
         const login = await plain.login();
         leaks.remember(login.access_token, login.refresh_token);
         await manager.setTokens({ ...login, refresh_token_expires_in: 30 * 24 * 3600 });

@@ -3,7 +3,7 @@
  * access tokens). Long lifetimes are driven with a manual clock; the IdP is real.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   ConfigurationError,
   createTokenManager,
@@ -12,84 +12,26 @@ import {
   TokenRefreshError,
   TokenStoreError,
   type TokenEvent,
-  type TokenManager,
-  type TokenManagerOptions,
 } from "../src/index.js";
 import { createOidcAdapter } from "../src/oidc.js";
 import { createTokenManagerWith } from "../src/token-manager.js";
-import { startIdp, type Idp } from "./support/idp.js";
-import { createLeakScanner } from "./support/leaks.js";
+import { startIdp } from "./support/idp.js";
+import { managerSuite } from "./support/manager-suite.js";
 import { createManualClock } from "./support/manual-clock.js";
 
 const HOUR = 3600_000;
 
 describe("token manager (real oidc-provider)", () => {
-  let idp: Idp;
-  const leaks = createLeakScanner();
-  const events: TokenEvent[] = [];
-  const errors: unknown[] = [];
-  const managers: TokenManager[] = [];
-
-  before(async () => {
-    // A 1 h access token: the manual clock moves through its lifetime.
-    idp = await startIdp({ accessTokenTtl: 3600 });
-  });
-  after(async () => {
-    for (const m of managers) m.close();
-    // Nothing any manager emitted or threw in this suite holds token material.
-    assert.ok(leaks.count > 0);
-    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
-    for (const e of errors) leaks.assertClean(e, "error");
-    await idp.close();
-  });
-  beforeEach(() => {
-    idp.setTokenLatency(0);
-    idp.setTokenOutage(undefined);
-  });
-
-  // The test IdP's public CLI client, over plain http on loopback.
-  const cli = () => ({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
-
-  async function setup(extra: Partial<TokenManagerOptions> = {}) {
-    const clock = createManualClock();
-    const seen: TokenEvent[] = [];
-    const manager = createTokenManager({
-      ...cli(),
-      clock,
-      random: () => 0.5,
-      onEvent: (e) => {
-        seen.push(e);
-        events.push(e);
-      },
-      ...extra,
-    });
-    managers.push(manager);
-    const login = await idp.login();
-    leaks.remember(login.access_token, login.refresh_token, login.id_token as string | undefined);
-    await manager.setTokens(login);
-    return { manager, clock, seen, login };
-  }
-
-  const get = async (m: TokenManager, options?: Parameters<TokenManager["getAccessToken"]>[0]) => {
-    const t = await m.getAccessToken(options);
-    leaks.remember(t);
-    return t;
-  };
-  const rejects = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (error) {
-      errors.push(error);
-      return error;
-    }
-    assert.fail("expected a rejection");
-  };
+  // A 1 h access token: the manual clock moves through its lifetime. At the end: nothing any
+  // manager emitted or threw in this suite holds token material.
+  const s = managerSuite({ accessTokenTtl: 3600 });
+  const { leaks, events, cli, setup, get, rejects } = s;
 
   it("hands out the login's token without asking the IdP", async () => {
     const { manager, login } = await setup();
-    const before = idp.stats.byGrantType.refresh_token;
+    const before = s.idp.stats.byGrantType.refresh_token;
     assert.equal(await get(manager), login.access_token);
-    assert.equal(idp.stats.byGrantType.refresh_token, before);
+    assert.equal(s.idp.stats.byGrantType.refresh_token, before);
   });
 
   it("200 concurrent calls at expiry make exactly one token-endpoint request", async () => {
@@ -97,7 +39,7 @@ describe("token manager (real oidc-provider)", () => {
     // Let the clock pass expiry without the background timer acting: close the first
     // manager and open a second on the same store once the token has expired.
     const store = memoryStore();
-    const seed = await idp.login();
+    const seed = await s.idp.login();
     leaks.remember(seed.access_token, seed.refresh_token);
     const first = createTokenManager({ ...cli(), clock, store });
     await first.setTokens(seed);
@@ -111,10 +53,10 @@ describe("token manager (real oidc-provider)", () => {
       store,
       onEvent: (e) => seen.push(e),
     });
-    managers.push(m);
-    const before = idp.stats.byGrantType.refresh_token;
+    s.keep(m);
+    const before = s.idp.stats.byGrantType.refresh_token;
     const tokens = await Promise.all(Array.from({ length: 200 }, () => get(m)));
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 1, "one refresh for 200 callers");
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1, "one refresh for 200 callers");
     assert.equal(new Set(tokens).size, 1);
     assert.notEqual(tokens[0], seed.access_token);
     // The first refresh of a login loaded from the store is reported as "startup".
@@ -127,8 +69,8 @@ describe("token manager (real oidc-provider)", () => {
   it("refreshes proactively in the background: callers never wait while the token is valid", async () => {
     const { manager, clock, seen, login } = await setup();
     const loggedInAt = clock.now();
-    idp.setTokenLatency(300);
-    const before = idp.stats.byGrantType.refresh_token;
+    s.idp.setTokenLatency(300);
+    const before = s.idp.stats.byGrantType.refresh_token;
     // 46 min into a 1 h token: inside the 15 min window.
     await clock.advance(46 * 60_000);
     // The timer started a refresh; callers get the current token at once meanwhile.
@@ -141,7 +83,7 @@ describe("token manager (real oidc-provider)", () => {
       type: "refreshed",
       reason: "proactive",
     });
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
     const next = await get(manager);
     assert.notEqual(next, login.access_token);
     // The timer sent the request when 15 min (+1 s margin) remained; expiry counts from then.
@@ -151,15 +93,15 @@ describe("token manager (real oidc-provider)", () => {
 
   it("keeps refreshing across many lifetimes driven by the clock, one request per lifetime", async () => {
     const { manager, clock, seen } = await setup();
-    const before = idp.stats.byGrantType.refresh_token;
+    const before = s.idp.stats.byGrantType.refresh_token;
     const tokens = new Set<string>();
     for (let minute = 0; minute < 5 * 60; minute += 1) {
       await clock.advance(60_000);
       tokens.add(await get(manager));
       if (minute % 30 === 0) await waitFor(() => true);
     }
-    await waitFor(() => idp.stats.byGrantType.refresh_token - before >= 6);
-    const refreshes = idp.stats.byGrantType.refresh_token - before;
+    await waitFor(() => s.idp.stats.byGrantType.refresh_token - before >= 6);
+    const refreshes = s.idp.stats.byGrantType.refresh_token - before;
     // 5 h of 1 h tokens refreshed at 45 min: 6 or 7 refreshes, all proactive.
     assert.ok(refreshes >= 6 && refreshes <= 7, `refreshes: ${refreshes}`);
     assert.ok(seen.filter((e) => e.type === "refreshed").every((e) => e.type === "refreshed" && e.reason === "proactive"));
@@ -168,32 +110,32 @@ describe("token manager (real oidc-provider)", () => {
 
   it("a rejected current token forces one refresh; a rejected old token returns the current one", async () => {
     const { manager, login, seen } = await setup();
-    const before = idp.stats.byGrantType.refresh_token;
+    const before = s.idp.stats.byGrantType.refresh_token;
     const fresh = await get(manager, { rejected: login.access_token });
     assert.notEqual(fresh, login.access_token);
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
     assert.ok(seen.some((e) => e.type === "refreshed" && e.reason === "rejected"));
     // Stale report: no new request.
     assert.equal(await get(manager, { rejected: login.access_token }), fresh);
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
   });
 
   it("100 concurrent rejections of the same token make exactly one refresh", async () => {
     const { manager, login } = await setup();
-    const before = idp.stats.byGrantType.refresh_token;
-    idp.setTokenLatency(50);
+    const before = s.idp.stats.byGrantType.refresh_token;
+    s.idp.setTokenLatency(50);
     const tokens = await Promise.all(Array.from({ length: 100 }, () => get(manager, { rejected: login.access_token })));
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 1);
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
     assert.equal(new Set(tokens).size, 1);
   });
 
   it("a dead refresh token: one reauth-required, then every call fails fast without asking the IdP", async () => {
     const { manager, clock, seen } = await setup();
-    await idp.revokeGrant();
-    idp.setTokenLatency(0);
+    await s.idp.revokeGrant();
+    s.idp.setTokenLatency(0);
     await clock.advance(HOUR + 1);
     await waitFor(() => seen.some((e) => e.type === "reauth-required"));
-    const before = idp.stats.byGrantType.refresh_token;
+    const before = s.idp.stats.byGrantType.refresh_token;
     for (let i = 0; i < 50; i += 1) {
       const error = await rejects(manager.getAccessToken());
       assert.ok(error instanceof ReauthRequiredError);
@@ -201,11 +143,11 @@ describe("token manager (real oidc-provider)", () => {
       assert.match((error as Error).message, /log in again/);
       await clock.advance(30_000); // a heartbeat every 30 s for 25 min
     }
-    assert.equal(idp.stats.byGrantType.refresh_token - before, 0, "no request after reauth-required");
+    assert.equal(s.idp.stats.byGrantType.refresh_token - before, 0, "no request after reauth-required");
     assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
     assert.ok(seen.some((e) => e.type === "refresh-failed" && e.terminal));
     // A new login brings it back.
-    const again = await idp.login();
+    const again = await s.idp.login();
     leaks.remember(again.access_token, again.refresh_token);
     await manager.setTokens(again);
     assert.equal(await get(manager), again.access_token);
@@ -221,19 +163,19 @@ describe("token manager (real oidc-provider)", () => {
       store,
       onEvent: (e) => secondSeen.push(e),
     });
-    managers.push(second);
+    s.keep(second);
     await get(second); // loads the shared login
-    await idp.revokeGrant();
-    const invalidBefore = idp.stats.invalidGrant;
-    const refreshesBefore = idp.stats.byGrantType.refresh_token;
+    await s.idp.revokeGrant();
+    const invalidBefore = s.idp.stats.invalidGrant;
+    const refreshesBefore = s.idp.stats.byGrantType.refresh_token;
     await clock.advance(HOUR + 1); // both timers fire; the refreshes run one after the other
     await waitFor(() => seen.some((e) => e.type === "reauth-required") && secondSeen.some((e) => e.type === "reauth-required"));
-    assert.equal(idp.stats.invalidGrant - invalidBefore, 1, "one invalid_grant for the two managers");
-    assert.equal(idp.stats.byGrantType.refresh_token - refreshesBefore, 1);
+    assert.equal(s.idp.stats.invalidGrant - invalidBefore, 1, "one invalid_grant for the two managers");
+    assert.equal(s.idp.stats.byGrantType.refresh_token - refreshesBefore, 1);
     assert.ok((await rejects(second.getAccessToken())) instanceof ReauthRequiredError);
     assert.ok((await rejects(first.getAccessToken())) instanceof ReauthRequiredError);
     // A new login through one manager reaches the other through the store.
-    const again = await idp.login();
+    const again = await s.idp.login();
     leaks.remember(again.access_token, again.refresh_token);
     await first.setTokens(again);
     await clock.advance(2000);
@@ -243,8 +185,8 @@ describe("token manager (real oidc-provider)", () => {
 
   it("an IdP outage: serves the valid token, backs off, fails fast after expiry, recovers", async () => {
     const { manager, clock, seen, login } = await setup({ backoff: { baseMs: 60_000, maxMs: 120_000 } });
-    idp.setTokenOutage(503);
-    const before = idp.stats.byGrantType.refresh_token;
+    s.idp.setTokenOutage(503);
+    const before = s.idp.stats.byGrantType.refresh_token;
     await clock.advance(46 * 60_000); // window reached: background refresh fails
     await waitFor(() => seen.some((e) => e.type === "refresh-failed"));
     assert.equal(await get(manager), login.access_token, "still valid: keep serving it");
@@ -252,21 +194,21 @@ describe("token manager (real oidc-provider)", () => {
     assert.ok(failed?.type === "refresh-failed" && !failed.terminal && failed.retryAt !== undefined);
     // Past expiry, with the IdP still down: callers fail fast, the IdP sees only the backoff schedule.
     await clock.advance(15 * 60_000);
-    const requestsBefore = idp.stats.byGrantType.refresh_token;
+    const requestsBefore = s.idp.stats.byGrantType.refresh_token;
     for (let i = 0; i < 100; i += 1) {
       const error = await rejects(manager.getAccessToken());
       assert.ok(error instanceof TokenRefreshError, String(error));
       assert.match((error as Error).message, /503/);
     }
-    assert.ok(idp.stats.byGrantType.refresh_token - requestsBefore <= 1, "no request storm");
-    idp.setTokenOutage(undefined);
+    assert.ok(s.idp.stats.byGrantType.refresh_token - requestsBefore <= 1, "no request storm");
+    s.idp.setTokenOutage(undefined);
     await clock.advance(130_000); // past the longest backoff: the timer retries
     await waitFor(() => seen.some((e) => e.type === "refreshed"));
     const recovered = await get(manager);
     assert.notEqual(recovered, login.access_token);
     assert.ok(
-      idp.stats.byGrantType.refresh_token - before < 12,
-      `requests during the outage: ${idp.stats.byGrantType.refresh_token - before}`,
+      s.idp.stats.byGrantType.refresh_token - before < 12,
+      `requests during the outage: ${s.idp.stats.byGrantType.refresh_token - before}`,
     );
   });
 
@@ -281,8 +223,8 @@ describe("token manager (real oidc-provider)", () => {
       store,
       onEvent: (e) => events.push(e),
     });
-    managers.push(m);
-    idp.setTokenLatency(3000);
+    s.keep(m);
+    s.idp.setTokenLatency(3000);
     const controller = new AbortController();
     const t0 = performance.now();
     const pending = m.getAccessToken({ signal: controller.signal });
@@ -320,7 +262,7 @@ describe("token manager (real oidc-provider)", () => {
           clientCredentials: () => real.clientCredentials(),
         },
       );
-      managers.push(manager);
+      s.keep(manager);
       const login = await plainIdp.login();
       leaks.remember(login.access_token, login.refresh_token);
       await manager.setTokens(login);
@@ -357,25 +299,25 @@ describe("token manager (real oidc-provider)", () => {
 
   it("client_credentials: fetches a token for a service, single-flighted", async () => {
     const manager = createTokenManager({
-      issuer: idp.issuer,
-      clientId: idp.serviceClient.clientId,
-      clientSecret: idp.serviceClient.clientSecret,
+      issuer: s.idp.issuer,
+      clientId: s.idp.serviceClient.clientId,
+      clientSecret: s.idp.serviceClient.clientSecret,
       grant: "client_credentials",
-      resource: idp.audience,
+      resource: s.idp.audience,
       allowInsecureRequests: true,
       onEvent: (e) => events.push(e),
     });
-    managers.push(manager);
-    const before = idp.stats.byGrantType.client_credentials;
+    s.keep(manager);
+    const before = s.idp.stats.byGrantType.client_credentials;
     const tokens = await Promise.all(Array.from({ length: 20 }, () => get(manager)));
     assert.equal(new Set(tokens).size, 1);
-    assert.equal(idp.stats.byGrantType.client_credentials - before, 1);
+    assert.equal(s.idp.stats.byGrantType.client_credentials - before, 1);
   });
 
   it("loads the login from the store at startup and ignores another client's tokens", async () => {
     const store = memoryStore();
     const clock = createManualClock();
-    const login = await idp.login();
+    const login = await s.idp.login();
     leaks.remember(login.access_token, login.refresh_token);
     const seen: TokenEvent[] = [];
     const first = createTokenManager({ ...cli(), store, clock });
@@ -388,12 +330,12 @@ describe("token manager (real oidc-provider)", () => {
       clock,
       onEvent: (e) => seen.push(e),
     });
-    managers.push(second);
+    s.keep(second);
     const token = await get(second);
     assert.notEqual(token, login.access_token);
     assert.ok(seen.some((e) => e.type === "refreshed" && e.reason === "startup"));
-    const other = createTokenManager({ issuer: idp.issuer, clientId: "another-client", allowInsecureRequests: true, store, clock });
-    managers.push(other);
+    const other = createTokenManager({ issuer: s.idp.issuer, clientId: "another-client", allowInsecureRequests: true, store, clock });
+    s.keep(other);
     assert.ok((await rejects(other.getAccessToken())) instanceof ReauthRequiredError);
   });
 
@@ -412,7 +354,7 @@ describe("token manager (real oidc-provider)", () => {
   it("bad options give a typed error", () => {
     assert.throws(() => createTokenManager({ issuer: "not a url", clientId: "x" }), ConfigurationError);
     assert.throws(() => createTokenManager({ issuer: "http://127.0.0.1:1", clientId: "x" }), /allowInsecureRequests/);
-    assert.throws(() => createTokenManager({ issuer: idp.issuer, clientId: "" }), ConfigurationError);
+    assert.throws(() => createTokenManager({ issuer: s.idp.issuer, clientId: "" }), ConfigurationError);
   });
 });
 
