@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -12,6 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { TokenStoreError } from "../src/errors.js";
+import { keyringStore } from "../src/node/keyring-store.js";
 import { createFileLock } from "../src/node/lock.js";
 
 const worker = fileURLToPath(new URL("./support/lock-worker.ts", import.meta.url));
@@ -196,7 +197,7 @@ describe("a lock lost while held", () => {
     });
     assert.equal(result, "saved");
     assert.equal(reports.length, 1);
-    assert.ok(reports[0] instanceof TokenStoreError);
+    assert.ok(reports[0] instanceof TokenStoreError, String(reports[0]));
     assert.equal(reports[0].reason, "lock-compromised");
     assert.match(reports[0].message, /taken\.lock/);
     assert.ok((await stat(join(lockPath, "owner"))).isFile(), "the new holder's lock is still there");
@@ -220,3 +221,109 @@ describe("a lock lost while held", () => {
     );
   });
 });
+
+describe("lock folders", () => {
+  const mode = async (path: string) => (await stat(path)).mode & 0o7777;
+
+  test("the lock directory and the folders made for it are 0700", async () => {
+    const lockPath = join(folder, "made", "deeper", "x.lock");
+    const modes = await createFileLock(lockPath).lock(async () =>
+      Promise.all([mode(join(folder, "made")), mode(join(folder, "made", "deeper")), mode(lockPath)]),
+    );
+    assert.deepEqual(modes.map(octal), ["700", "700", "700"]);
+  });
+
+  test("createFileLock refuses a folder every user may write without the sticky bit; sticky or group-writable is fine", async () => {
+    const open = join(folder, "world-writable");
+    await mkdir(open);
+    await chmod(open, 0o777);
+    const error = await createFileLock(join(open, "x.lock"))
+      .lock(async () => assert.fail("must not run"))
+      .then(
+        () => assert.fail("must refuse"),
+        (e: unknown) => e,
+      );
+    assert.ok(error instanceof TokenStoreError, String(error));
+    assert.equal(error.reason, "unsafe-folder");
+    assert.ok(error.message.includes(open), error.message);
+    assert.match(error.message, /chmod o-w/);
+    for (const allowed of [0o1777, 0o775]) {
+      await chmod(open, allowed);
+      assert.equal(await createFileLock(join(open, "x.lock")).lock(async () => "ran"), "ran", octal(allowed));
+    }
+  });
+
+  /** keyringStore's lock with this environment: its lock folder comes from XDG_RUNTIME_DIR or TMPDIR. */
+  async function keyringLock(env: { XDG_RUNTIME_DIR?: string; TMPDIR?: string }): Promise<unknown> {
+    const saved = { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR, TMPDIR: process.env.TMPDIR };
+    try {
+      for (const name of ["XDG_RUNTIME_DIR", "TMPDIR"] as const) {
+        if (env[name] === undefined) delete process.env[name];
+        else process.env[name] = env[name];
+      }
+      const store = keyringStore({ service: "connect-oidc-lock-safety", account: "folder" });
+      return await store.lock!(async () => "ran").catch((e: unknown) => e);
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  }
+
+  function assertUnsafe(outcome: unknown, folderName: string, why: RegExp): void {
+    assert.ok(outcome instanceof TokenStoreError, String(outcome));
+    assert.equal(outcome.reason, "unsafe-folder");
+    assert.ok(outcome.message.includes(folderName), outcome.message);
+    assert.match(outcome.message, why);
+    assert.match(outcome.message, /XDG_RUNTIME_DIR/, "names the fix");
+  }
+
+  test("keyringStore without XDG_RUNTIME_DIR: a runtime folder in the temp dir planted by another user is refused", async () => {
+    const temp = await mkdtemp(join(folder, "tmp-"));
+    await chmod(temp, 0o1777);
+    const planted = join(temp, `connect-oidc-${process.getuid!()}`);
+    await mkdir(planted, { mode: 0o700 });
+    await chown(planted, 12345, 12345);
+    assertUnsafe(await keyringLock({ TMPDIR: temp }), planted, /belongs to user 12345/);
+  });
+
+  test("keyringStore refuses its runtime folder when others may write it, or when it is a link", async () => {
+    const temp = await mkdtemp(join(folder, "tmp-"));
+    const runtime = join(temp, `connect-oidc-${process.getuid!()}`);
+    await mkdir(runtime, { mode: 0o700 });
+    await chmod(runtime, 0o777);
+    assertUnsafe(await keyringLock({ TMPDIR: temp }), runtime, /can be written by other users \(mode 777\)/);
+    await chmod(runtime, 0o770);
+    assertUnsafe(await keyringLock({ TMPDIR: temp }), runtime, /mode 770/);
+    await rm(runtime, { recursive: true });
+    const elsewhere = await mkdtemp(join(folder, "elsewhere-"));
+    await symlink(elsewhere, runtime);
+    assertUnsafe(await keyringLock({ TMPDIR: temp }), runtime, /not a folder but a link/);
+
+    const xdg = await mkdtemp(join(folder, "xdg-"));
+    await mkdir(join(xdg, "connect-oidc"), { mode: 0o700 });
+    await chmod(join(xdg, "connect-oidc"), 0o707);
+    assertUnsafe(await keyringLock({ XDG_RUNTIME_DIR: xdg }), join(xdg, "connect-oidc"), /mode 707/);
+  });
+
+  test("keyringStore refuses a runtime folder whose parent others may write without the sticky bit", async () => {
+    const temp = await mkdtemp(join(folder, "tmp-"));
+    await chmod(temp, 0o777);
+    assertUnsafe(await keyringLock({ TMPDIR: temp }), join(temp, `connect-oidc-${process.getuid!()}`), /no sticky bit/);
+  });
+
+  test("keyringStore creates a missing runtime folder 0700 and locks in it", async () => {
+    const temp = await mkdtemp(join(folder, "tmp-"));
+    await chmod(temp, 0o1777);
+    assert.equal(await keyringLock({ TMPDIR: temp }), "ran");
+    assert.equal(octal(await mode(join(temp, `connect-oidc-${process.getuid!()}`))), "700");
+    const xdg = await mkdtemp(join(folder, "xdg-"));
+    assert.equal(await keyringLock({ XDG_RUNTIME_DIR: xdg }), "ran");
+    assert.equal(octal(await mode(join(xdg, "connect-oidc"))), "700");
+  });
+});
+
+function octal(mode: number): string {
+  return mode.toString(8);
+}

@@ -101,7 +101,7 @@ describe("createFileLock across processes", () => {
           (e: unknown) => e,
         );
       const waited = Date.now() - started;
-      assert.ok(error instanceof TokenStoreError);
+      assert.ok(error instanceof TokenStoreError, String(error));
       assert.equal(error.reason, "lock-timeout");
       assert.match(error.message, /timeout\.lock/);
       assert.ok(waited >= 290 && waited < 1_000, `waited ${waited} ms`);
@@ -225,7 +225,7 @@ describe("createFileLock in one process", () => {
     });
     assert.equal(result, "done");
     assert.equal(reports.length, 1);
-    assert.ok(reports[0] instanceof TokenStoreError);
+    assert.ok(reports[0] instanceof TokenStoreError, String(reports[0]));
     assert.equal(reports[0].reason, "lock-compromised");
     assert.equal(await fileLock.lock(async () => "usable again"), "usable again");
   });

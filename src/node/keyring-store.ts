@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { lstatSync } from "node:fs";
+import { lstat, mkdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { AsyncEntry, type EntryOptions } from "@napi-rs/keyring";
 import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
@@ -126,7 +126,7 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
     },
 
     async lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-      checkRuntimeFolder(runtimeFolder);
+      await prepareRuntimeFolder(runtimeFolder);
       return fileLock.lock(fn, signal);
     },
   };
@@ -224,23 +224,42 @@ function runtimeDirectory(): string {
   return join(tmpdir(), `connect-oidc-${user}`);
 }
 
-/** A shared temp dir lets another user plant the folder first; refuse to use theirs. */
-function checkRuntimeFolder(folder: string): void {
-  const uid = process.getuid?.();
-  if (uid === undefined) return;
-  let stat: ReturnType<typeof lstatSync>;
+/**
+ * Creates the runtime folder (0700) and checks it before each lock: in a shared temp
+ * folder another user can create it first, and hold or remove our locks in it. It must be
+ * a real folder (not a link) owned by this user that no one else may write, in a parent
+ * that others cannot rename it out of (not writable by them, or sticky like /tmp).
+ */
+async function prepareRuntimeFolder(folder: string): Promise<void> {
   try {
-    stat = lstatSync(folder);
-  } catch {
-    return; // missing: the lock creates it (0700)
-  }
-  if (!stat.isDirectory() || stat.uid !== uid) {
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+  } catch (error) {
     throw new TokenStoreError(
       "io",
-      `The lock folder ${folder} is not a folder owned by this user, so it cannot be trusted ` +
-        `for the keyring lock. Remove it, or set XDG_RUNTIME_DIR to a private folder.`,
+      `Cannot create the keyring store's lock folder ${folder} (${(error as { code?: string }).code ?? String(error)}). ` +
+        `Set XDG_RUNTIME_DIR to a folder of this user's.`,
+      { cause: error },
     );
   }
+  const uid = process.getuid?.();
+  if (uid === undefined) return; // Windows: the temp folder is per user
+  const [own, parent] = await Promise.all([lstat(folder), stat(dirname(folder))]);
+  const problem = !own.isDirectory()
+    ? "is not a folder but a link or a file"
+    : own.uid !== uid
+      ? `belongs to user ${own.uid}, not to this user (${uid})`
+      : (own.mode & 0o022) !== 0
+        ? `can be written by other users (mode ${(own.mode & 0o7777).toString(8)})`
+        : (parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0
+          ? `lies in ${dirname(folder)}, which other users can write (mode ${(parent.mode & 0o7777).toString(8)}, no sticky bit)`
+          : undefined;
+  if (problem === undefined) return;
+  throw new TokenStoreError(
+    "unsafe-folder",
+    `The keyring store's lock folder ${folder} ${problem}, so another user could hold or remove ` +
+      `its locks; it is not used. Remove it (it is created again, private to this user), or set ` +
+      `XDG_RUNTIME_DIR to a folder only this user can write (mode 700).`,
+  );
 }
 
 function hash(service: string, account: string): string {

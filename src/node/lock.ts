@@ -95,9 +95,7 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
         throw error === timedOut ? timeout() : error;
       });
       try {
-        await mkdir(dirname(path), { recursive: true, mode: 0o700 }).catch((error: unknown) => {
-          throw ioError(path, error);
-        });
+        await prepareFolder(path);
         const owner = newOwner();
         let lost: Error | undefined;
         const release = await acquire(
@@ -122,6 +120,38 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
       }
     },
   };
+}
+
+/**
+ * Creates the lock's folder (and any missing above it) 0700. An existing folder is the
+ * user's choice (fileStore keeps the lock beside the token file) and is used unless every
+ * user may write it without the sticky bit: there anyone can remove or replace the lock.
+ * Group-writable folders are accepted: with per-user groups (umask 002) they are common
+ * and private.
+ */
+async function prepareFolder(path: string): Promise<void> {
+  const folder = dirname(path);
+  let mode: number;
+  try {
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    mode = (await stat(folder)).mode;
+  } catch (error) {
+    throw ioError(path, error);
+  }
+  if (process.platform !== "win32" && (mode & 0o002) !== 0 && (mode & 0o1000) === 0) {
+    throw new TokenStoreError(
+      "unsafe-folder",
+      `The folder ${folder} of the lock ${path} can be written by every user (mode ${octal(mode)}, ` +
+        `no sticky bit), so anyone could remove or replace the lock. Take away their write ` +
+        `permission (chmod o-w ${folder}), or keep the lock (and the token file) in a folder of ` +
+        `your own.`,
+    );
+  }
+}
+
+/** A file mode's permission bits as `chmod` writes them, e.g. 1777. */
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(3, "0");
 }
 
 type LockOptions = NonNullable<Parameters<typeof lockfile.lock>[1]>;
