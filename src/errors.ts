@@ -56,7 +56,10 @@ export type TokenStoreErrorReason =
   | "io"
   /** Waiting for another process's lock took longer than the lock's timeout. */
   | "lock-timeout"
-  /** The lock was taken over or removed while held, and the store was not written. */
+  /**
+   * The lock was taken over or removed while held. Reported through
+   * `FileLockOptions.onCompromised`; the work done under it stands (see docs/LOCKING.md).
+   */
   | "lock-compromised"
   /** The lock's folder is owned by another user or open to others: it is not used. */
   | "unsafe-folder";
