@@ -1,7 +1,8 @@
 /**
  * The first token on a machine with a browser: authorization code + PKCE (S256)
  * through openid-client, with a loopback redirect (RFC 8252 §7.3) on 127.0.0.1 and a
- * port the OS picks. The listener lives only as long as the login.
+ * port the OS picks (or a fixed one, for providers that match redirect URIs exactly).
+ * The listener lives only as long as the login.
  */
 import { spawn } from "node:child_process";
 import http from "node:http";
@@ -9,8 +10,8 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import * as oidc from "openid-client";
 import { clampDelay } from "../clock.js";
-import { LoginError } from "../errors.js";
-import { describeFailure, oauthErrorCode } from "../failure.js";
+import { ConfigurationError, LoginError } from "../errors.js";
+import { describeFailure, libraryCode, oauthErrorCode } from "../failure.js";
 import { checkDuration, checkFunction } from "../options.js";
 import {
   checkLoginOptions,
@@ -24,7 +25,7 @@ import {
 import type { TokenEndpointResponse } from "../types.js";
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
-const CALLBACK_PATH = "/callback";
+const DEFAULT_REDIRECT_PATH = "/callback";
 /** An error code fit to repeat in a message: letters, digits, `_`, `.`, `-`. */
 const PLAIN_ERROR_CODE = /^[\w.-]+$/;
 
@@ -43,18 +44,32 @@ export interface BrowserLoginOptions extends LoginOptions {
    * To print the URL instead (or as well), pass your own, e.g.
    * `openBrowser: (url) => console.error(\`Open ${url} to log in\`)`.
    * A callback that throws or rejects ends the login with a `LoginError`.
-   * The URL holds no secret (only `state` and the PKCE challenge).
+   * The URL holds no secret (only `state`, `nonce` and the PKCE challenge).
    */
   readonly openBrowser?: (url: URL) => void | Promise<void>;
+  /**
+   * The loopback redirect's port: an integer 0–65535. Default 0: any free port (RFC 8252
+   * §7.3 lets the provider accept any port for a loopback redirect). Set it for providers
+   * that match redirect URIs exactly, to the port registered there. A port in use ends
+   * the login with a `LoginError` that says so, before the browser is opened.
+   */
+  readonly redirectPort?: number;
+  /**
+   * The loopback redirect's path. Default `"/callback"`. A plain absolute path as it
+   * appears in a URL: starts with `/`, no `?` or `#`, no `.`/`..` segments, nothing that
+   * needs escaping. The redirect URI is `http://127.0.0.1:<port><redirectPath>`.
+   */
+  readonly redirectPath?: string;
 }
 
 /**
  * Log in with the authorization code flow and PKCE (S256) in the user's browser.
  *
- * Listens on `http://127.0.0.1:<random port>/callback`, opens the authorization URL,
- * waits for the identity provider to redirect back, exchanges the code through
- * openid-client (which checks `state`, `iss` and PKCE), and shows the browser a small
- * page saying whether it worked. The listener is closed whatever the outcome. The
+ * Listens on `http://127.0.0.1:<random port>/callback` (or `redirectPort` and
+ * `redirectPath`), opens the authorization URL, waits for the identity provider to
+ * redirect back, exchanges the code through openid-client (which checks `state`, `iss`,
+ * PKCE and, with the `openid` scope, the ID token's `nonce`), and shows the browser a
+ * small page saying whether it worked. The listener is closed whatever the outcome. The
  * result is plain data: pass it to `TokenManager.setTokens`.
  *
  * - Any other request to the listener (another path or method, a missing or wrong
@@ -67,6 +82,9 @@ export interface BrowserLoginOptions extends LoginOptions {
  *   `signal.reason`. Invalid options: `ConfigurationError`.
  * - `prompt=consent` is sent when `offline_access` is requested: some providers
  *   (oidc-provider among them) issue no refresh token without it.
+ * - A random `nonce` is sent whenever the scope includes `openid` (some providers require
+ *   one even in the code flow); an ID token without it, or with another, is refused
+ *   with a `LoginError`.
  *
  * No message contains token material, and no `cause` either: a failed exchange is kept
  * as a token-free summary (HTTP status, OAuth error code, openid-client's error code).
@@ -98,6 +116,10 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
   checkLoginOptions(name, options);
   checkDuration(name, "timeoutMs", options.timeoutMs, 1);
   checkFunction(name, "openBrowser", options.openBrowser);
+  checkPort(name, "redirectPort", options.redirectPort);
+  checkUrlPath(name, "redirectPath", options.redirectPath);
+  const redirectPort = options.redirectPort ?? 0;
+  const redirectPath = options.redirectPath ?? DEFAULT_REDIRECT_PATH;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const openBrowser = options.openBrowser ?? openSystemBrowser;
   const { signal } = options;
@@ -108,12 +130,14 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
   const codeVerifier = oidc.randomPKCECodeVerifier();
   const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
   const state = oidc.randomState();
+  // The ID token must name this login: some providers refuse `openid` without a nonce.
+  const nonce = scope.split(" ").includes("openid") ? oidc.randomNonce() : undefined;
 
   let listener: Listener;
   try {
-    listener = await startListener(state);
+    listener = await startListener(state, redirectPort, redirectPath);
   } catch (cause) {
-    throw new LoginError(`${name}: could not listen for the login redirect on 127.0.0.1`, { cause });
+    throw listenFailure(name, redirectPort, cause);
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
@@ -128,6 +152,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     };
     if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
     if (options.resource !== undefined) parameters.resource = options.resource;
+    if (nonce !== undefined) parameters.nonce = nonce;
     const authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
 
     // Everything that can end the wait other than the redirect itself.
@@ -163,7 +188,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
         oidc.authorizationCodeGrant(
           config,
           callback.url,
-          { pkceCodeVerifier: codeVerifier, expectedState: state },
+          { pkceCodeVerifier: codeVerifier, expectedState: state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) },
           options.resource !== undefined ? { resource: options.resource } : undefined,
         ),
         signal,
@@ -180,6 +205,10 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
             if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
             return loginFailure(`The identity provider refused the browser login (${code})`, error);
           }
+          const nonceFailure = nonceFailureCode(error);
+          if (nonceFailure !== undefined) {
+            return loginFailure(`The browser login failed: the ID token does not carry this login's nonce (${nonceFailure})`, error);
+          }
           return loginFailure(`The browser login failed: ${describeFailure(error)}`, error);
         },
       ),
@@ -192,6 +221,59 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
     await listener.close();
   }
+}
+
+/** A port option: an integer 0–65535 (0 = any free port). */
+function checkPort(name: string, option: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 65_535) {
+    throw new ConfigurationError(`${name}: \`${option}\` must be an integer from 0 to 65535 (0: any free port)`);
+  }
+}
+
+/**
+ * A URL path option: absolute, and already what a URL's path would be (no query or
+ * fragment, no dot segments, nothing escaped on the way): what is sent as the redirect
+ * URI is then what the browser requests and what the listener compares.
+ */
+function checkUrlPath(name: string, option: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "string" || !value.startsWith("/")) {
+    throw new ConfigurationError(`${name}: \`${option}\` must be a path starting with "/"`);
+  }
+  if (value.includes("?") || value.includes("#")) {
+    throw new ConfigurationError(`${name}: \`${option}\` must be a plain path, without "?" or "#"`);
+  }
+  if (new URL(value, "http://127.0.0.1").pathname !== value) {
+    throw new ConfigurationError(
+      `${name}: \`${option}\` must be a plain absolute path: no "//" at the start, no "." or ".." segments, no characters a URL escapes`,
+    );
+  }
+}
+
+/** Why the loopback listener could not start, and what to do about it. */
+function listenFailure(name: string, port: number, cause: unknown): LoginError {
+  const code = (cause as NodeJS.ErrnoException | null)?.code;
+  if (code === "EADDRINUSE" && port !== 0) {
+    return new LoginError(
+      `${name}: port ${port} on 127.0.0.1 is in use (EADDRINUSE), so the login redirect cannot be received: ` +
+        "close the program using it, or set `redirectPort` to another port registered with the identity provider",
+      { cause },
+    );
+  }
+  const where = port === 0 ? "127.0.0.1" : `127.0.0.1:${port}`;
+  return new LoginError(`${name}: could not listen for the login redirect on ${where}${code ? ` (${code})` : ""}`, { cause });
+}
+
+/**
+ * openid-client's error code when it refused the ID token over its `nonce` (missing, or
+ * another login's); undefined for any other failure. Its cause says which claim failed.
+ */
+function nonceFailureCode(error: unknown): string | undefined {
+  const code = libraryCode(error);
+  if (code !== "OAUTH_JWT_CLAIM_COMPARISON_FAILED" && code !== "OAUTH_INVALID_RESPONSE") return undefined;
+  const reason = (error as { cause?: unknown }).cause;
+  return reason instanceof Error && /"nonce"/.test(reason.message) ? code : undefined;
 }
 
 function formatDuration(ms: number): string {
@@ -208,7 +290,7 @@ interface Listener {
   close(): Promise<void>;
 }
 
-async function startListener(state: string): Promise<Listener> {
+async function startListener(state: string, port: number, callbackPath: string): Promise<Listener> {
   let accepted: http.ServerResponse | undefined;
   let resolveCallback!: (value: { url: URL }) => void;
   const callback = new Promise<{ url: URL }>((resolve) => {
@@ -232,7 +314,7 @@ async function startListener(state: string): Promise<Listener> {
     const target = req.url ?? "";
     const queryStart = target.indexOf("?");
     const path = queryStart === -1 ? target : target.slice(0, queryStart);
-    if (path !== CALLBACK_PATH) {
+    if (path !== callbackPath) {
       void page(res, 404, "Not found", "This address only receives the login redirect.");
       return;
     }
@@ -257,7 +339,9 @@ async function startListener(state: string): Promise<Listener> {
       return;
     }
     accepted = res;
-    resolveCallback({ url: new URL(`${CALLBACK_PATH}?${query}`, redirectUri) });
+    const url = new URL(redirectUri);
+    url.search = query.toString();
+    resolveCallback({ url });
   };
   // The redirect is a plain GET: a WebSocket (or other) upgrade is refused, not passed on.
   server.on("upgrade", (_req, socket: Duplex) => {
@@ -273,13 +357,12 @@ async function startListener(state: string): Promise<Listener> {
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(port, "127.0.0.1", () => {
       server.off("error", reject);
       resolve();
     });
   });
-  const { port } = server.address() as AddressInfo;
-  const redirectUri = `http://127.0.0.1:${port}${CALLBACK_PATH}`;
+  const redirectUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}${callbackPath}`;
 
   let finished: Promise<void> | undefined;
   const finish = (ok: boolean) =>
