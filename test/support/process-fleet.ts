@@ -147,7 +147,7 @@ export async function startLogin(target: Target): Promise<LoginProcess> {
 export async function startCallers(
   target: Target,
   count: number,
-  options: { durationMs: number; intervalMin?: number; intervalMax?: number },
+  options: { durationMs: number; intervalMin?: number; intervalMax?: number; extra?: readonly string[] },
 ): Promise<{ workers: WorkerHandle[]; go(): number; reports(): Promise<WorkerReport[]> }> {
   const workers = Array.from({ length: count }, () =>
     startWorker("call", target, [
@@ -157,6 +157,7 @@ export async function startCallers(
       String(options.intervalMin ?? 50),
       "--interval-max",
       String(options.intervalMax ?? 100),
+      ...(options.extra ?? []),
     ]),
   );
   await Promise.all(workers.map((w) => w.line("ready")));

@@ -14,7 +14,8 @@
  *
  * Options: --issuer --client-id --server (call mode) --store file|keyring --path (file)
  * --service --account (keyring) --duration-ms --interval-min --interval-max
- * --call-timeout-ms (default 25 s).
+ * --call-timeout-ms (default 25 s) --uncoordinated (the baseline a user would write without
+ * connect-oidc's coordination: the store is read once at startup, then only written; no lock).
  *
  * Nothing printed holds token material: failures are reported by their codes only.
  */
@@ -68,6 +69,7 @@ const { positionals, values } = parseArgs({
     "interval-min": { type: "string", default: "50" },
     "interval-max": { type: "string", default: "100" },
     "call-timeout-ms": { type: "string", default: "25000" },
+    uncoordinated: { type: "boolean", default: false },
   },
 });
 
@@ -82,9 +84,24 @@ function required(name: keyof typeof values): string {
 
 function openStore(): TokenStore {
   const kind = required("store");
-  if (kind === "file") return fileStore(required("path"));
-  if (kind === "keyring") return keyringStore({ service: required("service"), account: required("account") });
-  throw new Error(`process-worker: unknown store ${kind}`);
+  const store =
+    kind === "file"
+      ? fileStore(required("path"))
+      : kind === "keyring"
+        ? keyringStore({ service: required("service"), account: required("account") })
+        : undefined;
+  if (store === undefined) throw new Error(`process-worker: unknown store ${kind}`);
+  return values.uncoordinated ? uncoordinated(store) : store;
+}
+
+/** Each process on its own: reads the shared login once, then refreshes it alone and writes it back. */
+function uncoordinated(store: TokenStore): TokenStore {
+  let first: ReturnType<TokenStore["load"]> | undefined;
+  return {
+    load: () => (first ??= store.load()),
+    save: (tokens) => store.save(tokens),
+    clear: () => store.clear(),
+  };
 }
 
 function describeEvent(event: TokenEvent): string {

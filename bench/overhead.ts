@@ -1,0 +1,106 @@
+/**
+ * Rows 1–2: what connect-oidc costs a call that has a valid token, against a fixed header
+ * with the same token (the physical limit of bearer auth): loopback unary calls over
+ * HTTP/2 at concurrency 1 and 32, alternating ours and the baseline in rounds so drift on a
+ * shared machine hits both; and getAccessToken alone.
+ */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
+import { createAuthInterceptor, createTokenManager } from "../src/index.js";
+import type { Idp } from "../test/support/idp.js";
+import { startServer } from "../test/support/server.js";
+import { fixedHeaderInterceptor } from "./baselines.js";
+import { ms, percentile, type Row, ratio } from "./rows.js";
+
+export async function overheadRows(idp: Idp): Promise<Row[]> {
+  const server = await startServer({ idp, http2: true });
+  const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
+  const login = await idp.login();
+  await manager.setTokens(login);
+  const client = (interceptor: Parameters<typeof createConnectTransport>[0]["interceptors"]) =>
+    createClient(EchoService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2", interceptors: interceptor ?? [] }));
+  const sides = { ours: client([createAuthInterceptor(manager)]), fixed: client([fixedHeaderInterceptor(login.access_token)]) };
+  const rows: Row[] = [];
+  try {
+    for (const concurrency of [1, 32]) {
+      const perRound = concurrency === 1 ? 400 : 1600;
+      const latency = { ours: [] as number[], fixed: [] as number[] };
+      const busyMs = { ours: 0, fixed: 0 };
+      for (let round = 0; round < 7; round += 1) {
+        const order = round % 2 === 0 ? (["ours", "fixed"] as const) : (["fixed", "ours"] as const);
+        for (const side of order) {
+          server.resetStats();
+          const t0 = performance.now();
+          const samples = await run(sides[side], perRound, concurrency);
+          if (round === 0) continue; // warm-up
+          busyMs[side] += performance.now() - t0;
+          latency[side].push(...samples);
+        }
+      }
+      const p50 = { ours: percentile(latency.ours, 50), fixed: percentile(latency.fixed, 50) };
+      const p99 = { ours: percentile(latency.ours, 99), fixed: percentile(latency.fixed, 99) };
+      const rps = { ours: latency.ours.length / (busyMs.ours / 1000), fixed: latency.fixed.length / (busyMs.fixed / 1000) };
+      const label = `1. unary call over HTTP/2, concurrency ${concurrency}`;
+      rows.push(
+        {
+          name: `${label}: median`,
+          ours: ms(p50.ours),
+          baseline: ms(p50.fixed),
+          ratio: ratio(p50.ours, p50.fixed),
+          target: "≤ 1.03×",
+          met: p50.ours / p50.fixed <= 1.03,
+        },
+        { name: `${label}: p99`, ours: ms(p99.ours), baseline: ms(p99.fixed), ratio: ratio(p99.ours, p99.fixed), target: "—" },
+        {
+          name: `${label}: calls/s`,
+          ours: rps.ours.toFixed(0),
+          baseline: rps.fixed.toFixed(0),
+          ratio: ratio(rps.ours, rps.fixed),
+          target: "≥ 0.97×",
+          met: rps.ours / rps.fixed >= 0.97,
+        },
+      );
+    }
+    // 2. getAccessToken alone, a fresh token: ns per call, against an async function returning a constant.
+    const n = 1_000_000;
+    const constant = async () => login.access_token;
+    const timed = async (fn: () => Promise<string>) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i += 1) await fn();
+      return ((performance.now() - t0) * 1e6) / n;
+    };
+    await timed(() => manager.getAccessToken()); // warm-up
+    const ours = await timed(() => manager.getAccessToken());
+    const fixed = await timed(constant);
+    rows.push({
+      name: "2. getAccessToken() with a fresh token (ns per call)",
+      ours: ours.toFixed(0),
+      baseline: fixed.toFixed(0),
+      ratio: ratio(ours, fixed),
+      target: "≤ 1,000 ns",
+      met: ours <= 1000,
+    });
+  } finally {
+    manager.close();
+    await server.close();
+  }
+  return rows;
+}
+
+/** `total` calls at `concurrency`; the latency of each, ms. */
+async function run(client: ReturnType<typeof createClient<typeof EchoService>>, total: number, concurrency: number): Promise<number[]> {
+  const latencies: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        next += 1;
+        const t0 = performance.now();
+        await client.say({ text: "bench" });
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  return latencies;
+}
