@@ -162,6 +162,12 @@ export interface Idp {
    */
   rewriteTokenResponse(rewrite?: (body: Record<string, unknown>) => Record<string, unknown>): void;
   /**
+   * A transport fault on the token endpoint, after the request was processed (a refresh
+   * token is consumed): "reset-mid-body" sends the status line, headers and half the body,
+   * then destroys the socket; "malformed-json" sends 200 with a body cut short. undefined = normal.
+   */
+  setTokenTransportFault(fault?: "reset-mid-body" | "malformed-json"): void;
+  /**
    * Kill grants: with a refresh token, the grant it belongs to; without, every
    * grant issued so far. Their refresh tokens then answer `invalid_grant`.
    */
@@ -518,6 +524,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
   let outageStatus: number | undefined;
   let outageAnswer: { readonly body?: string | object; readonly headers?: Record<string, string> } | undefined;
   let rewriteBody: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined;
+  let transportFault: "reset-mid-body" | "malformed-json" | undefined;
 
   const countError = (error: unknown) => {
     if (typeof error !== "string") return;
@@ -595,6 +602,19 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     if (answer && typeof answer === "object" && !Buffer.isBuffer(answer)) countError(answer.error);
     if (rewriteBody && ctx.status === 200 && answer && typeof answer === "object" && !Buffer.isBuffer(answer)) {
       ctx.body = rewriteBody({ ...(answer as Record<string, unknown>) });
+    }
+    if (transportFault !== undefined && ctx.status === 200) {
+      const text = JSON.stringify(ctx.body);
+      const half = text.slice(0, Math.floor(text.length / 2));
+      if (transportFault === "malformed-json") {
+        ctx.type = "application/json";
+        ctx.body = half;
+        return;
+      }
+      ctx.respond = false;
+      ctx.res.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) });
+      ctx.res.write(half, () => ctx.res.destroy());
+      return;
     }
 
     if (latencyPhase === "after") await waitUnlessGone(ctx, latencyMs);
@@ -776,6 +796,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     },
     rewriteTokenResponse(rewrite) {
       rewriteBody = rewrite;
+    },
+    setTokenTransportFault(fault) {
+      transportFault = fault;
     },
     revokeGrant,
     close,

@@ -55,6 +55,7 @@ export function managerSuite(idpOptions: IdpOptions = { accessTokenTtl: 3600 }):
     idp?.setTokenLatency(0);
     idp?.setTokenOutage(undefined);
     idp?.rewriteTokenResponse(undefined);
+    idp?.setTokenTransportFault(undefined);
   });
 
   const suite: ManagerSuite = {
