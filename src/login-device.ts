@@ -2,7 +2,7 @@
  * The first token on a machine without a browser: the OAuth 2.0 Device Authorization
  * Grant (RFC 8628) through openid-client.
  */
-import * as oidc from "openid-client";
+import type * as oidc from "openid-client";
 import { clampDelay } from "./clock.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure } from "./failure.js";
@@ -15,6 +15,7 @@ import {
   plainResponse,
   step,
 } from "./login-shared.js";
+import { loadOpenidClient } from "./oidc.js";
 import type { TokenEndpointResponse } from "./types.js";
 
 /** What the user needs to approve a device login, handed to `onUserCode`. */
@@ -80,7 +81,8 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   signal?.throwIfAborted();
 
   const config = await discoverForLogin(name, options);
-  readMissingLifetimeAsDefault(config);
+  const oidc = await loadOpenidClient(); // loaded by the discovery
+  readMissingLifetimeAsDefault(oidc, config);
   const resource: Record<string, string> = options.resource !== undefined ? { resource: options.resource } : {};
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
@@ -162,7 +164,7 @@ function usableLifetimeS(expiresIn: unknown): number | undefined {
  * (and takes 0 as "expired"): give it the default lifetime instead, before openid-client
  * reads the answer. Only that endpoint's 200 JSON answers are touched.
  */
-function readMissingLifetimeAsDefault(config: oidc.Configuration): void {
+function readMissingLifetimeAsDefault(oidc: typeof import("openid-client"), config: oidc.Configuration): void {
   const endpoint = config.serverMetadata().device_authorization_endpoint;
   if (endpoint === undefined) return;
   const next: oidc.CustomFetch = config[oidc.customFetch] ?? ((url, options) => fetch(url, options as RequestInit));

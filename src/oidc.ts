@@ -1,8 +1,11 @@
 /**
  * The OIDC adapter: every exchange with the identity provider, through openid-client.
  * Discovery happens once per adapter (retried after a failure).
+ *
+ * openid-client (with its OAuth and JOSE layers) is loaded on first use: a process whose
+ * stored token is valid never needs it, and a short-lived one would pay for it on every start.
  */
-import * as oidc from "openid-client";
+import type * as oidc from "openid-client";
 import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
@@ -41,11 +44,28 @@ export interface OidcAdapter {
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
+type OpenidClient = typeof import("openid-client");
+let openidClient: Promise<OpenidClient> | undefined;
+
+/**
+ * openid-client, loaded once on first use (a dynamic import: kept as such in the CommonJS
+ * build too, so it loads the ESM-only package on every Node version). A failed load is
+ * not kept, so the next use tries again.
+ */
+export function loadOpenidClient(): Promise<OpenidClient> {
+  openidClient ??= import("openid-client").catch((error: unknown) => {
+    openidClient = undefined;
+    throw error;
+  });
+  return openidClient;
+}
+
 /**
  * Discover the issuer with the client's settings applied (timeout, http for loopback), and
  * the client authentication method chosen from what the provider lists.
  */
 export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
+  const oidc = await loadOpenidClient();
   const timeout = Math.ceil((options.timeoutMs ?? 10_000) / 1000);
   const discovered = await oidc.discovery(new URL(options.issuer), options.clientId, undefined, oidc.None(), {
     timeout,
@@ -55,14 +75,14 @@ export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): 
   const server = discovered.serverMetadata();
   const method = chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported);
   if (method === "none") return discovered;
-  const config = new oidc.Configuration({ ...server }, options.clientId, undefined, clientAuth(method, options));
+  const config = new oidc.Configuration({ ...server }, options.clientId, undefined, clientAuth(oidc, method, options));
   config.timeout = timeout;
   if (options.allowInsecureRequests) oidc.allowInsecureRequests(config);
   if (fetchImpl !== undefined) config[oidc.customFetch] = fetchImpl as oidc.CustomFetch;
   return config;
 }
 
-function clientAuth(method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {
+function clientAuth(oidc: OpenidClient, method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {
   switch (method) {
     case "client_secret_basic":
       return oidc.ClientSecretBasic(options.clientSecret);
@@ -129,7 +149,8 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     }
   };
   return {
-    refresh: (refreshToken) => exchange(async () => oidc.refreshTokenGrant(await config(), refreshToken, parameters())),
-    clientCredentials: () => exchange(async () => oidc.clientCredentialsGrant(await config(), parameters())),
+    refresh: (refreshToken) =>
+      exchange(async () => (await loadOpenidClient()).refreshTokenGrant(await config(), refreshToken, parameters())),
+    clientCredentials: () => exchange(async () => (await loadOpenidClient()).clientCredentialsGrant(await config(), parameters())),
   };
 }

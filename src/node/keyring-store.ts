@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { AsyncEntry, type EntryOptions } from "@napi-rs/keyring";
+import type { AsyncEntry, EntryOptions } from "@napi-rs/keyring";
 import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
@@ -56,9 +56,10 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
    * with AccessDenied and then works, so that error gets one retry with a fresh entry.
    */
   async function call<T>(slot: EntrySlot, op: (entry: AsyncEntry) => Promise<T>): Promise<T> {
+    const Entry = await loadAsyncEntry(what);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await op(slot.get());
+        return await op(slot.get(Entry));
       } catch (error) {
         slot.drop(); // a broken connection must not stick to the cached entry
         if (attempt === 1 && messagesOf(error).includes("AccessDenied")) continue;
@@ -133,7 +134,7 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
 }
 
 interface EntrySlot {
-  get(): AsyncEntry;
+  get(Entry: typeof AsyncEntry): AsyncEntry;
   drop(): void;
 }
 
@@ -144,7 +145,7 @@ interface EntrySlot {
 function entrySlot(service: string, account: string, options: EntryOptions | undefined): EntrySlot {
   let entry: AsyncEntry | undefined;
   return {
-    get: () => (entry ??= new AsyncEntry(service, account, options)),
+    get: (Entry) => (entry ??= new Entry(service, account, options)),
     drop: () => {
       entry = undefined;
     },
@@ -152,6 +153,34 @@ function entrySlot(service: string, account: string, options: EntryOptions | und
 }
 
 const probeValue = new TextEncoder().encode("probe");
+
+type KeyringModule = typeof import("@napi-rs/keyring");
+let keyringModule: Promise<KeyringModule> | undefined;
+
+/**
+ * The keyring's native module, loaded on the first keyring access: importing
+ * `connect-oidc/node` (for fileStore, say) never loads it. A module that cannot load (its
+ * platform package missing) is a TokenStoreError naming the cause, tried again next time.
+ */
+async function loadAsyncEntry(what: string): Promise<typeof AsyncEntry> {
+  keyringModule ??= import("@napi-rs/keyring").catch((error: unknown) => {
+    keyringModule = undefined;
+    throw error;
+  });
+  try {
+    const loaded = (await keyringModule) as KeyringModule & { readonly default?: KeyringModule };
+    // Bundlers may hand a CommonJS module over as `default` only.
+    return loaded.AsyncEntry ?? loaded.default?.AsyncEntry;
+  } catch (error) {
+    throw new TokenStoreError(
+      "no-keyring",
+      `Cannot use the OS keyring for ${what}: its native module (@napi-rs/keyring) could not be loaded ` +
+        `(${messagesOf(error)}). Install the package's dependencies again (the platform package, e.g. ` +
+        `@napi-rs/keyring-linux-x64-gnu, is an optional dependency), or use fileStore(path) instead.`,
+      { cause: error },
+    );
+  }
+}
 
 /** Turns a keyring failure into a TokenStoreError naming the cause and the fix. */
 function keyringError(error: unknown, what: string): TokenStoreError {

@@ -4,7 +4,7 @@ import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
-import lockfile from "proper-lockfile";
+import type lockfile from "proper-lockfile";
 import { TokenStoreError } from "../errors.js";
 
 export interface FileLockOptions {
@@ -156,6 +156,21 @@ function octal(mode: number): string {
 
 type LockOptions = NonNullable<Parameters<typeof lockfile.lock>[1]>;
 
+type LockLibrary = typeof lockfile;
+let lockLibrary: Promise<LockLibrary> | undefined;
+
+/** proper-lockfile, loaded on the first lock: a process that never refreshes never takes one. */
+function loadLockLibrary(): Promise<LockLibrary> {
+  lockLibrary ??= import("proper-lockfile").then(
+    (loaded) => loaded.default,
+    (error: unknown) => {
+      lockLibrary = undefined;
+      throw error;
+    },
+  );
+  return lockLibrary;
+}
+
 async function acquire(
   path: string,
   options: LockOptions,
@@ -167,10 +182,11 @@ async function acquire(
     staleMs: number;
   },
 ): Promise<() => Promise<void>> {
+  const library = await loadLockLibrary();
   for (;;) {
     let release: (() => Promise<void>) | undefined;
     try {
-      release = await lockfile.lock(path, options);
+      release = await library.lock(path, options);
     } catch (error) {
       if (codeOf(error) !== "ELOCKED") throw ioError(path, error);
     }

@@ -8,7 +8,6 @@ import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import * as oidc from "openid-client";
 import { clampDelay } from "../clock.js";
 import { ConfigurationError, LoginError } from "../errors.js";
 import { describeFailure, libraryCode, oauthErrorCode } from "../failure.js";
@@ -22,6 +21,7 @@ import {
   plainResponse,
   step,
 } from "../login-shared.js";
+import { loadOpenidClient } from "../oidc.js";
 import type { TokenEndpointResponse } from "../types.js";
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
@@ -126,6 +126,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
   signal?.throwIfAborted();
 
   const config = await discoverForLogin(name, options);
+  const oidc = await loadOpenidClient(); // loaded by the discovery
   const scope = options.scope ?? DEFAULT_LOGIN_SCOPE;
   const codeVerifier = oidc.randomPKCECodeVerifier();
   const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
