@@ -7,10 +7,13 @@
  * storm, no token in any error, and the login going on where it can.
  */
 import assert from "node:assert/strict";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { EchoService, SayResponseSchema } from "../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, ReauthRequiredError, TokenRefreshError } from "../src/index.js";
 import { startIdp } from "./support/idp.js";
 import { managerSuite } from "./support/manager-suite.js";
@@ -188,6 +191,58 @@ describe("faults: time", () => {
       seen.filter((e) => e.type === "refreshed").map((e) => e.type === "refreshed" && e.reason),
       ["expired"],
     );
+  });
+});
+
+describe("faults: servers", () => {
+  const s = managerSuite();
+  const { setup, leaks } = s;
+
+  it("a gRPC server answering trailers-only grpc-status 16 (as grpc-js does before any message): one refresh, the call re-sent and answered", async () => {
+    const seenTokens: string[] = [];
+    // A real HTTP/2 server speaking gRPC by hand: trailers-only refusal first, then a proper answer.
+    const server = http2.createServer();
+    const sessions = new Set<http2.ServerHttp2Session>();
+    server.on("session", (session) => sessions.add(session));
+    server.on("stream", (stream, headers) => {
+      seenTokens.push(String(headers.authorization ?? ""));
+      stream.on("data", () => {});
+      stream.on("end", () => {
+        if (seenTokens.length === 1) {
+          stream.respond(
+            { ":status": 200, "content-type": "application/grpc", "grpc-status": "16", "grpc-message": "token revoked" },
+            { endStream: true },
+          );
+          return;
+        }
+        const message = toBinary(SayResponseSchema, create(SayResponseSchema, { text: "answered" }));
+        const frame = new Uint8Array(5 + message.length);
+        new DataView(frame.buffer).setUint32(1, message.length);
+        frame.set(message, 5);
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(frame);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { manager, login } = await setup();
+      const { port } = server.address() as AddressInfo;
+      const client = createClient(
+        EchoService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}`, interceptors: [createAuthInterceptor(manager)] }),
+      );
+      const before = s.idp.stats.byGrantType.refresh_token;
+      assert.equal((await client.say({ text: "x" })).text, "answered");
+      assert.equal(seenTokens.length, 2);
+      assert.equal(seenTokens[0], `Bearer ${login.access_token}`);
+      assert.notEqual(seenTokens[1], seenTokens[0]);
+      leaks.remember(seenTokens[1]?.slice("Bearer ".length));
+      assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
+    } finally {
+      for (const session of sessions) session.destroy(); // the client keeps its session open
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

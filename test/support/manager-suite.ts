@@ -46,7 +46,8 @@ export function managerSuite(idpOptions: IdpOptions = { accessTokenTtl: 3600 }):
   });
   after(async () => {
     for (const m of managers) m.close();
-    assert.ok(leaks.count > 0, "the suite saw tokens to look for");
+    // A suite whose tests ran (not all filtered out) must have seen tokens to look for.
+    if (managers.length > 0) assert.ok(leaks.count > 0, "the suite saw tokens to look for");
     for (const e of events) leaks.assertClean(e, `event ${e.type}`);
     for (const e of errors) leaks.assertClean(e, "error");
     await idp?.close();
