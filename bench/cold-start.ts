@@ -97,7 +97,7 @@ export async function coldStartRows(options: ColdStartOptions = {}): Promise<Col
     const store = fileStore(expired.store.kind === "file" ? expired.store.path : "");
     const refreshed = (await store.load()) as StoredTokens;
     await store.save(shiftedBack(refreshed, 2 * HOUR));
-    rows.push(await coldRefresh(copy, expired, idpRequests, tokenStats, "discovery" in refreshed));
+    rows.push(await coldRefresh(copy, expired, idpRequests, tokenStats, refreshed.discovery !== undefined));
   } finally {
     idpRequests.stop();
     await server.close();

@@ -1,6 +1,12 @@
 /**
  * The OIDC adapter: every exchange with the identity provider, through openid-client.
- * Discovery happens once per adapter (retried after a failure).
+ *
+ * The provider's metadata (what discovery returns) comes from the newer of this process's
+ * last discovery and the copy stored with the login, whichever is younger than a day; else
+ * it is discovered again. A fresh process whose token needs a refresh then makes one
+ * request, not two. Metadata from the store is forgotten when a grant made with it fails;
+ * when that failure proves the request never reached a token endpoint that took it, the
+ * grant is asked again, once, with freshly discovered metadata.
  *
  * openid-client (with its OAuth and JOSE layers) is loaded on first use: a process whose
  * stored token is valid never needs it, and a short-lived one would pay for it on every start.
@@ -9,7 +15,8 @@ import type * as oidc from "openid-client";
 import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
-import type { TokenEndpointResponse } from "./types.js";
+import { type StoredDiscovery, storedDiscovery } from "./stored-tokens.js";
+import type { Clock, TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly issuer: string | URL;
@@ -18,11 +25,23 @@ export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly resource?: string;
   readonly timeoutMs?: number;
   readonly allowInsecureRequests?: boolean;
+  /** The wall clock that dates the metadata (it is persisted). Default: the system clock. */
+  readonly clock?: Pick<Clock, "now">;
 }
+
+/** Metadata older than this (wall clock) is discovered again. */
+export const DISCOVERY_MAX_AGE_MS = 24 * 3600_000;
+/** Metadata dated further ahead than this (a clock stepped back) has an unknown age: discovered again. */
+const DISCOVERY_FUTURE_TOLERANCE_MS = 5 * 60_000;
 
 /** One token-endpoint exchange: the answer, or a token-free error. */
 export type GrantResult =
-  | { readonly ok: true; readonly response: TokenEndpointResponse }
+  | {
+      readonly ok: true;
+      readonly response: TokenEndpointResponse;
+      /** The provider's metadata this exchange used, to keep with the login (absent: keep none). */
+      readonly discovery?: StoredDiscovery;
+    }
   | {
       readonly ok: false;
       /** Token-free (`summarizeFailure`): status, OAuth error code, library code. */
@@ -35,11 +54,14 @@ export type GrantResult =
        * this one is the login's only way on.
        */
       readonly rotatedRefreshToken?: string;
+      /** The metadata to keep with a login saved despite the failure (absent: keep none). */
+      readonly discovery?: StoredDiscovery;
     };
 
 export interface OidcAdapter {
-  refresh(refreshToken: string): Promise<GrantResult>;
-  clientCredentials(): Promise<GrantResult>;
+  /** `discovery`: the provider's metadata stored with the login, if any. */
+  refresh(refreshToken: string, discovery?: StoredDiscovery): Promise<GrantResult>;
+  clientCredentials(discovery?: StoredDiscovery): Promise<GrantResult>;
 }
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -65,47 +87,127 @@ export function loadOpenidClient(): Promise<OpenidClient> {
  * the client authentication method chosen from what the provider lists.
  */
 export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
-  const oidc = await loadOpenidClient();
-  const timeout = Math.ceil((options.timeoutMs ?? 10_000) / 1000);
-  const discovered = await oidc.discovery(new URL(options.issuer), options.clientId, undefined, oidc.None(), {
-    timeout,
-    ...(options.allowInsecureRequests ? { execute: [oidc.allowInsecureRequests] } : {}),
-    ...(fetchImpl !== undefined ? { [oidc.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
+  const lib = await loadOpenidClient();
+  const discovered = await lib.discovery(new URL(options.issuer), options.clientId, undefined, lib.None(), {
+    timeout: timeoutSeconds(options),
+    ...(options.allowInsecureRequests ? { execute: [lib.allowInsecureRequests] } : {}),
+    ...(fetchImpl !== undefined ? { [lib.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
   });
   const server = discovered.serverMetadata();
+  if (chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported) === "none") return discovered;
+  return configure(lib, { ...server }, options, fetchImpl);
+}
+
+/** A Configuration for metadata already at hand (discovered, or stored with the login). */
+function configure(lib: OpenidClient, server: oidc.ServerMetadata, options: OidcAdapterOptions, fetchImpl?: Fetch): oidc.Configuration {
   const method = chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported);
-  if (method === "none") return discovered;
-  const config = new oidc.Configuration({ ...server }, options.clientId, undefined, clientAuth(oidc, method, options));
-  config.timeout = timeout;
-  if (options.allowInsecureRequests) oidc.allowInsecureRequests(config);
-  if (fetchImpl !== undefined) config[oidc.customFetch] = fetchImpl as oidc.CustomFetch;
+  const config = new lib.Configuration(server, options.clientId, undefined, clientAuth(lib, method, options));
+  config.timeout = timeoutSeconds(options);
+  if (options.allowInsecureRequests) lib.allowInsecureRequests(config);
+  if (fetchImpl !== undefined) config[lib.customFetch] = fetchImpl as oidc.CustomFetch;
   return config;
 }
 
-function clientAuth(oidc: OpenidClient, method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {
+function timeoutSeconds(options: OidcAdapterOptions): number {
+  return Math.ceil((options.timeoutMs ?? 10_000) / 1000);
+}
+
+function clientAuth(lib: OpenidClient, method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {
   switch (method) {
     case "client_secret_basic":
-      return oidc.ClientSecretBasic(options.clientSecret);
+      return lib.ClientSecretBasic(options.clientSecret);
     case "client_secret_post":
-      return oidc.ClientSecretPost(options.clientSecret);
+      return lib.ClientSecretPost(options.clientSecret);
     case "private_key_jwt":
-      return oidc.PrivateKeyJwt(options.clientPrivateKey as CryptoKey | { key: CryptoKey; kid?: string });
+      return lib.PrivateKeyJwt(options.clientPrivateKey as CryptoKey | { key: CryptoKey; kid?: string });
     case "none":
-      return oidc.None();
+      return lib.None();
   }
 }
 
+/** The provider's metadata as one adapter uses it. */
+interface Metadata {
+  readonly config: oidc.Configuration;
+  /** Epoch ms, wall clock. */
+  readonly fetchedAt: number;
+  /** What to keep with the login; undefined when this provider's metadata is not kept. */
+  readonly record: StoredDiscovery | undefined;
+  /** Discovered by this process, or a grant with it succeeded (not just read from the store). */
+  proven: boolean;
+}
+
+/**
+ * What a token request needs of discovered metadata, when it can be kept: not when its
+ * issuer differs from the one configured (Entra ID's multi-tenant `{tenantid}` issuer,
+ * which openid-client checks by a marker that a copy does not carry).
+ */
+function recordOf(server: oidc.ServerMetadata, fetchedAt: number, expectedIssuer: string): StoredDiscovery | undefined {
+  if (withoutSlash(server.issuer) !== expectedIssuer) return undefined;
+  return storedDiscovery({
+    fetchedAt,
+    metadata: {
+      issuer: server.issuer,
+      token_endpoint: server.token_endpoint,
+      token_endpoint_auth_methods_supported: server.token_endpoint_auth_methods_supported,
+      id_token_signing_alg_values_supported: server.id_token_signing_alg_values_supported,
+    },
+  });
+}
+
+const withoutSlash = (url: string) => url.replace(/\/$/, "");
+
+/** Error codes of a connection that never carried the request (refused, no route, no name, TLS). */
+const NOT_SENT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** Whether a fetch failure proves the request was never sent (its cause chain, or any of an AggregateError's). */
+function neverSent(error: unknown, depth = 0): boolean {
+  if (typeof error !== "object" || error === null || depth > 5) return false;
+  const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === "string" && NOT_SENT_CODES.has(code)) return true;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((e) => neverSent(e, depth + 1))) return true;
+  return neverSent(cause, depth + 1);
+}
+
 export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
+  const wallNow = () => options.clock?.now() ?? Date.now();
+  const expectedIssuer = withoutSlash(new URL(options.issuer).href);
   // What openid-client's errors do not carry: the refresh token of a 200 token-endpoint
-  // answer it then rejected, and an error answer's Retry-After. Read before openid-client
-  // sees the answer; the manager runs one exchange at a time per adapter.
+  // answer it then rejected, an error answer's Retry-After, and whether the token request
+  // left at all. Read before openid-client sees the answer; the manager runs one exchange
+  // at a time per adapter.
   let answeredRefreshToken: string | undefined;
   let answeredRetryAfter: string | null = null;
+  /** "none": no token request made; "not-processed": refused before it was sent, or 404/405. */
+  let tokenAttempt: "none" | "not-processed" | "sent" = "none";
+  const tokenRequestTaken = () => tokenAttempt === "sent";
   const watchingFetch: Fetch = async (url, init) => {
-    const response = await fetch(url, init);
     const tokenRequest = init.method === "POST" && String(init.body).includes("grant_type=");
-    if (tokenRequest && response.status !== 200) answeredRetryAfter = response.headers.get("retry-after");
-    if (tokenRequest && response.status === 200) {
+    let response: Response;
+    try {
+      response = await fetch(url, init);
+    } catch (error) {
+      if (tokenRequest) tokenAttempt = neverSent(error) ? "not-processed" : "sent";
+      throw error;
+    }
+    if (!tokenRequest) return response;
+    // 404 / 405: no token endpoint there (it moved); nothing was granted.
+    tokenAttempt = response.status === 404 || response.status === 405 ? "not-processed" : "sent";
+    if (response.status !== 200) answeredRetryAfter = response.headers.get("retry-after");
+    if (response.status === 200) {
       const body = (await response
         .clone()
         .json()
@@ -114,43 +216,106 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     }
     return response;
   };
-  let configuration: Promise<oidc.Configuration> | undefined;
-  const config = () => {
-    configuration ??= discover(options, watchingFetch).catch((error: unknown) => {
-      configuration = undefined;
-      throw error;
-    });
-    return configuration;
+
+  let current: Metadata | undefined;
+  /** Stored metadata dated this or earlier failed here once: not used again (the store keeps it until the next save). */
+  let failedStoredAt = Number.NEGATIVE_INFINITY;
+  const fresh = (fetchedAt: number) => {
+    const age = wallNow() - fetchedAt;
+    return age < DISCOVERY_MAX_AGE_MS && age > -DISCOVERY_FUTURE_TOLERANCE_MS;
   };
+  const discoverNow = async (): Promise<Metadata> => {
+    const fetchedAt = wallNow();
+    const config = await discover(options, watchingFetch);
+    return { config, fetchedAt, record: recordOf(config.serverMetadata(), fetchedAt, expectedIssuer), proven: true };
+  };
+  /** The metadata for the next exchange, and whether it was discovered for it. */
+  const metadataFor = async (stored: StoredDiscovery | undefined): Promise<{ metadata: Metadata; discovered: boolean }> => {
+    const usable =
+      stored !== undefined &&
+      fresh(stored.fetchedAt) &&
+      stored.fetchedAt > failedStoredAt &&
+      withoutSlash(stored.metadata.issuer) === expectedIssuer;
+    if (usable && (current === undefined || !fresh(current.fetchedAt) || stored.fetchedAt > current.fetchedAt)) {
+      const server = structuredClone(stored.metadata) as oidc.ServerMetadata;
+      current = {
+        config: configure(await loadOpenidClient(), server, options, watchingFetch),
+        fetchedAt: stored.fetchedAt,
+        record: stored,
+        proven: false,
+      };
+    }
+    if (current !== undefined && fresh(current.fetchedAt)) return { metadata: current, discovered: false };
+    current = undefined;
+    current = await discoverNow();
+    return { metadata: current, discovered: true };
+  };
+
   const parameters = () => {
     const p: Record<string, string> = {};
     if (options.scope !== undefined) p.scope = options.scope;
     if (options.resource !== undefined) p.resource = options.resource;
     return p;
   };
-  /** Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the response body). */
-  const exchange = async (run: () => Promise<oidc.TokenEndpointResponse>): Promise<GrantResult> => {
+  type Run = (lib: OpenidClient, config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>;
+  /** A failure before any exchange (discovery, loading openid-client): token-free. */
+  const failed = (error: unknown): GrantResult => ({ ok: false, error: summarizeFailure(error) });
+  /**
+   * Run one exchange; a failure leaves as a token-free summary (its cause chain may hold the
+   * response body). `notProcessed`: the failure proves no token endpoint took the request.
+   */
+  const exchange = async (metadata: Metadata, run: Run): Promise<{ result: GrantResult; notProcessed: boolean }> => {
     answeredRefreshToken = undefined;
     answeredRetryAfter = null;
+    tokenAttempt = "none";
+    const keep = (m: Metadata) => (m.record !== undefined ? { discovery: m.record } : {});
     try {
-      return { ok: true, response: { ...(await run()) } as TokenEndpointResponse };
+      const response = await run(await loadOpenidClient(), metadata.config);
+      metadata.proven = true;
+      return { result: { ok: true, response: { ...response } as TokenEndpointResponse, ...keep(metadata) }, notProcessed: false };
     } catch (error) {
       const rotated = answeredRefreshToken;
       const retryAfter = retryAfterMs(answeredRetryAfter, Date.now());
-      return {
+      const result: GrantResult = {
         ok: false,
         error: summarizeFailure(error),
         ...(rotated !== undefined ? { rotatedRefreshToken: rotated } : {}),
         ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+        ...(metadata.proven ? keep(metadata) : {}),
       };
+      return { result, notProcessed: !tokenRequestTaken() && rotated === undefined };
     } finally {
       answeredRefreshToken = undefined;
       answeredRetryAfter = null;
     }
   };
+  const grant = async (stored: StoredDiscovery | undefined, run: Run): Promise<GrantResult> => {
+    let chosen: { metadata: Metadata; discovered: boolean };
+    try {
+      chosen = await metadataFor(stored);
+    } catch (error) {
+      return failed(error);
+    }
+    const first = await exchange(chosen.metadata, run);
+    if (first.result.ok || chosen.discovered) return first.result;
+    // Failed with metadata not discovered for this exchange. From the store: forget it.
+    const previous = chosen.metadata.proven ? chosen.metadata : undefined;
+    if (previous === undefined) failedStoredAt = Math.max(failedStoredAt, chosen.metadata.fetchedAt);
+    current = previous;
+    // The refresh token was not presented to a token endpoint that took it: ask again, once,
+    // with fresh metadata. Any other failure may have consumed it: never present it twice.
+    if (!first.notProcessed) return first.result;
+    try {
+      current = await discoverNow();
+    } catch {
+      current = previous;
+      return first.result;
+    }
+    return (await exchange(current, run)).result;
+  };
+
   return {
-    refresh: (refreshToken) =>
-      exchange(async () => (await loadOpenidClient()).refreshTokenGrant(await config(), refreshToken, parameters())),
-    clientCredentials: () => exchange(async () => (await loadOpenidClient()).clientCredentialsGrant(await config(), parameters())),
+    refresh: (refreshToken, discovery) => grant(discovery, (lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters())),
+    clientCredentials: (discovery) => grant(discovery, (lib, config) => lib.clientCredentialsGrant(config, parameters())),
   };
 }

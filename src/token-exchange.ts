@@ -8,7 +8,7 @@ import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
-import { expiresInSeconds, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
+import { expiresInSeconds, type StoredDiscovery, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
 import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
 
@@ -18,7 +18,8 @@ export interface ExchangeDeps {
   readonly issuer: string;
   readonly clientId: string;
   readonly refreshWindowMs: number;
-  readonly requestTokens: (refreshToken: string | undefined) => Promise<GrantResult>;
+  /** `discovery`: the identity provider's metadata stored with the login, if any (saves a discovery request). */
+  readonly requestTokens: (refreshToken: string | undefined, discovery: StoredDiscovery | undefined) => Promise<GrantResult>;
   readonly wallNow: () => number;
   /** The stored login if it belongs to this issuer and client; otherwise undefined. */
   readonly ours: (stored: StoredTokens | undefined) => StoredTokens | undefined;
@@ -120,7 +121,7 @@ async function grantAndSave(
     if (refreshToken === undefined) return failure(source?.accessToken === undefined ? deps.noLogin() : deps.noRefreshToken());
   }
   const sentAt = deps.wallNow();
-  const result = await deps.requestTokens(refreshToken);
+  const result = await deps.requestTokens(refreshToken, stored?.discovery ?? source?.discovery);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
       const failed = failure(result.error, isTerminal(failureFacts(result.error)));
@@ -129,7 +130,14 @@ async function grantAndSave(
     // The answer was rejected, but the provider rotated the refresh token: the old one is
     // consumed. Keep the new one (memory and store), so the next attempt does not present
     // a used refresh token — which a provider with reuse detection answers by revoking the login.
-    const kept = await save(deps, { ...source, refreshToken: result.rotatedRefreshToken }, stored);
+    // The metadata goes with it only if the adapter still vouches for it.
+    const { discovery: _used, ...login } = source;
+    const rotated = {
+      ...login,
+      refreshToken: result.rotatedRefreshToken,
+      ...(result.discovery !== undefined ? { discovery: result.discovery } : {}),
+    };
+    const kept = await save(deps, rotated, stored);
     const error = new ExchangeFailure(`${describeFailure(result.error)}; the new refresh token was kept`, failureFacts(result.error));
     return failure(error, false, kept);
   }
@@ -137,7 +145,7 @@ async function grantAndSave(
   if (problem !== undefined) {
     return failure(new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}));
   }
-  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source), stored) };
+  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, result.discovery), stored) };
 }
 
 /** Save; if the store fails, the tokens are in use all the same (this process holds the live refresh token). */
@@ -150,12 +158,16 @@ async function save(deps: ExchangeDeps, tokens: StoredTokens, stored: StoredToke
   }
 }
 
-/** The persisted form of a token response (checked with `tokenResponseProblem` first). */
+/**
+ * The persisted form of a token response (checked with `tokenResponseProblem` first), with
+ * the identity provider's metadata the request used, if it is to be kept.
+ */
 export function storedFromResponse(
   deps: Pick<ExchangeDeps, "issuer" | "clientId">,
   response: TokenEndpointResponse,
   sentAt: number,
   previous?: StoredTokens,
+  discovery?: StoredDiscovery,
 ): StoredTokens {
   const times = tokenTimes(sentAt, expiresInSeconds(response.expires_in));
   const refreshToken = response.refresh_token ?? previous?.refreshToken;
@@ -177,5 +189,6 @@ export function storedFromResponse(
     expiresAt: times.expiresAt,
     ...(refreshExpiresAt !== undefined ? { refreshExpiresAt } : {}),
     ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
+    ...(discovery !== undefined ? { discovery } : {}),
   };
 }

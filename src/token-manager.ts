@@ -136,7 +136,8 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       issuer: settings.issuer,
       clientId: settings.clientId,
       refreshWindowMs: settings.refreshWindowMs,
-      requestTokens: (refreshToken) => (refreshToken === undefined ? oidc.clientCredentials() : oidc.refresh(refreshToken)),
+      requestTokens: (refreshToken, discovery) =>
+        refreshToken === undefined ? oidc.clientCredentials(discovery) : oidc.refresh(refreshToken, discovery),
       wallNow: () => clock.now(),
       ours,
       noLogin: () => noLogin(settings),

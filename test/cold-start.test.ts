@@ -5,6 +5,11 @@
  *  - With a valid stored token, the call loads neither openid-client, nor @napi-rs/keyring
  *    (fileStore), nor proper-lockfile: the module log of the ESM loader and the CommonJS
  *    module cache of the child say so.
+ *  - With an expired token, the refresh costs one request to the identity provider when the
+ *    store holds the provider's metadata (kept by the refresh before), two (discovery first)
+ *    when it does not or when the metadata is a day old; metadata that fails is discovered
+ *    again, and the grant asked again only when the request provably never reached a token
+ *    endpoint (a refused connection, 404): a refresh token is never presented twice.
  *
  * Reproduce: node --import tsx --test test/cold-start.test.ts
  */
@@ -13,11 +18,17 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { createTokenManager } from "../src/index.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createTokenManager, TokenStoreError } from "../src/index.js";
+import { fileStore } from "../src/node.js";
+import { DISCOVERY_MAX_AGE_MS } from "../src/oidc.js";
+import { parseStoredTokens, serializeStoredTokens } from "../src/stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../src/types.js";
 import { buildColdCopy, type ColdCopy, moduleLogArgs, runColdChild } from "./support/cold-build.js";
 import type { ColdChildConfig } from "./support/cold-client.js";
 import { packagesIn } from "./support/cold-packages.js";
+import { type IdpRequests, watchIdpRequests } from "./support/cold-requests.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
 import { createManualClock } from "./support/manual-clock.js";
@@ -29,15 +40,18 @@ const HEAVY = ["openid-client", "@napi-rs/keyring", "proper-lockfile"] as const;
 let folder: string;
 let idp: Idp;
 let server: TestServer;
+let requests: IdpRequests;
 const copies: Partial<Record<"esm" | "cjs", ColdCopy>> = {};
 
 before(async () => {
   folder = await mkdtemp(join(tmpdir(), "connect-oidc-cold-"));
   [copies.esm, copies.cjs, idp] = await Promise.all([buildColdCopy("esm"), buildColdCopy("cjs"), startIdp({ accessTokenTtl: 3600 })]);
   server = await startServer({ idp, http2: false });
+  requests = watchIdpRequests(idp.issuer);
 });
 
 after(async () => {
+  requests?.stop();
   await server?.close();
   await idp?.close();
   await Promise.all([copies.esm?.remove(), copies.cjs?.remove()]);
@@ -142,5 +156,201 @@ describe("cold start, keyringStore", () => {
     assert.equal(report.reply, "cold");
     assert.ok(loaded.has("@napi-rs/keyring"), `loaded: ${[...loaded].join(", ")}`);
     assert.ok(!loaded.has("openid-client") && !loaded.has("proper-lockfile"), `loaded: ${[...loaded].join(", ")}`);
+  });
+});
+
+type Discovery = NonNullable<StoredTokens["discovery"]>;
+
+/** The provider's metadata as a refresh stores it, fetched now (dated `fetchedAt`). */
+async function discoveryRecord(fetchedAt = Date.now(), change: Partial<Discovery["metadata"]> = {}): Promise<Discovery> {
+  const document = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+  return {
+    fetchedAt,
+    metadata: {
+      issuer: document.issuer as string,
+      token_endpoint: document.token_endpoint as string,
+      token_endpoint_auth_methods_supported: document.token_endpoint_auth_methods_supported as string[],
+      id_token_signing_alg_values_supported: document.id_token_signing_alg_values_supported as string[],
+      ...change,
+    },
+  };
+}
+
+describe("cold refresh: a fresh process with an expired stored token", () => {
+  const copy = () => copies.esm!;
+
+  test("nothing known of the provider (right after a login): discovery and the refresh, 2 requests; the store then holds the metadata", async () => {
+    const config = fileConfig();
+    await seed(copy(), config, await storedLogin(-2 * HOUR));
+    requests.reset();
+    const { report } = await callInFreshProcess(copy(), config);
+    assert.equal(report.reply, "cold");
+    assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+    assert.deepEqual(report.idpRequests, requests.seen, "the child counted what the IdP saw");
+    const stored = await fileStore((config.store as { path: string }).path).load();
+    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
+    assert.ok(Math.abs(Date.now() - stored!.discovery!.fetchedAt) < 60_000);
+  });
+
+  test("the provider's metadata in the store: exactly 1 request to the IdP (the refresh), no discovery", async () => {
+    const config = fileConfig();
+    await seed(copy(), config, { ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    requests.reset();
+    const tokenRequests = idp.stats.tokenRequests;
+    const { report } = await callInFreshProcess(copy(), config);
+    assert.equal(report.reply, "cold");
+    assert.deepEqual(requests.seen, ["POST /token"]);
+    assert.equal(idp.stats.tokenRequests - tokenRequests, 1, "the IdP's own count agrees");
+    assert.deepEqual(report.idpRequests, ["POST /token"]);
+  });
+
+  test("metadata a day old: discovered again (2 requests), and the fresh metadata stored", async () => {
+    const config = fileConfig();
+    const stale = await discoveryRecord(Date.now() - DISCOVERY_MAX_AGE_MS - 60_000);
+    await seed(copy(), config, { ...(await storedLogin(-2 * HOUR)), discovery: stale });
+    requests.reset();
+    const { report } = await callInFreshProcess(copy(), config);
+    assert.equal(report.reply, "cold");
+    assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+    const stored = await fileStore((config.store as { path: string }).path).load();
+    assert.ok(stored!.discovery!.fetchedAt > stale.fetchedAt + DISCOVERY_MAX_AGE_MS);
+  });
+
+  test("metadata in the store, the CommonJS build: 1 request", async () => {
+    const config = fileConfig();
+    await seed(copies.cjs!, config, { ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    requests.reset();
+    const { report } = await callInFreshProcess(copies.cjs!, config);
+    assert.equal(report.reply, "cold");
+    assert.deepEqual(requests.seen, ["POST /token"]);
+  });
+});
+
+describe("stored metadata that is wrong", () => {
+  /** A manager on a file store holding an expired login with `discovery`; the refresh it makes. */
+  async function refreshWith(discovery: Discovery) {
+    const config = fileConfig();
+    const path = (config.store as { path: string }).path;
+    const store = fileStore(path);
+    await store.save({ ...(await storedLogin(-2 * HOUR)), discovery });
+    const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store });
+    requests.reset();
+    const invalidGrants = idp.stats.invalidGrant;
+    try {
+      await manager.getAccessToken();
+    } finally {
+      manager.close();
+    }
+    assert.equal(idp.stats.invalidGrant, invalidGrants, "no refresh token presented twice");
+    return { stored: await store.load() };
+  }
+
+  test("a token endpoint that answers 404 (moved): discovered again and asked again once; the store then holds the right endpoint", async () => {
+    const { stored } = await refreshWith(await discoveryRecord(Date.now(), { token_endpoint: `${idp.issuer}/moved-away` }));
+    assert.deepEqual(requests.seen, ["POST /moved-away", "GET /.well-known/openid-configuration", "POST /token"]);
+    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
+  });
+
+  test("a token endpoint that refuses connections: discovered again and asked again once", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const { stored } = await refreshWith(await discoveryRecord(Date.now(), { token_endpoint: `http://127.0.0.1:${port}/token` }));
+    assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
+  });
+
+  test("an answer that may have consumed the refresh token (500): not asked again; the metadata is forgotten, the next attempt discovers", async () => {
+    const config = fileConfig();
+    const store = fileStore((config.store as { path: string }).path);
+    await store.save({ ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    const clock = createManualClock();
+    const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    try {
+      idp.setTokenOutage(500);
+      requests.reset();
+      await assert.rejects(manager.getAccessToken());
+      assert.deepEqual(requests.seen, ["POST /token"], "one request: never presented twice");
+      idp.setTokenOutage(undefined);
+      await clock.advance(2_000);
+      requests.reset();
+      await manager.getAccessToken();
+      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+    } finally {
+      idp.setTokenOutage(undefined);
+      manager.close();
+    }
+  });
+
+  test("a processed answer that openid-client rejects (rotated refresh token kept): not asked again, the unproven metadata not kept", async () => {
+    const config = fileConfig();
+    const store = fileStore((config.store as { path: string }).path);
+    const login = await storedLogin(-2 * HOUR);
+    await store.save({ ...login, discovery: await discoveryRecord() });
+    const clock = createManualClock();
+    const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    const invalidGrants = idp.stats.invalidGrant;
+    try {
+      idp.rewriteTokenResponse((body) => ({ ...body, expires_in: -5 }));
+      requests.reset();
+      await assert.rejects(manager.getAccessToken());
+      assert.deepEqual(requests.seen, ["POST /token"]);
+      const kept = await store.load();
+      assert.notEqual(kept?.refreshToken, login.refreshToken, "the rotated refresh token is kept");
+      assert.equal(kept?.discovery, undefined);
+      idp.rewriteTokenResponse(undefined);
+      await clock.advance(2_000);
+      await manager.getAccessToken();
+      assert.equal(idp.stats.invalidGrant, invalidGrants);
+    } finally {
+      idp.rewriteTokenResponse(undefined);
+      manager.close();
+    }
+  });
+});
+
+describe("StoredTokens.discovery in the store's text", () => {
+  const login = { version: 1, issuer: "https://id.example", clientId: "cli", accessToken: "at", expiresAt: 1 } as const;
+  const discovery = {
+    fetchedAt: 1_700_000_000_000,
+    metadata: {
+      issuer: "https://id.example",
+      token_endpoint: "https://id.example/token",
+      token_endpoint_auth_methods_supported: ["none", "client_secret_basic"],
+      id_token_signing_alg_values_supported: ["RS256"],
+    },
+  };
+
+  test("kept through serialize and parse; fields it does not know are dropped", () => {
+    const text = serializeStoredTokens({
+      ...login,
+      discovery: { ...discovery, metadata: { ...discovery.metadata, jwks_uri: "x" } } as never,
+    });
+    assert.deepEqual(parseStoredTokens(text, "test").discovery, discovery);
+    const withExtra = JSON.stringify({ ...login, discovery: { ...discovery, extra: 1, metadata: { ...discovery.metadata, extra: 2 } } });
+    assert.deepEqual(parseStoredTokens(withExtra, "test").discovery, discovery);
+  });
+
+  test("a discovery of the wrong shape is ignored, not corrupt: the login is read without it", () => {
+    const wrong: unknown[] = [
+      "x",
+      null,
+      [],
+      { ...discovery, fetchedAt: "now" },
+      { fetchedAt: 1 },
+      { ...discovery, metadata: { ...discovery.metadata, token_endpoint: "ftp://id.example/token" } },
+      { ...discovery, metadata: { ...discovery.metadata, issuer: 42 } },
+      { ...discovery, metadata: { ...discovery.metadata, token_endpoint_auth_methods_supported: [1, 2] } },
+      { ...discovery, metadata: { ...discovery.metadata, id_token_signing_alg_values_supported: "RS256" } },
+    ];
+    for (const value of wrong) {
+      let parsed: StoredTokens | undefined;
+      assert.doesNotThrow(() => {
+        parsed = parseStoredTokens(JSON.stringify({ ...login, discovery: value }), "test");
+      }, TokenStoreError);
+      assert.equal(parsed?.discovery, undefined, JSON.stringify(value));
+      assert.equal(parsed?.accessToken, "at");
+    }
   });
 });

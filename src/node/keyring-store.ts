@@ -102,11 +102,18 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
 
     async save(tokens: StoredTokens): Promise<void> {
       const limit = keyringValueLimit();
-      let bytes = new TextEncoder().encode(serializeStoredTokens(tokens));
-      if (bytes.length > limit && tokens.accessToken !== undefined) {
+      let login = tokens;
+      let bytes = new TextEncoder().encode(serializeStoredTokens(login));
+      if (bytes.length > limit && login.discovery !== undefined) {
+        // The provider's metadata only saves the next process a discovery request: it goes first.
+        const { discovery: _dropped, ...rest } = login;
+        login = rest;
+        bytes = new TextEncoder().encode(serializeStoredTokens(login));
+      }
+      if (bytes.length > limit && login.accessToken !== undefined) {
         // Keep the part that matters: without the access token, other processes refresh
         // with the stored (current) refresh token instead of adopting; nothing is lost.
-        const { accessToken: _dropped, ...rest } = tokens;
+        const { accessToken: _dropped, ...rest } = login;
         bytes = new TextEncoder().encode(serializeStoredTokens(rest));
       }
       if (bytes.length > limit) {
