@@ -50,6 +50,15 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
   const probe = entrySlot(service, `${account} (connect-oidc probe)`, entryOptions);
   const runtimeFolder = runtimeDirectory();
   const fileLock = createFileLock(join(runtimeFolder, `keyring-${hash(service, account)}.lock`));
+  // Callers that arrive together share one check of the folder, so they reach the lock's
+  // queue in the order they called (separate checks finish in any order).
+  let preparing: Promise<void> | undefined;
+  const preparedFolder = (): Promise<void> => {
+    preparing ??= prepareRuntimeFolder(runtimeFolder).finally(() => {
+      preparing = undefined;
+    });
+    return preparing;
+  };
 
   /**
    * Runs one keyring call. The kernel keyring refuses the first access of some processes
@@ -134,7 +143,7 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
     },
 
     async lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-      await prepareRuntimeFolder(runtimeFolder);
+      await preparedFolder();
       return fileLock.lock(fn, signal);
     },
   };
