@@ -82,6 +82,8 @@ function decideWithLogin(
   settings: Settings,
   backoff: { readonly retryAt: number; readonly demandRetryAt: number; readonly error: Error } | undefined,
 ): Decision {
+  // refreshWindowMs 0: refreshes happen on a caller's demand only, retries included.
+  if (background && settings.refreshWindowMs === 0) return IDLE;
   const tokens = login?.tokens;
   const canRefresh = settings.grant === "client_credentials" || tokens?.refreshToken !== undefined;
   const usable = usableAt(tokens, now.wall);
@@ -132,9 +134,9 @@ export function wakeAt(state: State, settings: Settings): { readonly wall?: numb
   // Refused tokens are replaced on demand (a caller's), never by the timer.
   if (login?.refused) return undefined;
   if (settings.grant === "refresh_token" && login?.tokens.refreshToken === undefined) return undefined;
+  if (settings.refreshWindowMs === 0) return undefined;
   if (state.kind === "backing-off") return { monotonic: state.retryAt };
   const tokens = state.login.tokens;
-  if (settings.refreshWindowMs === 0) return undefined;
   if (tokens.issuedAt === undefined || tokens.expiresAt === undefined || tokens.accessToken === undefined) return { wall: 0 };
   return { wall: refreshAt(tokens as TokenTimes, settings.refreshWindowMs) };
 }

@@ -90,8 +90,11 @@ async function afterTerminal(
     return grantAndSave(deps, again, again);
   }
   // Tell the other processes: this refresh token is dead. They then stop without asking the
-  // identity provider (which would count each of them as another invalid_grant).
-  if (used?.refreshToken !== undefined && again?.refreshToken === used.refreshToken) {
+  // identity provider (which would count each of them as another invalid_grant). Only for a
+  // dead grant: a refusal of this process's client settings (invalid_client, invalid_scope,
+  // a bare 401) says nothing of the login other processes share.
+  const deadGrant = failureFacts(terminal.error).error === "invalid_grant";
+  if (deadGrant && used?.refreshToken !== undefined && again?.refreshToken === used.refreshToken) {
     const { refreshToken: _dead, ...withoutRefreshToken } = again;
     await deps.store.save(withoutRefreshToken).catch(() => {});
   }

@@ -28,8 +28,10 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
   const monotonic = monotonicOf(clock);
   let state: State = { kind: "loading" };
   let timer: unknown;
-  // The login end last announced by `login-expiring` (once per login and process).
-  let announcedEnd: number | undefined;
+  // `login-expiring` was emitted for the login held: once per login and process. A login set
+  // here (setTokens) or found anew in the store while re-login was required starts afresh;
+  // refreshes do not (a provider with a sliding lifetime moves the end at every refresh).
+  let announced = false;
 
   const now = (): Now => ({ wall: clock.now(), monotonic: monotonic() });
 
@@ -57,17 +59,14 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
   /** When `login-expiring` is due for the login held (wall clock), unless already announced. */
   const expiringAt = (): number | undefined => {
     const end = "login" in state ? state.login?.tokens.refreshExpiresAt : undefined;
-    // Announced already: the same end again (a refresh restates it, rounded), or earlier.
-    // A later end is a new login, announced in its turn.
-    if (end === undefined || (announcedEnd !== undefined && end <= announcedEnd + 60_000)) return undefined;
-    return end - settings.loginExpiringMs;
+    return end === undefined || announced ? undefined : end - settings.loginExpiringMs;
   };
 
   const announceExpiring = () => {
     const at = expiringAt();
     if (at === undefined || clock.now() < at) return;
-    announcedEnd = at + settings.loginExpiringMs;
-    emit({ type: "login-expiring", expiresAt: announcedEnd });
+    announced = true;
+    emit({ type: "login-expiring", expiresAt: at + settings.loginExpiringMs });
   };
 
   const onTimer = () => {
@@ -88,6 +87,7 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
       const next = transition(previous, input);
       if (next === previous) return;
       state = next;
+      if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) announced = false;
       arm(0);
       for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);
       announceExpiring();

@@ -146,6 +146,20 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
   });
   const reads = createStoreReads(machine, store, ours);
 
+  /**
+   * Write a login set here (or its removal) under the lock. If that fails — the store or the
+   * lock — what the store still holds is remembered as such, so it is never taken for
+   * another process's newer login.
+   */
+  const persist = async (write: () => Promise<void>) => {
+    try {
+      await locked(write);
+    } catch (error) {
+      machine.apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
+      throw error;
+    }
+  };
+
   const manager: TokenManager = {
     getAccessToken: (request) => getAccessToken({ machine, settings, refresh, reads }, request),
     accepted(token) {
@@ -158,20 +172,12 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       const tokens = storedFromResponse(settings, response, clock.now());
       machine.apply({ type: "replaced", tokens });
       // In memory first: if the store fails, this process still works (and the error says why others cannot).
-      await locked(async () => {
-        try {
-          await store.save(tokens);
-        } catch (error) {
-          // What the store holds is not this login: remember what it is, so it is not taken for a newer one.
-          machine.apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
-          throw error;
-        }
-      });
+      await persist(() => store.save(tokens));
     },
     async signOut() {
       if (machine.state.kind === "closed") throw closedError();
       machine.apply({ type: "replaced", tokens: undefined });
-      await locked(() => store.clear());
+      await persist(() => store.clear());
     },
     close() {
       machine.apply({ type: "closed" });
@@ -213,7 +219,10 @@ async function getAccessToken(
         }
         throw decision.error;
       case "load":
-        wait = reads.load();
+        // A refusal reported before the login was loaded is about the loaded login's token.
+        wait = reads.load().then(() => {
+          if (rejected !== undefined) machine.apply({ type: "refused", token: rejected });
+        });
         break;
       case "recheck":
         wait = reads.recheck();

@@ -15,6 +15,7 @@
  */
 import type { ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { forcedRefreshDelay, isUsable, type TokenTimes } from "./policy.js";
+import { sameLogin } from "./stored-tokens.js";
 import type { RefreshReason, StoredTokens, TokenEvent } from "./types.js";
 
 /** What this process holds of a login, and what servers said of its access token. */
@@ -55,8 +56,11 @@ export interface RefreshOutcome {
 export type State =
   /** The store has not been read yet. */
   | { readonly kind: "loading" }
-  /** No login (none stored, or signed out). Client credentials fetch one on the first call. */
-  | { readonly kind: "empty" }
+  /**
+   * No login (none stored, or signed out). Client credentials fetch one on the first call.
+   * `inStore`: what the store still holds when clearing it failed (not to be taken for a new login).
+   */
+  | { readonly kind: "empty"; readonly inStore?: StoredTokens }
   /** A login; its token may be fresh, due for a refresh, expired or refused (`decide` tells). */
   | { readonly kind: "ready"; readonly login: Login; readonly outcome?: RefreshOutcome; readonly reason?: RefreshReason }
   /** A refresh is in flight; callers without a usable token wait for it. */
@@ -183,13 +187,14 @@ export function transition(state: State, input: Input): State {
       return {
         kind: "reauth-required",
         login,
-        inStore: login?.inStore,
+        inStore: state.kind === "empty" ? state.inStore : login?.inStore,
         error: input.error,
         terminal: input.terminal,
         checkedAt: input.at,
       };
     }
     case "store-seen":
+      if (state.kind === "empty") return input.stored === undefined ? { kind: "empty" } : { kind: "empty", inStore: input.stored };
       return withLogin(state, (login) => ({ ...login, inStore: input.stored }));
     case "refused":
     case "accepted":
@@ -246,7 +251,8 @@ function anotherLogin(
   stored: StoredTokens | undefined,
   wallNow: number,
 ): stored is StoredTokens {
-  if (stored === undefined) return false;
+  // What this process last saw in the store is no news, whatever it holds in memory.
+  if (stored === undefined || sameLogin(stored, state.inStore)) return false;
   const held = state.login?.tokens ?? state.inStore;
   return (
     (stored.refreshToken !== undefined && stored.refreshToken !== held?.refreshToken) ||

@@ -20,6 +20,8 @@ import {
   memoryStore,
   ReauthRequiredError,
   TokenRefreshError,
+  TokenStoreError,
+  type TokenEvent,
   type TokenManager,
 } from "../src/index.js";
 import { fileStore } from "../src/node.js";
@@ -338,6 +340,112 @@ describe("token manager: defects from review (real oidc-provider)", () => {
     const token = await get(manager);
     assert.ok(token.length > 0);
     assert.ok(seen.some((e) => e.type === "refreshed"));
+  });
+
+  describe("found in review of the rewrite", () => {
+    /** A memory store whose lock can be made to fail (a lock timeout), and whose saves can. */
+    function flakyStore() {
+      const inner = memoryStore();
+      const faults = { lock: false, save: false };
+      const store = {
+        load: () => inner.load(),
+        clear: () => inner.clear(),
+        async save(t: Parameters<typeof inner.save>[0]) {
+          if (faults.save) throw new TokenStoreError("io", "the token store cannot be written (disk full)");
+          return inner.save(t);
+        },
+        lock<T>(fn: () => Promise<T>) {
+          if (faults.lock) return Promise.reject(new TokenStoreError("lock-timeout", "gave up waiting for the lock"));
+          return inner.lock!(fn);
+        },
+      };
+      return { store, faults };
+    }
+
+    it("a setTokens whose lock fails: the store's previous login is never taken for a newer one", async () => {
+      const { store, faults } = flakyStore();
+      const { clock, login: previous } = await setup({ store }); // another login in the store
+      const seenHere: TokenEvent[] = [];
+      const m = manage({ clock, store }, seenHere);
+      faults.lock = true;
+      const other = await s.idp.login();
+      leaks.remember(other.access_token, other.refresh_token);
+      assert.ok((await rejects(m.setTokens(other))) instanceof TokenStoreError);
+      faults.lock = false;
+      const fresh = await get(m, { rejected: other.access_token });
+      assert.notEqual(fresh, previous.access_token, "not the previous login's token");
+      assert.notEqual(fresh, other.access_token);
+      assert.ok(!seenHere.some((e) => e.type === "adopted"));
+    });
+
+    it("a signOut whose lock fails: the signed-out login does not come back on the next look at the store", async () => {
+      const { store, faults } = flakyStore();
+      const { manager, clock } = await setup({ store });
+      faults.lock = true;
+      assert.ok((await rejects(manager.signOut())) instanceof TokenStoreError);
+      faults.lock = false;
+      for (let i = 0; i < 3; i += 1) {
+        await clock.advance(2000);
+        assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+      }
+    });
+
+    it("a client-side refusal (invalid_client, invalid_scope) in one process leaves the shared login alone", async () => {
+      const store = memoryStore();
+      const { manager: good, login } = await setup({ store });
+      const bad = manage({ store, clock: createManualClock() });
+      for (const error of ["invalid_client", "invalid_scope"]) {
+        // What a process with a wrong secret or a scope the client may not have is answered.
+        s.idp.setTokenOutage(error === "invalid_client" ? 401 : 400, { body: { error }, headers: { "content-type": "application/json" } });
+        assert.ok((await rejects(bad.getAccessToken({ rejected: login.access_token }))) instanceof ReauthRequiredError);
+        s.idp.setTokenOutage(undefined);
+        assert.ok((await store.load())?.refreshToken !== undefined, `${error}: the refresh token is still stored`);
+      }
+      assert.notEqual(await get(good, { rejected: login.access_token }), login.access_token);
+    });
+
+    it("after a failed save and a revoked grant, the re-login check does not adopt the stale stored login", async () => {
+      const { store, faults } = flakyStore();
+      const { manager, clock, seen, login } = await setup({ store });
+      faults.save = true;
+      await get(manager, { rejected: login.access_token }); // RT1 in memory, RT0 still stored
+      await s.idp.revokeGrant();
+      await clock.advance(HOUR + 1); // expired: the refresh meets invalid_grant
+      assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+      const invalid = s.idp.stats.invalidGrant;
+      for (let i = 0; i < 3; i += 1) {
+        await clock.advance(2000);
+        assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+      }
+      assert.equal(s.idp.stats.invalidGrant, invalid, "the consumed refresh token was not sent again");
+      assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
+      assert.ok(!seen.some((e) => e.type === "adopted"));
+    });
+
+    it("a sliding refresh lifetime (refresh_expires_in restated at every refresh): login-expiring once", async () => {
+      const { manager, clock, seen, login } = await setup();
+      s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_expires_in: 30 * 60 }));
+      let token = login.access_token;
+      for (let i = 0; i < 4; i += 1) {
+        token = await get(manager, { rejected: token });
+        accepted(manager, token);
+        await clock.advance(5 * 60_000);
+      }
+      assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1);
+    });
+
+    it("refreshWindowMs 0 while the IdP is down: no retries without a caller", async () => {
+      const { manager, clock } = await setup({ refreshWindowMs: 0 });
+      await clock.advance(HOUR + 1);
+      s.idp.setTokenOutage(503);
+      assert.ok((await rejects(manager.getAccessToken())) instanceof TokenRefreshError);
+      const before = s.idp.stats.tokenRequests;
+      for (let i = 0; i < 20; i += 1) {
+        await clock.advance(60_000);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.equal(s.idp.stats.tokenRequests, before, "nobody asked, nothing sent");
+    });
   });
 });
 
