@@ -13,6 +13,7 @@
  */
 import type * as oidc from "openid-client";
 import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
+import { MAX_TIMER_MS } from "./clock.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
 import { type StoredDiscovery, storedDiscovery } from "./stored-tokens.js";
@@ -109,7 +110,8 @@ function configure(lib: OpenidClient, server: oidc.ServerMetadata, options: Oidc
 }
 
 function timeoutSeconds(options: OidcAdapterOptions): number {
-  return Math.ceil((options.timeoutMs ?? 10_000) / 1000);
+  // openid-client arms AbortSignal.timeout(seconds * 1000): clamp it to setTimeout's range.
+  return Math.min(Math.ceil((options.timeoutMs ?? 10_000) / 1000), Math.floor(MAX_TIMER_MS / 1000));
 }
 
 function clientAuth(lib: OpenidClient, method: ClientAuthentication, options: ClientCredentialsOptions): oidc.ClientAuth {

@@ -7,6 +7,9 @@
  * storm, no token in any error, and the login going on where it can.
  */
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
@@ -15,6 +18,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { EchoService, SayResponseSchema } from "../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, ReauthRequiredError, TokenRefreshError } from "../src/index.js";
+import { createFileLock } from "../src/node.js";
 import { startIdp } from "./support/idp.js";
 import { managerSuite } from "./support/manager-suite.js";
 import { createManualClock } from "./support/manual-clock.js";
@@ -242,6 +246,40 @@ describe("faults: servers", () => {
     } finally {
       for (const session of sessions) session.destroy(); // the client keeps its session open
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe("faults: huge durations", () => {
+  const s = managerSuite();
+
+  it("timeoutMs: 3e9 (beyond setTimeout's range): refreshes work, and nothing is printed", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const { manager, login } = await s.setup({ timeoutMs: 3e9 });
+      assert.notEqual(await s.get(manager, { rejected: login.access_token }), login.access_token);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
+  it("a file lock with timeoutMs: Infinity waits for the holder instead of giving up at once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "connect-oidc-faults-lock-"));
+    try {
+      const lock = createFileLock(join(dir, "x.lock"), { timeoutMs: Number.POSITIVE_INFINITY });
+      let release!: () => void;
+      const held = lock.lock(() => new Promise<void>((r) => (release = r)));
+      await new Promise((r) => setTimeout(r, 50));
+      const waiting = lock.lock(async () => "got it");
+      setTimeout(() => release(), 300);
+      assert.equal(await waiting, "got it");
+      await held;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

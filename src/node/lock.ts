@@ -5,6 +5,7 @@ import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import type lockfile from "proper-lockfile";
+import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
 
 export interface FileLockOptions {
@@ -200,7 +201,7 @@ async function acquire(
     if (await removeIfAbandoned(path, wait.staleMs)) continue;
     const left = wait.deadline - performance.now();
     if (left <= 0) throw wait.timeout();
-    await settledWithin(never, Math.min(wait.retryMs, left), wait.signal);
+    await settledWithin(undefined, Math.min(wait.retryMs, left), wait.signal);
   }
 }
 
@@ -400,7 +401,6 @@ function ownerFs(owner: Owner) {
 
 const queues = new Map<string, Promise<void>>();
 const timedOut = Symbol("timed out");
-const never = new Promise<void>(() => {});
 
 /** Waits for the earlier callers in this process; resolves to "leave the queue". */
 async function enterQueue(path: string, signal: AbortSignal | undefined, deadline: number): Promise<() => void> {
@@ -421,8 +421,11 @@ async function enterQueue(path: string, signal: AbortSignal | undefined, deadlin
   return leave;
 }
 
-/** true when `promise` settles within `ms`, false after `ms`; rejects with the signal's reason. */
-function settledWithin(promise: Promise<unknown>, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+/**
+ * true when `promise` settles within `ms`, false after `ms` (clamped to setTimeout's range;
+ * no promise: just the pause); rejects with the signal's reason.
+ */
+function settledWithin(promise: Promise<unknown> | undefined, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const finish = (settle: () => void) => {
@@ -431,9 +434,9 @@ function settledWithin(promise: Promise<unknown>, ms: number, signal: AbortSigna
       settle();
     };
     const onAbort = () => finish(() => reject(signal?.reason));
-    const timer = setTimeout(() => finish(() => resolve(false)), Math.max(ms, 0));
+    const timer = setTimeout(() => finish(() => resolve(false)), clampDelay(ms));
     signal?.addEventListener("abort", onAbort, { once: true });
-    promise.then(
+    promise?.then(
       () => finish(() => resolve(true)),
       () => finish(() => resolve(true)),
     );

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { clampDelay } from "../clock.js";
 import { ConfigurationError, LoginError } from "../errors.js";
-import { describeFailure, libraryCode, oauthErrorCode } from "../failure.js";
+import { describeFailure, libraryCode, oauthErrorCode, summarizeFailure } from "../failure.js";
 import { checkDuration, checkFunction } from "../options.js";
 import {
   checkLoginOptions,
@@ -154,7 +154,13 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
     if (options.resource !== undefined) parameters.resource = options.resource;
     if (nonce !== undefined) parameters.nonce = nonce;
-    const authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
+    let authorizationUrl: URL;
+    try {
+      authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
+    } catch (cause) {
+      // E.g. a provider whose metadata has no authorization_endpoint.
+      throw new LoginError(`${name}: cannot build the authorization URL: ${describeFailure(cause)}`, { cause: summarizeFailure(cause) });
+    }
 
     // Everything that can end the wait other than the redirect itself.
     const interrupted = new Promise<never>((_resolve, reject) => {
