@@ -4,9 +4,42 @@
  */
 import { ConfigurationError } from "./errors.js";
 
+/**
+ * How a confidential client authenticates at the token endpoint (`clientAuthentication`
+ * in {@link TokenManagerOptions}); `"none"` for public clients.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ *
+ * // A provider that does not form-decode Basic credentials: send the secret in the body.
+ * const tokens = createTokenManager({
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-service",
+ *   clientSecret: process.env.CLIENT_SECRET,
+ *   clientAuthentication: "client_secret_post",
+ *   grant: "client_credentials",
+ * });
+ * ```
+ */
 export type ClientAuthentication = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
 
-/** A private key for private_key_jwt: a WebCrypto key, with its key id when the provider needs one. */
+/**
+ * A private key for private_key_jwt: a WebCrypto key, with its key id when the provider needs one.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ *
+ * const key = await crypto.subtle.importKey("pkcs8", pkcs8Bytes, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+ * const tokens = createTokenManager({
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-service",
+ *   clientPrivateKey: { key, kid: "2026-11" },
+ *   grant: "client_credentials",
+ * });
+ * ```
+ */
 export type ClientPrivateKey = CryptoKey | { readonly key: CryptoKey; readonly kid?: string };
 
 export interface ClientCredentialsOptions {

@@ -3,7 +3,26 @@
  * preserved. Messages and causes never contain token material.
  */
 
-/** Every `code` a connect-oidc error can carry: `switch (err.code)` narrows. */
+/**
+ * Every `code` a connect-oidc error can carry: `switch (err.code)` narrows.
+ *
+ * @example
+ * ```ts
+ * import { ConnectOidcError } from "connect-oidc";
+ *
+ * function explain(error: unknown): string {
+ *   if (!(error instanceof ConnectOidcError)) return "unexpected error";
+ *   switch (error.code) {
+ *     case "ERR_REAUTH_REQUIRED":
+ *       return "log in again";
+ *     case "ERR_TOKEN_REFRESH":
+ *       return "the identity provider is unreachable; retrying";
+ *     default:
+ *       return error.message;
+ *   }
+ * }
+ * ```
+ */
 export type ConnectOidcErrorCode =
   | "ERR_CONNECT_OIDC"
   | "ERR_REAUTH_REQUIRED"
@@ -13,6 +32,23 @@ export type ConnectOidcErrorCode =
   | "ERR_CONFIGURATION"
   | "ERR_MANAGER_CLOSED";
 
+/**
+ * The base class of every error connect-oidc throws, with a stable `code` on the class and
+ * the instance and `cause` preserved. Messages and causes never contain token material.
+ *
+ * @example
+ * ```ts
+ * import { ConnectOidcError, ReauthRequiredError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof ReauthRequiredError) console.error("Please log in again.");
+ *   else if (error instanceof ConnectOidcError) console.error(`${error.code}: ${error.message}`);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class ConnectOidcError extends Error {
   static readonly code: ConnectOidcErrorCode = "ERR_CONNECT_OIDC";
   readonly code: ConnectOidcErrorCode = "ERR_CONNECT_OIDC";
@@ -22,13 +58,47 @@ export class ConnectOidcError extends Error {
   }
 }
 
-/** The login is gone (no tokens, or a dead refresh token): log in again. */
+/**
+ * The login is gone (no tokens, or a dead refresh token): log in again. Calls through the
+ * interceptor fail with `Code.Unauthenticated` and this error as `cause`.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "@connectrpc/connect";
+ * import { ReauthRequiredError } from "connect-oidc";
+ * import { loginWithBrowser } from "connect-oidc/node";
+ *
+ * try {
+ *   await client.heartbeat({});
+ * } catch (error) {
+ *   if (ConnectError.from(error).cause instanceof ReauthRequiredError) {
+ *     await tokens.setTokens(await loginWithBrowser({ issuer, clientId }));
+ *   }
+ * }
+ * ```
+ */
 export class ReauthRequiredError extends ConnectOidcError {
   static override readonly code = "ERR_REAUTH_REQUIRED";
   override readonly code = "ERR_REAUTH_REQUIRED";
 }
 
-/** A refresh failed for a reason that may pass (network, timeout, 5xx, 429). */
+/**
+ * A refresh failed for a reason that may pass (network, timeout, 5xx, 429) and no valid
+ * token is left; the manager keeps retrying in the background.
+ *
+ * @example
+ * ```ts
+ * import { TokenRefreshError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof TokenRefreshError && error.retryAt !== undefined) {
+ *     console.error(`Identity provider unreachable; next try at ${new Date(error.retryAt).toLocaleTimeString()}`);
+ *   }
+ * }
+ * ```
+ */
 export class TokenRefreshError extends ConnectOidcError {
   static override readonly code = "ERR_TOKEN_REFRESH";
   override readonly code = "ERR_TOKEN_REFRESH";
@@ -40,7 +110,25 @@ export class TokenRefreshError extends ConnectOidcError {
   }
 }
 
-/** Why a token store failed: `switch (err.reason)` narrows. */
+/**
+ * Why a token store failed: `switch (err.reason)` narrows.
+ *
+ * @example
+ * ```ts
+ * import { TokenStoreError } from "connect-oidc";
+ *
+ * function hint(error: TokenStoreError): string {
+ *   switch (error.reason) {
+ *     case "locked":
+ *       return "unlock your keyring and retry";
+ *     case "no-keyring":
+ *       return "no OS keyring here: pass --store file:<path>";
+ *     default:
+ *       return error.message;
+ *   }
+ * }
+ * ```
+ */
 export type TokenStoreErrorReason =
   /** The keyring is locked (its unlock prompt was dismissed or cannot be shown). */
   | "locked"
@@ -64,7 +152,23 @@ export type TokenStoreErrorReason =
   /** The lock's folder is owned by another user or open to others: it is not used. */
   | "unsafe-folder";
 
-/** A token store cannot be read or written; the message names the cause and the fix. */
+/**
+ * A token store cannot be read or written; the message names the cause and the fix, and
+ * `reason` says which it is. A locked or unreachable keyring is this error, never "no login".
+ *
+ * @example
+ * ```ts
+ * import { TokenStoreError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof TokenStoreError && error.reason === "locked") {
+ *     console.error("Your keyring is locked: unlock it and run this again.");
+ *   }
+ * }
+ * ```
+ */
 export class TokenStoreError extends ConnectOidcError {
   static override readonly code = "ERR_TOKEN_STORE";
   override readonly code = "ERR_TOKEN_STORE";
@@ -75,19 +179,61 @@ export class TokenStoreError extends ConnectOidcError {
   }
 }
 
-/** A login flow failed (denied, expired, state mismatch, timeout). */
+/**
+ * A login flow failed (denied, expired, state mismatch, timeout). Its `cause` is a
+ * token-free summary of the identity provider's answer.
+ *
+ * @example
+ * ```ts
+ * import { LoginError } from "connect-oidc";
+ * import { loginWithBrowser } from "connect-oidc/node";
+ *
+ * try {
+ *   await tokens.setTokens(await loginWithBrowser({ issuer, clientId }));
+ * } catch (error) {
+ *   if (error instanceof LoginError) console.error(`Login failed: ${error.message}`);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class LoginError extends ConnectOidcError {
   static override readonly code = "ERR_LOGIN";
   override readonly code = "ERR_LOGIN";
 }
 
-/** Options that cannot work (bad issuer URL, missing client id, ...). */
+/**
+ * Options that cannot work (bad issuer URL, missing client id, ...), thrown at once by the
+ * factory or function that got them.
+ *
+ * @example
+ * ```ts
+ * import { ConfigurationError, createTokenManager } from "connect-oidc";
+ *
+ * try {
+ *   createTokenManager({ issuer: process.env.OIDC_ISSUER ?? "", clientId: "my-cli" });
+ * } catch (error) {
+ *   if (error instanceof ConfigurationError) console.error(error.message); // names the option and the fix
+ * }
+ * ```
+ */
 export class ConfigurationError extends ConnectOidcError {
   static override readonly code = "ERR_CONFIGURATION";
   override readonly code = "ERR_CONFIGURATION";
 }
 
-/** The token manager was closed (`close()` or `[Symbol.dispose]`): it hands out no more tokens. */
+/**
+ * The token manager was closed (`close()` or `[Symbol.dispose]`): it hands out no more tokens.
+ *
+ * @example
+ * ```ts
+ * import { TokenManagerClosedError } from "connect-oidc";
+ *
+ * tokens.close();
+ * await tokens.getAccessToken().catch((error) => {
+ *   console.log(error instanceof TokenManagerClosedError); // true
+ * });
+ * ```
+ */
 export class TokenManagerClosedError extends ConnectOidcError {
   static override readonly code = "ERR_MANAGER_CLOSED";
   override readonly code = "ERR_MANAGER_CLOSED";

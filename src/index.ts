@@ -1,3 +1,24 @@
+/**
+ * Keep a ConnectRPC client authenticated with OIDC: the auth interceptor, the token
+ * manager, the memory store, the device code login, types and errors. Runs wherever
+ * `fetch` and WebCrypto do (Node, browsers, Deno, Bun).
+ *
+ * @example
+ * ```ts
+ * import { createClient } from "@connectrpc/connect";
+ * import { createConnectTransport } from "@connectrpc/connect-web";
+ * import { createAuthInterceptor, createTokenManager } from "connect-oidc";
+ *
+ * const tokens = createTokenManager({ issuer: "https://login.example.com", clientId: "my-app" });
+ * const transport = createConnectTransport({
+ *   baseUrl: "https://api.example.com",
+ *   interceptors: [createAuthInterceptor(tokens)],
+ * });
+ * const client = createClient(MyService, transport);
+ * ```
+ *
+ * @module connect-oidc
+ */
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
 export { memoryStore } from "./memory-store.js";

@@ -8,6 +8,18 @@ import { abortable } from "./abortable.js";
 import { ConfigurationError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
 
+/**
+ * Options of {@link createAuthInterceptor}.
+ *
+ * @example
+ * ```ts
+ * import { createAuthInterceptor } from "connect-oidc";
+ *
+ * // Without the reactive retry: an Unauthenticated answer reaches the caller as it is
+ * // (the refused token is still reported, so the next call gets a fresh one).
+ * const interceptor = createAuthInterceptor(tokens, { retry: false });
+ * ```
+ */
 export interface AuthInterceptorOptions {
   /** Reactive retry on Unauthenticated; default true. */
   readonly retry?: boolean;

@@ -18,7 +18,18 @@ import {
 import { loadOpenidClient } from "./oidc.js";
 import type { TokenEndpointResponse } from "./types.js";
 
-/** What the user needs to approve a device login, handed to `onUserCode`. */
+/**
+ * What the user needs to approve a device login, handed to `onUserCode`.
+ *
+ * @example
+ * ```ts
+ * import type { DeviceCodeInfo } from "connect-oidc";
+ *
+ * function showCode({ userCode, verificationUri, verificationUriComplete, expiresIn }: DeviceCodeInfo): void {
+ *   console.error(`Open ${verificationUriComplete ?? verificationUri} and enter ${userCode} within ${Math.round(expiresIn / 60)} min`);
+ * }
+ * ```
+ */
 export interface DeviceCodeInfo {
   /** The code the user types at `verificationUri`. */
   readonly userCode: string;
@@ -30,6 +41,23 @@ export interface DeviceCodeInfo {
   readonly expiresIn: number;
 }
 
+/**
+ * Options of {@link loginWithDeviceCode}: the issuer and client, what to ask for, and
+ * `onUserCode` to show the user where to go.
+ *
+ * @example
+ * ```ts
+ * import { loginWithDeviceCode, type DeviceCodeLoginOptions } from "connect-oidc";
+ *
+ * const options: DeviceCodeLoginOptions = {
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-cli",
+ *   scope: "openid offline_access api",
+ *   onUserCode: ({ userCode, verificationUri }) => console.error(`Open ${verificationUri} and enter ${userCode}`),
+ * };
+ * const login = await loginWithDeviceCode(options);
+ * ```
+ */
 export interface DeviceCodeLoginOptions extends LoginOptions {
   /**
    * Show the user where to go and what to type. Called once, before polling starts.

@@ -3,6 +3,17 @@ import type { StoredTokens, TokenStore } from "./types.js";
 /**
  * Tokens kept in this process only: the default store. Its lock lets several managers
  * of one process share it the way processes share a file or keyring store.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, memoryStore } from "connect-oidc";
+ *
+ * // Two managers (say, for two transports) sharing one login: one refresh for both.
+ * const store = memoryStore();
+ * const forApi = createTokenManager({ issuer, clientId, store });
+ * const forEvents = createTokenManager({ issuer, clientId, store });
+ * await forApi.setTokens(login);
+ * ```
  */
 export function memoryStore(): TokenStore {
   let tokens: StoredTokens | undefined;

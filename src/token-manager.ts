@@ -24,6 +24,26 @@ import { createRefresher } from "./token-refresh.js";
 import { createStoreReads, type StoreReads } from "./token-store-reads.js";
 import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
+/**
+ * Options of {@link createTokenManager}. Only `issuer` and `clientId` are required; the
+ * defaults suit a public client (a CLI) with a refresh token in memory.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, type TokenManagerOptions } from "connect-oidc";
+ *
+ * // A service on the client credentials grant, tokens for one API.
+ * const options: TokenManagerOptions = {
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-service",
+ *   clientSecret: process.env.CLIENT_SECRET,
+ *   grant: "client_credentials",
+ *   resource: "https://api.example.com",
+ *   refreshWindowMs: 5 * 60_000,
+ * };
+ * const tokens = createTokenManager(options);
+ * ```
+ */
 export interface TokenManagerOptions {
   /** Issuer URL; discovery through openid-client happens once. */
   readonly issuer: string | URL;
@@ -70,6 +90,21 @@ export interface TokenManagerOptions {
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
 }
 
+/**
+ * What {@link createTokenManager} returns: a {@link TokenProvider} for the interceptor, plus
+ * the login's life cycle (`setTokens` after a login, `signOut`, `close`).
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ * import { loginWithBrowser } from "connect-oidc/node";
+ *
+ * using tokens = createTokenManager({ issuer, clientId }); // closed at the end of the block
+ * await tokens.setTokens(await loginWithBrowser({ issuer, clientId }));
+ * const token = await tokens.getAccessToken(); // valid now; refreshed in the background
+ * await tokens.signOut(); // forget the login, clear the store
+ * ```
+ */
 export interface TokenManager extends TokenProvider, Disposable {
   /** A server accepted `token`: the interceptor calls this after every successful call. */
   accepted(token: string): void;

@@ -2,7 +2,25 @@
  * Public types of connect-oidc. See the API contract for their semantics.
  */
 
-/** Anything that hands out a valid access token: what the interceptor needs. */
+/**
+ * Anything that hands out a valid access token: what the interceptor needs. A
+ * {@link TokenManager} is one; so is anything else with `getAccessToken`.
+ *
+ * @example
+ * ```ts
+ * import { createAuthInterceptor, type TokenProvider } from "connect-oidc";
+ *
+ * // A fixed token from the environment, e.g. for a one-off script.
+ * const fixed: TokenProvider = {
+ *   async getAccessToken() {
+ *     const token = process.env.API_TOKEN;
+ *     if (!token) throw new Error("API_TOKEN is not set");
+ *     return token;
+ *   },
+ * };
+ * const interceptor = createAuthInterceptor(fixed);
+ * ```
+ */
 export interface TokenProvider {
   /**
    * A token that is valid now. `rejected`: the token a server just refused; if it
@@ -22,6 +40,15 @@ export interface TokenProvider {
 /**
  * What a token endpoint returns (RFC 6749 §5.1), as openid-client hands it over.
  * This is what `setTokens` takes after a login.
+ *
+ * @example
+ * ```ts
+ * import * as client from "openid-client";
+ *
+ * // A login done with openid-client directly (here: a refresh token from elsewhere).
+ * const config = await client.discovery(new URL("https://login.example.com"), "my-cli");
+ * await tokens.setTokens(await client.refreshTokenGrant(config, refreshToken));
+ * ```
  */
 export interface TokenEndpointResponse {
   readonly access_token: string;
@@ -36,6 +63,16 @@ export interface TokenEndpointResponse {
 /**
  * The persisted form of a login. Small on purpose (no ID token): some keyrings
  * limit a secret to 2,560 bytes.
+ *
+ * @example
+ * ```ts
+ * import type { StoredTokens } from "connect-oidc";
+ *
+ * // What a store holds; a custom store keeps it as it is (here: as JSON text).
+ * const text = JSON.stringify(stored satisfies StoredTokens);
+ * const back = JSON.parse(text) as StoredTokens;
+ * console.log(back.issuer, back.clientId, back.expiresAt && new Date(back.expiresAt));
+ * ```
  */
 export interface StoredTokens {
   readonly version: 1;
@@ -72,7 +109,31 @@ export interface StoredTokens {
   };
 }
 
-/** Where a login is kept. Stores know nothing of OIDC or Connect. */
+/**
+ * Where a login is kept. Stores know nothing of OIDC or Connect. Implement `lock` to let
+ * processes that share the store refresh the login one at a time.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, type StoredTokens, type TokenStore } from "connect-oidc";
+ *
+ * // A store in the browser's sessionStorage (one tab; no lock needed).
+ * const key = "my-app-login";
+ * const sessionStore: TokenStore = {
+ *   async load() {
+ *     const text = sessionStorage.getItem(key);
+ *     return text === null ? undefined : (JSON.parse(text) as StoredTokens);
+ *   },
+ *   async save(tokens) {
+ *     sessionStorage.setItem(key, JSON.stringify(tokens));
+ *   },
+ *   async clear() {
+ *     sessionStorage.removeItem(key);
+ *   },
+ * };
+ * const tokens = createTokenManager({ issuer, clientId, store: sessionStore });
+ * ```
+ */
 export interface TokenStore {
   load(): Promise<StoredTokens | undefined>;
   save(tokens: StoredTokens): Promise<void>;
@@ -81,8 +142,47 @@ export interface TokenStore {
   lock?<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
 }
 
+/**
+ * Why a token was refreshed (the `refreshed` event): `proactive` before expiry in the
+ * background, `expired` when a call found it expired, `rejected` after a server refused it,
+ * `startup` the first refresh of a login the manager loaded from its store at start.
+ *
+ * @example
+ * ```ts
+ * import type { RefreshReason } from "connect-oidc";
+ *
+ * const counts: Record<RefreshReason, number> = { proactive: 0, expired: 0, rejected: 0, startup: 0 };
+ * const onEvent = (e: TokenEvent) => e.type === "refreshed" && counts[e.reason]++;
+ * ```
+ */
 export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
 
+/**
+ * What the token manager tells `onEvent`. Never contains token material.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, type TokenEvent } from "connect-oidc";
+ *
+ * function onEvent(event: TokenEvent): void {
+ *   switch (event.type) {
+ *     case "refreshed":
+ *       console.error(`✓ Token refreshed (${event.reason}, expires ${new Date(event.expiresAt).toLocaleTimeString()})`);
+ *       break;
+ *     case "refresh-failed":
+ *       if (!event.terminal) console.error(`Refresh failed, retrying: ${event.error.message}`);
+ *       break;
+ *     case "reauth-required":
+ *       console.error("Logged out: run `my-cli login`.");
+ *       break;
+ *     case "login-expiring":
+ *       console.error(`Your login ends at ${new Date(event.expiresAt).toLocaleString()}: log in again soon.`);
+ *       break;
+ *   }
+ * }
+ * const tokens = createTokenManager({ issuer, clientId, onEvent });
+ * ```
+ */
 export type TokenEvent =
   | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number }
   | { readonly type: "adopted"; readonly expiresAt: number }
@@ -100,7 +200,23 @@ export type TokenEvent =
    */
   | { readonly type: "login-expiring"; readonly expiresAt: number };
 
-/** Time, injected so tests can drive hours of token lifetimes in milliseconds. */
+/**
+ * Time, injected so tests can drive hours of token lifetimes in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { type Clock, createTokenManager } from "connect-oidc";
+ *
+ * // The system clock, spelled out; a test passes a manual one it can move forward.
+ * const clock: Clock = {
+ *   now: () => Date.now(),
+ *   monotonic: () => performance.now(),
+ *   setTimeout: (fn, ms) => setTimeout(fn, ms),
+ *   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+ * };
+ * const tokens = createTokenManager({ issuer, clientId, clock });
+ * ```
+ */
 export interface Clock {
   /** Wall clock, epoch ms: only for what is persisted or compared across processes (expiry). */
   now(): number;

@@ -8,7 +8,22 @@ import { createFileLock } from "./lock.js";
 
 /**
  * Tokens in a JSON file readable by this user only (0600), replaced atomically, with a
- * cross-process lock beside it (`<path>.lock`).
+ * cross-process lock beside it (`<path>.lock`). For machines without an OS keyring
+ * (servers, containers, CI); the file is not encrypted.
+ *
+ * @example
+ * ```ts
+ * import { homedir } from "node:os";
+ * import { join } from "node:path";
+ * import { createTokenManager } from "connect-oidc";
+ * import { fileStore } from "connect-oidc/node";
+ *
+ * const tokens = createTokenManager({
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-cli",
+ *   store: fileStore(join(homedir(), ".config", "my-cli", "login.json")),
+ * });
+ * ```
  */
 export function fileStore(path: string): TokenStore {
   if (typeof path !== "string" || path === "") throw new ConfigurationError("fileStore: `path` must be a non-empty file path");

@@ -8,6 +8,18 @@ import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock } from "./lock.js";
 
+/**
+ * Options of {@link keyringStore}: which entry of the OS keyring holds the login.
+ *
+ * @example
+ * ```ts
+ * import { keyringStore, type KeyringStoreOptions } from "connect-oidc/node";
+ *
+ * // One entry per issuer, so logins to two environments do not replace each other.
+ * const options: KeyringStoreOptions = { service: "my-cli", account: `default@${new URL(issuer).host}` };
+ * const store = keyringStore(options);
+ * ```
+ */
 export interface KeyringStoreOptions {
   /** Names the application, e.g. "my-cli". */
   readonly service: string;
@@ -32,6 +44,19 @@ export function keyringValueLimit(platform: NodeJS.Platform = process.platform):
  * Tokens in the OS keyring through @napi-rs/keyring, with a cross-process lock file in
  * a per-user runtime folder. A keyring that is unreachable, locked or holds a corrupt
  * entry gives a TokenStoreError naming the cause; it never passes for "no token stored".
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ * import { keyringStore } from "connect-oidc/node";
+ *
+ * // Every process of this user shares the login, and refreshes it one at a time.
+ * const tokens = createTokenManager({
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-cli",
+ *   store: keyringStore({ service: "my-cli", account: "default" }),
+ * });
+ * ```
  */
 export function keyringStore(options: KeyringStoreOptions): TokenStore {
   const { service, account } = options ?? {};

@@ -8,6 +8,21 @@ import type lockfile from "proper-lockfile";
 import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
 
+/**
+ * Options of {@link createFileLock}: the lease, how long to wait, and what to do when a
+ * lock is lost while held.
+ *
+ * @example
+ * ```ts
+ * import { createFileLock, type FileLockOptions } from "connect-oidc/node";
+ *
+ * const options: FileLockOptions = {
+ *   timeoutMs: 5_000, // give up sooner than the default 30 s
+ *   onCompromised: (error) => console.error(error.message), // another process took it over
+ * };
+ * const lock = createFileLock("/var/lib/my-agent/state.lock", options);
+ * ```
+ */
 export interface FileLockOptions {
   /**
    * A lock whose heartbeat stopped this long ago is taken over, unless its owner is a
@@ -28,6 +43,17 @@ export interface FileLockOptions {
   readonly onCompromised?: (error: TokenStoreError) => void;
 }
 
+/**
+ * A cross-process lock made by {@link createFileLock}.
+ *
+ * @example
+ * ```ts
+ * import { createFileLock, type FileLock } from "connect-oidc/node";
+ *
+ * const lock: FileLock = createFileLock("/tmp/my-cli/refresh.lock");
+ * const result = await lock.lock(async () => "done under the lock", AbortSignal.timeout(10_000));
+ * ```
+ */
 export interface FileLock {
   /**
    * Runs `fn` while holding the lock, against other processes and other callers in
@@ -40,6 +66,18 @@ export interface FileLock {
 /**
  * A cross-process lock: the directory `lockPath`, created atomically by proper-lockfile
  * and kept fresh by its heartbeat while held, holding a record of its owner process.
+ * What it guarantees and what it does not: docs/LOCKING.md.
+ *
+ * @example
+ * ```ts
+ * import { createFileLock } from "connect-oidc/node";
+ *
+ * // A custom store's lock: one process at a time around its read-refresh-save.
+ * const lock = createFileLock("/home/me/.cache/my-cli/login.lock");
+ * await lock.lock(async () => {
+ *   // read, refresh, write: no other process that uses this lock runs this meanwhile
+ * });
+ * ```
  */
 export function createFileLock(lockPath: string, options: FileLockOptions = {}): FileLock {
   const path = resolve(lockPath);

@@ -29,6 +29,23 @@ const DEFAULT_REDIRECT_PATH = "/callback";
 /** An error code fit to repeat in a message: letters, digits, `_`, `.`, `-`. */
 const PLAIN_ERROR_CODE = /^[\w.-]+$/;
 
+/**
+ * Options of {@link loginWithBrowser}: the issuer and client, what to ask for, how to show
+ * the URL, and (for providers that match redirect URIs exactly) the loopback port and path.
+ *
+ * @example
+ * ```ts
+ * import { loginWithBrowser, type BrowserLoginOptions } from "connect-oidc/node";
+ *
+ * const options: BrowserLoginOptions = {
+ *   issuer: "https://login.example.com",
+ *   clientId: "my-cli",
+ *   redirectPort: 8765, // registered as http://127.0.0.1:8765/callback
+ *   timeoutMs: 2 * 60_000,
+ * };
+ * const login = await loginWithBrowser(options);
+ * ```
+ */
 export interface BrowserLoginOptions extends LoginOptions {
   /**
    * How long the whole login may take once the browser is asked to open (the user
