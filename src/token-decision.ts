@@ -4,7 +4,7 @@
  * function of (state, times, request): no I/O, no clock reads.
  */
 import { ReauthRequiredError, TokenManagerClosedError } from "./errors.js";
-import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes } from "./policy.js";
+import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "./policy.js";
 import { forcedRefreshAllowed, type Login, type State, usableAt } from "./token-state.js";
 import type { RefreshReason } from "./types.js";
 
@@ -118,6 +118,21 @@ function decideWithLogin(
   // Callers failing for want of a token may try sooner than the backoff, about once a second.
   if (backoff !== undefined && !due && now.monotonic < backoff.demandRetryAt) return { do: "fail", error: backoff.error };
   return { do: "refresh", reason };
+}
+
+/**
+ * decide()'s answer for a caller in `state`, as long as the wall clock is before `until`:
+ * serve `token`. Undefined when the state gives no such answer (not ready, refused, no
+ * usable token). Lets the hot path skip the decision while nothing can have changed but time.
+ */
+export function serveUntil(state: State, settings: Settings): { readonly until: number; readonly token: string } | undefined {
+  if (state.kind !== "ready" || state.login.refused) return undefined;
+  const tokens = state.login.tokens;
+  if (tokens.accessToken === undefined || tokens.issuedAt === undefined || tokens.expiresAt === undefined) return undefined;
+  const canRefresh = settings.grant === "client_credentials" || tokens.refreshToken !== undefined;
+  const times = tokens as TokenTimes;
+  const until = canRefresh && settings.refreshWindowMs > 0 ? refreshAt(times, settings.refreshWindowMs) : usableUntil(times);
+  return { until: Math.min(until, usableUntil(times)), token: tokens.accessToken };
 }
 
 function serve(login: Login): Decision {

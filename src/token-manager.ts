@@ -17,10 +17,11 @@ import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
 import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "./policy.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
-import { closedError, decide, noLogin, noRefreshToken, type Settings } from "./token-decision.js";
+import { closedError, decide, noLogin, noRefreshToken, type Settings, serveUntil } from "./token-decision.js";
 import { storedFromResponse } from "./token-exchange.js";
 import { createMachine, type Machine } from "./token-machine.js";
 import { createRefresher } from "./token-refresh.js";
+import type { State } from "./token-state.js";
 import { createStoreReads, type StoreReads } from "./token-store-reads.js";
 import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
@@ -195,8 +196,23 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
     }
   };
 
+  // decide()'s answer cached for one (immutable) state: see serveUntil.
+  let fastState: State | undefined;
+  let fastServe: ReturnType<typeof serveUntil>;
+
   const manager: TokenManager = {
-    getAccessToken: (request) => getAccessToken({ machine, settings, refresh, reads }, request),
+    getAccessToken(request) {
+      // The hot path: a ready state's answer is "serve" until a known wall time.
+      if (request?.rejected === undefined && request?.signal?.aborted !== true) {
+        const state = machine.state;
+        if (fastState !== state) {
+          fastState = state;
+          fastServe = serveUntil(state, settings);
+        }
+        if (fastServe !== undefined && clock.now() < fastServe.until) return Promise.resolve(fastServe.token);
+      }
+      return getAccessToken({ machine, settings, refresh, reads }, request);
+    },
     accepted(token) {
       machine.apply({ type: "accepted", token });
     },

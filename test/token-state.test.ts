@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ReauthRequiredError, TokenManagerClosedError, TokenRefreshError } from "../src/errors.js";
-import { decide, type Now, type Settings, wakeAt } from "../src/token-decision.js";
+import { decide, type Now, type Settings, serveUntil, wakeAt } from "../src/token-decision.js";
 import { entryEvents, type Flight, type Input, type Login, newLogin, type State, transition } from "../src/token-state.js";
 import type { StoredTokens } from "../src/types.js";
 
@@ -305,5 +305,26 @@ describe("decision table", () => {
     assert.equal(wakeAt(backingOff(login({ refused: true }), 4242), settings), undefined);
     assert.equal(wakeAt(ready(), { ...settings, refreshWindowMs: 0 }), undefined);
     assert.equal(wakeAt(refreshing(f), settings), undefined);
+  });
+
+  it("serveUntil (the hot path's cache) agrees with decide(): serve before it, anything else from it on", () => {
+    const states: [string, State, Partial<Settings>][] = [
+      ["ready", ready(), {}],
+      ["ready, window 0", ready(), { refreshWindowMs: 0 }],
+      ["ready, no refresh token", ready(login({ tokens: tokens(1, { refreshToken: undefined }) })), {}],
+      ["ready, client credentials", ready(login({ tokens: tokens(1, { refreshToken: undefined }) })), { grant: "client_credentials" }],
+    ];
+    for (const [name, state, extra] of states) {
+      const s2 = { ...settings, ...extra };
+      const fast = serveUntil(state, s2);
+      assert.ok(fast !== undefined, name);
+      const before = decide(state, { wall: fast.until - 1, monotonic: 10_000 }, false, s2);
+      const at = decide(state, { wall: fast.until, monotonic: 10_000 }, false, s2);
+      assert.ok(before.do === "serve" && before.token === fast.token, `${name}: serve before`);
+      assert.notEqual(at.do, "serve", `${name}: not a plain serve from until on`);
+    }
+    for (const state of [ready(login({ refused: true })), refreshing(f), backingOff(), reauth(), { kind: "empty" } as State]) {
+      assert.equal(serveUntil(state, settings), undefined, state.kind);
+    }
   });
 });
