@@ -9,15 +9,12 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
 import { Code, type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
 import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, type TokenProvider } from "../src/index.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { type RecordedRequest, startServer, type TestServer } from "./support/server.js";
+import { KINDS, type Kind, serverFor, transportFor } from "./support/transports.js";
 
-type Kind = "connect-h1" | "connect-h2" | "grpc" | "grpc-web" | "connect-web";
-const KINDS: readonly Kind[] = ["connect-h1", "connect-h2", "grpc", "grpc-web", "connect-web"];
 // fetch cannot stream a request body: connect-web has no client-streaming or bidi calls.
 const hasClientStreaming = (kind: Kind) => kind !== "connect-web";
 // Bidi needs HTTP/2 (connect-node answers 505 to a bidi call over HTTP/1.1).
@@ -77,22 +74,8 @@ describe("interceptor ↔ token provider signals (real servers)", () => {
 
   for (const kind of KINDS) {
     describe(kind, () => {
-      const server = () => (kind === "connect-h2" || kind === "grpc" ? h2 : h1);
-      const transport = (tokens: TokenProvider): Transport => {
-        const interceptors = [createAuthInterceptor(tokens)];
-        switch (kind) {
-          case "connect-h1":
-            return createConnectTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
-          case "connect-h2":
-            return createConnectTransport({ baseUrl: h2.baseUrl, httpVersion: "2", interceptors });
-          case "grpc":
-            return createGrpcTransport({ baseUrl: h2.baseUrl, interceptors });
-          case "grpc-web":
-            return createGrpcWebTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
-          case "connect-web":
-            return createWebTransport({ baseUrl: h1.baseUrl, interceptors });
-        }
-      };
+      const server = () => serverFor(kind, h1, h2);
+      const transport = (tokens: TokenProvider): Transport => transportFor(kind, h1, h2, [createAuthInterceptor(tokens)]);
       const clientOf = (tokens: TokenProvider): Client<typeof EchoService> => createClient(EchoService, transport(tokens));
       /** A fresh access token from a real login: valid until revoked. */
       const freshToken = async () => (await idp.login()).access_token;

@@ -6,8 +6,6 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { createConnectTransport as createWebTransport } from "@connectrpc/connect-web";
 import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
 import {
   createAuthInterceptor,
@@ -21,13 +19,7 @@ import { startIdp, type Idp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock, type ManualClock } from "./support/manual-clock.js";
 import { hashToken, startServer, type RecordedRequest, type TestServer } from "./support/server.js";
-
-type Kind = "connect-h1" | "connect-h2" | "grpc" | "grpc-web" | "connect-web";
-const KINDS: readonly Kind[] = ["connect-h1", "connect-h2", "grpc", "grpc-web", "connect-web"];
-// fetch cannot stream a request body: connect-web has no client-streaming or bidi calls.
-const webOnly = (kind: Kind) => kind === "connect-web";
-// Bidi needs HTTP/2 (connect-node answers 505 to a bidi call over HTTP/1.1).
-const hasBidi = (kind: Kind) => kind === "connect-h2" || kind === "grpc";
+import { hasBidi, KINDS, serverFor, transportFor, webOnly } from "./support/transports.js";
 
 const HOUR = 3600_000;
 
@@ -61,24 +53,11 @@ describe("auth interceptor (real IdP, real servers)", () => {
       let client: Client<typeof EchoService>;
       let login: Awaited<ReturnType<Idp["login"]>>;
 
-      const transport = (m: TokenManager, options: { retry?: boolean } = {}): Transport => {
-        const interceptors = [createAuthInterceptor(m, options)];
-        switch (kind) {
-          case "connect-h1":
-            return createConnectTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
-          case "connect-h2":
-            return createConnectTransport({ baseUrl: h2.baseUrl, httpVersion: "2", interceptors });
-          case "grpc":
-            return createGrpcTransport({ baseUrl: h2.baseUrl, interceptors });
-          case "grpc-web":
-            return createGrpcWebTransport({ baseUrl: h1.baseUrl, httpVersion: "1.1", interceptors });
-          case "connect-web":
-            return createWebTransport({ baseUrl: h1.baseUrl, interceptors });
-        }
-      };
+      const transport = (m: TokenManager, options: { retry?: boolean } = {}): Transport =>
+        transportFor(kind, h1, h2, [createAuthInterceptor(m, options)]);
 
       beforeEach(async () => {
-        server = kind === "connect-h2" || kind === "grpc" ? h2 : h1;
+        server = serverFor(kind, h1, h2);
         server.resetStats();
         server.setRejectAll(false);
         idp.setTokenLatency(0);
