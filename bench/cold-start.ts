@@ -16,15 +16,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { createTokenManager } from "../src/index.js";
 import { fileStore } from "../src/node.js";
 import type { StoredTokens } from "../src/types.js";
 import { buildColdCopy, type ColdCopy, runColdChild } from "../test/support/cold-build.js";
 import type { ColdChildConfig } from "../test/support/cold-client.js";
 import { watchIdpRequests, type IdpRequests } from "../test/support/cold-requests.js";
-import { type Idp, startIdp } from "../test/support/idp.js";
+import { storedLogin } from "../test/support/cold-login.js";
+import { startIdp } from "../test/support/idp.js";
 import { startPrivateKeyring } from "../test/support/keyring-session.js";
-import { createManualClock } from "../test/support/manual-clock.js";
 import { startServer } from "../test/support/server.js";
 
 export type ColdStartRow =
@@ -73,7 +72,7 @@ export async function coldStartRows(options: ColdStartOptions = {}): Promise<Col
   try {
     // (a) fileStore: a valid login.
     const file: ColdChildConfig = { ...base, store: { kind: "file", path: join(folder, "tokens.json") } };
-    await seed(copy, file, await validLogin(idp), process.env);
+    await seed(copy, file, await storedLogin(idp), process.env);
     rows.push(await sideBySide(copy, file, "fileStore", runs, process.env));
 
     // (a) keyringStore, in a private D-Bus session with gnome-keyring.
@@ -83,7 +82,7 @@ export async function coldStartRows(options: ColdStartOptions = {}): Promise<Col
     } else {
       try {
         const config: ColdChildConfig = { ...base, store: { kind: "keyring", service: "connect-oidc-bench", account: "cold" } };
-        await seed(copy, config, await validLogin(idp), keyring.env);
+        await seed(copy, config, await storedLogin(idp), keyring.env);
         rows.push(await sideBySide(copy, config, "keyringStore", runs, keyring.env));
       } finally {
         await keyring.stop();
@@ -92,7 +91,7 @@ export async function coldStartRows(options: ColdStartOptions = {}): Promise<Col
 
     // (b) An expired stored token: right after a login, then after a refresh stored what it learnt.
     const expired: ColdChildConfig = { ...base, store: { kind: "file", path: join(folder, "expired.json") } };
-    await seed(copy, expired, await validLogin(idp, -2 * HOUR), process.env);
+    await seed(copy, expired, await storedLogin(idp, -2 * HOUR), process.env);
     rows.push(await coldRefresh(copy, expired, idpRequests, tokenStats, false));
     const store = fileStore(expired.store.kind === "file" ? expired.store.path : "");
     const refreshed = (await store.load()) as StoredTokens;
@@ -106,30 +105,6 @@ export async function coldStartRows(options: ColdStartOptions = {}): Promise<Col
     await rm(folder, { recursive: true, force: true });
   }
   return rows;
-}
-
-/** A login as the store holds it after `setTokens`, its clock moved by `shiftMs` (negative: in the past). */
-async function validLogin(idp: Idp, shiftMs = 0): Promise<StoredTokens> {
-  let stored: StoredTokens | undefined;
-  const capture = {
-    load: async () => stored,
-    save: async (tokens: StoredTokens) => {
-      stored = tokens;
-    },
-    clear: async () => {
-      stored = undefined;
-    },
-  };
-  const manager = createTokenManager({
-    issuer: idp.issuer,
-    clientId: idp.clientId,
-    allowInsecureRequests: true,
-    store: capture,
-    clock: createManualClock(Date.now() + shiftMs),
-  });
-  await manager.setTokens(await idp.login());
-  manager.close();
-  return stored!;
 }
 
 function shiftedBack(tokens: StoredTokens, ms: number): StoredTokens {

@@ -24,10 +24,11 @@ import { createTokenManager, TokenStoreError } from "../src/index.js";
 import { fileStore } from "../src/node.js";
 import { DISCOVERY_MAX_AGE_MS } from "../src/oidc.js";
 import { parseStoredTokens, serializeStoredTokens } from "../src/stored-tokens.js";
-import type { StoredTokens, TokenStore } from "../src/types.js";
+import type { StoredTokens } from "../src/types.js";
 import { buildColdCopy, type ColdCopy, moduleLogArgs, runColdChild } from "./support/cold-build.js";
 import type { ColdChildConfig } from "./support/cold-client.js";
 import { packagesIn } from "./support/cold-packages.js";
+import { storedLogin } from "./support/cold-login.js";
 import { type IdpRequests, watchIdpRequests } from "./support/cold-requests.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
@@ -57,30 +58,6 @@ after(async () => {
   await Promise.all([copies.esm?.remove(), copies.cjs?.remove()]);
   await rm(folder, { recursive: true, force: true });
 });
-
-/** A login as `setTokens` stores it, its clock moved by `shiftMs` (negative: in the past). */
-async function storedLogin(shiftMs = 0): Promise<StoredTokens> {
-  let stored: StoredTokens | undefined;
-  const capture: TokenStore = {
-    load: async () => stored,
-    save: async (tokens) => {
-      stored = tokens;
-    },
-    clear: async () => {
-      stored = undefined;
-    },
-  };
-  const manager = createTokenManager({
-    issuer: idp.issuer,
-    clientId: idp.clientId,
-    allowInsecureRequests: true,
-    store: capture,
-    clock: createManualClock(Date.now() + shiftMs),
-  });
-  await manager.setTokens(await idp.login());
-  manager.close();
-  return stored!;
-}
 
 let files = 0;
 function fileConfig(): ColdChildConfig {
@@ -116,7 +93,7 @@ for (const format of ["esm", "cjs"] as const) {
     test("a fresh process with a valid stored token (fileStore) calls without loading openid-client, @napi-rs/keyring or proper-lockfile", async () => {
       const copy = copies[format]!;
       const config = fileConfig();
-      await seed(copy, config, await storedLogin());
+      await seed(copy, config, await storedLogin(idp));
       const refreshes = idp.stats.tokenRequests;
       const { report, loaded } = await callInFreshProcess(copy, config);
       assert.equal(report.reply, "cold");
@@ -129,7 +106,7 @@ for (const format of ["esm", "cjs"] as const) {
     test("a fresh process with an expired stored token loads openid-client and proper-lockfile on first use, and refreshes", async () => {
       const copy = copies[format]!;
       const config = fileConfig();
-      await seed(copy, config, await storedLogin(-2 * HOUR));
+      await seed(copy, config, await storedLogin(idp, -2 * HOUR));
       const { report, loaded } = await callInFreshProcess(copy, config);
       assert.equal(report.reply, "cold");
       assert.ok(loaded.has("openid-client") && loaded.has("proper-lockfile"), `loaded: ${[...loaded].join(", ")}`);
@@ -151,7 +128,7 @@ describe("cold start, keyringStore", () => {
     if (typeof keyring === "string") return t.skip(keyring);
     const copy = copies.esm!;
     const config: ColdChildConfig = { ...fileConfig(), store: { kind: "keyring", service: "connect-oidc-cold-test", account: "valid" } };
-    await seed(copy, config, await storedLogin(), keyring.env);
+    await seed(copy, config, await storedLogin(idp), keyring.env);
     const { report, loaded } = await callInFreshProcess(copy, config, keyring.env);
     assert.equal(report.reply, "cold");
     assert.ok(loaded.has("@napi-rs/keyring"), `loaded: ${[...loaded].join(", ")}`);
@@ -181,7 +158,7 @@ describe("cold refresh: a fresh process with an expired stored token", () => {
 
   test("nothing known of the provider (right after a login): discovery and the refresh, 2 requests; the store then holds the metadata", async () => {
     const config = fileConfig();
-    await seed(copy(), config, await storedLogin(-2 * HOUR));
+    await seed(copy(), config, await storedLogin(idp, -2 * HOUR));
     requests.reset();
     const { report } = await callInFreshProcess(copy(), config);
     assert.equal(report.reply, "cold");
@@ -194,7 +171,7 @@ describe("cold refresh: a fresh process with an expired stored token", () => {
 
   test("the provider's metadata in the store: exactly 1 request to the IdP (the refresh), no discovery", async () => {
     const config = fileConfig();
-    await seed(copy(), config, { ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    await seed(copy(), config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
     requests.reset();
     const tokenRequests = idp.stats.tokenRequests;
     const { report } = await callInFreshProcess(copy(), config);
@@ -207,7 +184,7 @@ describe("cold refresh: a fresh process with an expired stored token", () => {
   test("metadata a day old: discovered again (2 requests), and the fresh metadata stored", async () => {
     const config = fileConfig();
     const stale = await discoveryRecord(Date.now() - DISCOVERY_MAX_AGE_MS - 60_000);
-    await seed(copy(), config, { ...(await storedLogin(-2 * HOUR)), discovery: stale });
+    await seed(copy(), config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: stale });
     requests.reset();
     const { report } = await callInFreshProcess(copy(), config);
     assert.equal(report.reply, "cold");
@@ -218,7 +195,7 @@ describe("cold refresh: a fresh process with an expired stored token", () => {
 
   test("metadata in the store, the CommonJS build: 1 request", async () => {
     const config = fileConfig();
-    await seed(copies.cjs!, config, { ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    await seed(copies.cjs!, config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
     requests.reset();
     const { report } = await callInFreshProcess(copies.cjs!, config);
     assert.equal(report.reply, "cold");
@@ -232,7 +209,7 @@ describe("stored metadata that is wrong", () => {
     const config = fileConfig();
     const path = (config.store as { path: string }).path;
     const store = fileStore(path);
-    await store.save({ ...(await storedLogin(-2 * HOUR)), discovery });
+    await store.save({ ...(await storedLogin(idp, -2 * HOUR)), discovery });
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store });
     requests.reset();
     const invalidGrants = idp.stats.invalidGrant;
@@ -264,7 +241,7 @@ describe("stored metadata that is wrong", () => {
   test("an answer that may have consumed the refresh token (500): not asked again; the metadata is forgotten, the next attempt discovers", async () => {
     const config = fileConfig();
     const store = fileStore((config.store as { path: string }).path);
-    await store.save({ ...(await storedLogin(-2 * HOUR)), discovery: await discoveryRecord() });
+    await store.save({ ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
     const clock = createManualClock();
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
     try {
@@ -286,7 +263,7 @@ describe("stored metadata that is wrong", () => {
   test("a processed answer that openid-client rejects (rotated refresh token kept): not asked again, the unproven metadata not kept", async () => {
     const config = fileConfig();
     const store = fileStore((config.store as { path: string }).path);
-    const login = await storedLogin(-2 * HOUR);
+    const login = await storedLogin(idp, -2 * HOUR);
     await store.save({ ...login, discovery: await discoveryRecord() });
     const clock = createManualClock();
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
