@@ -241,20 +241,34 @@ describe("keyringStore", { skip: unavailable }, () => {
     }
   });
 
-  test("a locked keyring is 'locked', never 'no login'", async () => {
-    const own = await startPrivateKeyring();
-    assert.ok(typeof own !== "string", String(own));
-    try {
-      assert.equal((await inChild(own.env, "save", "stored", { tokens })).ok, true);
-      await own.lock(); // for real: org.freedesktop.Secret.Service.Lock on the login keyring
-      const locked = /locked/;
-      assertFailed(await inChild(own.env, "load", "stored"), "locked", locked);
-      // The case FACTS.md warns about: a locked keyring reads as "nothing stored".
-      assertFailed(await inChild(own.env, "load", "never-stored"), "locked", locked);
-      assertFailed(await inChild(own.env, "save", "stored", { tokens }), "locked", locked);
-      assertFailed(await inChild(own.env, "clear", "stored"), "locked", locked);
-    } finally {
-      await own.stop();
+  test("a locked keyring is 'locked', never 'no login'", async (t) => {
+    // gnome-keyring-daemon has been seen (once, on a loaded CI machine) to leave the bus in
+    // the middle of a call while it tried to show its unlock prompt without a display. That
+    // is the daemon failing, not a classification to check: one more round on a fresh
+    // daemon, with the dead one's report, and every assertion stays as strict.
+    for (let round = 1; ; round++) {
+      const own = await startPrivateKeyring();
+      assert.ok(typeof own !== "string", String(own));
+      try {
+        assert.equal((await inChild(own.env, "save", "stored", { tokens })).ok, true);
+        await own.lock(); // for real: org.freedesktop.Secret.Service.Lock on the login keyring
+        const results = [
+          await inChild(own.env, "load", "stored"),
+          // The case FACTS.md warns about: a locked keyring reads as "nothing stored".
+          await inChild(own.env, "load", "never-stored"),
+          await inChild(own.env, "save", "stored", { tokens }),
+          await inChild(own.env, "clear", "stored"),
+        ];
+        const daemonLeft = results.some((r) => /disconnected from message bus without replying/.test(r.message ?? ""));
+        if (daemonLeft && round === 1) {
+          t.diagnostic(`gnome-keyring left the bus mid-call; one more round. ${own.daemonReport()}`);
+          continue;
+        }
+        for (const result of results) assertFailed(result, "locked", /locked/);
+        return;
+      } finally {
+        await own.stop();
+      }
     }
   });
 

@@ -21,6 +21,8 @@ export interface PrivateKeyring {
   readonly env: NodeJS.ProcessEnv;
   /** Locks the login keyring through the Secret Service API (org.freedesktop.Secret.Service.Lock). */
   lock(): Promise<void>;
+  /** What gnome-keyring-daemon printed (its last 4 KB) and how it exited, for a failure message. */
+  daemonReport(): string;
   stop(): Promise<void>;
 }
 
@@ -42,6 +44,8 @@ export async function startPrivateKeyring(options: { keyring?: boolean } = {}): 
   for (const name of ["DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"]) delete baseEnv[name];
 
   const children: ChildProcess[] = [];
+  let daemonLog = "";
+  let daemonExit = "running";
   // If the test process dies without stop(), the daemons must not outlive it.
   const killAll = () => {
     for (const child of children) child.kill("SIGKILL");
@@ -64,9 +68,16 @@ export async function startPrivateKeyring(options: { keyring?: boolean } = {}): 
     if (options.keyring !== false) {
       const keyring = spawn("gnome-keyring-daemon", ["--foreground", "--unlock", "--components=secrets"], {
         env,
-        stdio: ["pipe", "ignore", "ignore"],
+        stdio: ["pipe", "ignore", "pipe"],
       });
       children.push(keyring);
+      keyring.stderr?.setEncoding("utf8");
+      keyring.stderr?.on("data", (chunk: string) => {
+        daemonLog = (daemonLog + chunk).slice(-4096);
+      });
+      keyring.once("exit", (code, signal) => {
+        daemonExit = `exited (code ${code}, signal ${signal})`;
+      });
       const started = spawned(keyring, "gnome-keyring-daemon");
       keyring.stdin?.end("pw"); // --unlock reads the login keyring's password from stdin
       await started;
@@ -81,6 +92,7 @@ export async function startPrivateKeyring(options: { keyring?: boolean } = {}): 
         await dbus(env, lockLogin);
         if (!(await dbus(env, lockedProperty)).includes("boolean true")) throw new Error("the keyring did not lock");
       },
+      daemonReport: () => `gnome-keyring-daemon ${daemonExit}; it printed: ${daemonLog.trim() || "(nothing)"}`,
       stop,
     };
   } catch (error) {
