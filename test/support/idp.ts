@@ -28,6 +28,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import type Provider from "oidc-provider";
 import type { Adapter, AdapterPayload, ClientMetadata, Configuration } from "oidc-provider";
 import * as oidc from "openid-client";
+import { DPOP_ALGORITHMS } from "./dpop-verify.js";
 import { createCookieJar } from "./headless-browser.js";
 
 export const TEST_AUDIENCE = "urn:connect-oidc:test";
@@ -72,6 +73,14 @@ export interface IdpOptions {
    * private_key_jwt, none, ...). Clients registered with a method not listed are left out.
    */
   readonly clientAuthMethods?: readonly string[];
+  /**
+   * DPoP (RFC 9449) with server nonces: a token request that carries a `DPoP` proof gets a
+   * DPoP-bound answer (`token_type: "DPoP"`, a JWT access token with `cnf.jkt`; a public
+   * client's refresh token is bound to the same key). `requireNonce`: every proof must carry
+   * the IdP's nonce; one without answers 400 `use_dpop_nonce` with a `DPoP-Nonce` header.
+   * Default (no `dpop`): oidc-provider's defaults, no nonces — as before this option existed.
+   */
+  readonly dpop?: { readonly requireNonce?: boolean };
 }
 
 export interface LoginOptions {
@@ -81,6 +90,11 @@ export interface LoginOptions {
   readonly redirectUri?: string;
   /** Sent as the `resource` parameter when given (the IdP defaults to the test audience). */
   readonly resource?: string;
+  /**
+   * Bind the login to this DPoP key: `dpop_jkt` in the authorization request and a proof on
+   * the code exchange (openid-client's `getDPoPHandle`). Default: a bearer login.
+   */
+  readonly dpop?: oidc.DPoPHandle;
 }
 
 export type TokenResponse = oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
@@ -456,6 +470,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
           },
         }
       : {}),
+    ...(options.dpop
+      ? { enabledJWA: { dPoPSigningAlgValues: [...DPOP_ALGORITHMS] as NonNullable<Configuration["enabledJWA"]>["dPoPSigningAlgValues"] } }
+      : {}),
     pkce: { required: () => true },
     findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -482,6 +499,15 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      ...(options.dpop
+        ? {
+            dPoP: {
+              enabled: true,
+              nonceSecret: randomBytes(32),
+              requireNonce: () => options.dpop?.requireNonce === true,
+            },
+          }
+        : {}),
       revocation: { enabled: true, allowedPolicy: async () => true },
       introspection: { enabled: false },
       deviceFlow: {
@@ -693,6 +719,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     };
     if (loginOptions.resource) parameters.resource = loginOptions.resource;
     if (nonce !== undefined) parameters.nonce = nonce;
+    if (loginOptions.dpop) parameters.dpop_jkt = await loginOptions.dpop.calculateThumbprint();
     const authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
 
     const browser = createBrowser();
@@ -700,11 +727,17 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
     if ("page" in result) {
       throw new Error(`login ended on a page instead of the redirect: ${(await result.page.text()).slice(0, 300)}`);
     }
-    return oidc.authorizationCodeGrant(config, result.url, {
-      pkceCodeVerifier: verifier,
-      expectedState: state,
-      ...(nonce !== undefined ? { expectedNonce: nonce } : {}),
-    });
+    return oidc.authorizationCodeGrant(
+      config,
+      result.url,
+      {
+        pkceCodeVerifier: verifier,
+        expectedState: state,
+        ...(nonce !== undefined ? { expectedNonce: nonce } : {}),
+      },
+      undefined,
+      loginOptions.dpop ? { DPoP: loginOptions.dpop } : undefined,
+    );
   };
 
   const deviceDecision = async (userCode: string, decision: "confirm" | "abort") => {

@@ -6,6 +6,18 @@
  * Every incoming HTTP request is recorded in `stats.requests` with the raw body
  * bytes as they arrived (teed off the Node request stream), the protocol, and a
  * fingerprint of the token (its jti and a hash — never the token itself).
+ *
+ * With `dpop` the server is a DPoP resource server (RFC 9449 §7): every call needs
+ * `authorization: DPoP <token>` with a DPoP-bound access token and a valid `DPoP` proof
+ * (test/support/dpop-verify.ts). Refusals are Unauthenticated with
+ * - `WWW-Authenticate: DPoP error="use_dpop_nonce"` (and `DPoP-Nonce`): the proof lacks a
+ *   nonce or carries a stale one — re-send with the nonce, no token refresh needed;
+ * - `WWW-Authenticate: DPoP error="invalid_dpop_proof"`: the proof is missing or wrong;
+ * - `WWW-Authenticate: DPoP error="invalid_token"`: the token (missing, not DPoP scheme,
+ *   expired, revoked, invalid) — as the `Bearer` challenge is in bearer mode.
+ * `error_description` names the reason. With nonces on, every response carries the current
+ * `DPoP-Nonce` (a success in its response header, a refusal in its error metadata: HTTP
+ * headers for Connect, trailers — or the headers of a trailers-only answer — for gRPC).
  */
 import { createHash } from "node:crypto";
 import http from "node:http";
@@ -17,10 +29,23 @@ import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/con
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from "jose";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
+import { createDpopNonces, type DpopNonces } from "./dpop-nonces.js";
+import { createDpopVerifier, type DpopReason, dpopTokenOf } from "./dpop-verify.js";
 
 export type WireProtocol = "connect" | "grpc" | "grpc-web" | "unknown";
 
-export type RejectReason = "missing" | "malformed" | "invalid" | "expired" | "revoked" | "reject-all";
+export type RejectReason = "missing" | "malformed" | "invalid" | "expired" | "revoked" | "reject-all" | "dpop";
+
+/** A DPoP server's verdict on one request (never the proof or the token). */
+export interface RecordedDpop {
+  readonly ok: boolean;
+  /** Why it was refused: a proof reason, "not-dpop-scheme" or "token" (see `reason`). */
+  readonly reason?: DpopReason | "not-dpop-scheme" | "token";
+  /** The proof key's RFC 7638 thumbprint, once its signature checked out. */
+  readonly jkt?: string;
+  /** The nonce the proof carried. */
+  readonly nonce?: string;
+}
 
 export interface RecordedRequest {
   readonly method: string;
@@ -39,6 +64,8 @@ export interface RecordedRequest {
   readonly subject: string | undefined;
   /** HTTP status of the response, once sent (200 for most gRPC errors). */
   readonly status: number | undefined;
+  /** DPoP servers only: the proof check; undefined when the check was not reached. */
+  readonly dpop: RecordedDpop | undefined;
   /**
    * The raw request body received so far (await `done` for all of it): exactly
    * the bytes that arrived, envelopes and all, uncompressed or not. A streaming
@@ -63,6 +90,21 @@ export interface StartServerOptions {
   readonly audience?: string;
   /** true: HTTP/2 over cleartext (h2c); false: HTTP/1.1. */
   readonly http2: boolean;
+  /**
+   * Be a DPoP resource server (see the module comment). `requireNonce`: proofs must carry
+   * the server's nonce, which rotates every `nonceRotateMs` (default: only on
+   * `dpop.rotateNonce()`); the current and the previous one are accepted. `iatWindowSeconds`:
+   * how far a proof's `iat` may be from now (default 60). Default: bearer tokens.
+   */
+  readonly dpop?: { readonly requireNonce?: boolean; readonly nonceRotateMs?: number; readonly iatWindowSeconds?: number };
+}
+
+/** DPoP knobs of a test server (inert on a bearer server). */
+export interface TestServerDpop {
+  /** Replace the nonce now (the one replaced stays accepted until the next rotation). */
+  rotateNonce(): void;
+  /** The nonce a response would carry now; undefined without nonces. */
+  readonly currentNonce: string | undefined;
 }
 
 export interface TestServer {
@@ -83,6 +125,7 @@ export interface TestServer {
    * mid-stream. undefined = never.
    */
   setUnauthenticatedAfter(messages: number | undefined): void;
+  readonly dpop: TestServerDpop;
   close(): Promise<void>;
 }
 
@@ -122,19 +165,28 @@ interface MutableRecord {
   reason: RejectReason | undefined;
   subject: string | undefined;
   status: number | undefined;
+  dpop: RecordedDpop | undefined;
   readonly chunks: Buffer[];
   readonly body: Uint8Array;
   readonly done: Promise<void>;
 }
 
-function unauthenticated(reason: RejectReason, message: string, cause?: unknown): ConnectError {
+function unauthenticated(reason: RejectReason, message: string, cause?: unknown, challenge?: Record<string, string>): ConnectError {
   return new ConnectError(
     message,
     Code.Unauthenticated,
-    { "www-authenticate": `Bearer error="invalid_token", error_description="${reason}"` },
+    challenge ?? { "www-authenticate": `Bearer error="invalid_token", error_description="${reason}"` },
     undefined,
     cause,
   );
+}
+
+/** The `WWW-Authenticate: DPoP` challenge (and `DPoP-Nonce`) of a DPoP server's refusal. */
+function dpopChallenge(error: string, description: string, nonce: string | undefined): Record<string, string> {
+  return {
+    "www-authenticate": `DPoP error="${error}", error_description="${description}"`,
+    ...(nonce === undefined ? {} : { "dpop-nonce": nonce }),
+  };
 }
 
 export async function startServer(options: StartServerOptions): Promise<TestServer> {
@@ -154,10 +206,24 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
   let rejectAll = false;
   let requestDelayMs = 0;
   let unauthenticatedAfter: number | undefined;
+  const dpopOptions = options.dpop;
+  const dpopNonces: DpopNonces | undefined = dpopOptions?.requireNonce
+    ? createDpopNonces({ rotateMs: dpopOptions.nonceRotateMs })
+    : undefined;
+  const dpopVerifier = dpopOptions
+    ? createDpopVerifier({
+        nonces: dpopNonces,
+        ...(dpopOptions.iatWindowSeconds !== undefined ? { iatWindowSeconds: dpopOptions.iatWindowSeconds } : {}),
+      })
+    : undefined;
+  const tokenOf = (authorization: string | null | undefined) => (dpopOptions ? dpopTokenOf(authorization) : bearerOf(authorization));
 
   const authInterceptor: Interceptor = (next) => async (req) => {
     const record = req.contextValues.get(kRecord);
-    const reject = async (reason: RejectReason, message: string, cause?: unknown) => {
+    // A DPoP server's refusals carry its challenge and nonce; the reason in error_description.
+    const nonce = dpopNonces?.current();
+    const reject = async (reason: RejectReason, message: string, cause?: unknown, dpopError?: { error: string; description: string }) => {
+      if (record && dpopOptions && !record.dpop) record.dpop = { ok: false, reason: "token" };
       if (record) {
         record.auth = "rejected";
         record.reason = reason;
@@ -176,17 +242,25 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
           await Promise.race([drain, sleep(1000)]);
         }
       }
-      return unauthenticated(reason, message, cause);
+      const challenge = dpopOptions
+        ? dpopChallenge(dpopError?.error ?? "invalid_token", dpopError?.description ?? reason, nonce)
+        : undefined;
+      return unauthenticated(reason, message, cause, challenge);
     };
 
     if (requestDelayMs > 0) await sleep(requestDelayMs, undefined, { signal: req.signal });
 
     const authorization = req.header.get("authorization");
-    const token = bearerOf(authorization);
+    const token = tokenOf(authorization);
     if (rejectAll) throw await reject("reject-all", "server refuses every token (setRejectAll)");
-    if (authorization === null) throw await reject("missing", "missing bearer token");
-    if (token === undefined) throw await reject("malformed", "authorization is not a bearer token");
+    if (authorization === null) throw await reject("missing", dpopOptions ? "missing DPoP token" : "missing bearer token");
+    if (token === undefined) {
+      if (!dpopOptions) throw await reject("malformed", "authorization is not a bearer token");
+      if (record) record.dpop = { ok: false, reason: "not-dpop-scheme" };
+      throw await reject("malformed", "authorization is not a DPoP token");
+    }
     if (revoked.has(hashToken(token))) throw await reject("revoked", "token revoked");
+    let boundJkt: string | undefined;
     try {
       const { payload } = await jwtVerify(token, jwks, {
         issuer,
@@ -196,7 +270,9 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
         clockTolerance: 0,
       });
       const subject = payload.sub ?? "";
-      if (record) {
+      const cnf = payload.cnf as { jkt?: unknown } | undefined;
+      boundJkt = typeof cnf?.jkt === "string" ? cnf.jkt : undefined;
+      if (record && !dpopVerifier) {
         record.auth = "accepted";
         record.subject = subject;
       }
@@ -205,12 +281,39 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       if (err instanceof joseErrors.JWTExpired) throw await reject("expired", "token expired", err);
       throw await reject("invalid", "token invalid", err);
     }
-    return next(req);
+    if (dpopVerifier) {
+      const result = await dpopVerifier.verify({
+        proof: req.header.get("dpop"),
+        accessToken: token,
+        boundJkt,
+        method: req.requestMethod,
+        url: req.url,
+      });
+      if (record) {
+        record.dpop = {
+          ok: result.ok,
+          ...(result.ok ? {} : { reason: result.reason }),
+          ...(result.jkt === undefined ? {} : { jkt: result.jkt }),
+          ...(result.nonce === undefined ? {} : { nonce: result.nonce }),
+        };
+      }
+      if (!result.ok) {
+        throw await reject("dpop", `DPoP proof refused: ${result.reason}`, undefined, { error: result.error, description: result.reason });
+      }
+      if (record) {
+        record.auth = "accepted";
+        record.subject = req.contextValues.get(kSubject);
+      }
+    }
+    const res = await next(req);
+    if (nonce !== undefined) res.header.set("dpop-nonce", nonce);
+    return res;
   };
 
   const checkStream = (sent: number) => {
     if (unauthenticatedAfter !== undefined && sent >= unauthenticatedAfter) {
-      throw unauthenticated("expired", "token no longer accepted (setUnauthenticatedAfter)");
+      const challenge = dpopOptions ? dpopChallenge("invalid_token", "expired", dpopNonces?.current()) : undefined;
+      throw unauthenticated("expired", "token no longer accepted (setUnauthenticatedAfter)", undefined, challenge);
     }
   };
 
@@ -266,7 +369,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
 
   const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const contentType = req.headers["content-type"];
-    const token = bearerOf(req.headers.authorization);
+    const token = tokenOf(req.headers.authorization);
     let jti: string | undefined;
     if (token !== undefined) {
       try {
@@ -296,6 +399,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       reason: undefined,
       subject: undefined,
       status: undefined,
+      dpop: undefined,
       chunks,
       get body() {
         return new Uint8Array(Buffer.concat(chunks));
@@ -373,6 +477,14 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     },
     setUnauthenticatedAfter(messages) {
       unauthenticatedAfter = messages;
+    },
+    dpop: {
+      rotateNonce() {
+        dpopNonces?.rotate();
+      },
+      get currentNonce() {
+        return dpopNonces?.current();
+      },
     },
     close,
   };
