@@ -150,7 +150,14 @@ export type TokenStoreErrorReason =
    */
   | "lock-compromised"
   /** The lock's folder is owned by another user or open to others: it is not used. */
-  | "unsafe-folder";
+  | "unsafe-folder"
+  /** The store's server (Redis) did not answer in time or refused the command. */
+  | "unavailable"
+  /**
+   * A write refused because a newer login was stored after this process read the store
+   * (its lease had run out meanwhile); the newer login stands.
+   */
+  | "fenced";
 
 /**
  * A token store cannot be read or written; the message names the cause and the fix, and
@@ -255,5 +262,55 @@ export class ExchangeFailure extends Error {
     if (facts.status !== undefined) this.status = facts.status;
     if (facts.error !== undefined) this.error = facts.error;
     if (facts.code !== undefined) this.code = facts.code;
+  }
+}
+
+/**
+ * Why a login cannot be used with DPoP: `switch (err.reason)` narrows.
+ *
+ * @example
+ * ```ts
+ * import { DPoPKeyError, type DPoPKeyErrorReason } from "connect-oidc";
+ *
+ * const hints: Record<DPoPKeyErrorReason, string> = {
+ *   missing: "the store lost the login's key: log in again",
+ *   unusable: "the stored key cannot be used: log in again",
+ *   "not-bound": "this login was made without dpop: log in again with dpop",
+ *   unexpected: "this login is DPoP-bound: create the token manager with dpop",
+ * };
+ * ```
+ */
+export type DPoPKeyErrorReason =
+  /** The login's tokens are DPoP-bound, but the store holds no key for them. */
+  | "missing"
+  /** The stored key cannot be imported or used to sign. */
+  | "unusable"
+  /** The manager uses DPoP, but the login's tokens are bearer tokens. */
+  | "not-bound"
+  /** The login's tokens are DPoP-bound, but the manager was created without `dpop`. */
+  | "unexpected";
+
+/**
+ * A login that cannot be used as it is with DPoP (RFC 9449): its key is missing or
+ * unusable, or its binding does not match the manager's `dpop` option. Never answered by
+ * sending the token as a bearer token. A kind of {@link ReauthRequiredError} (a new login
+ * helps), with `reason` saying which case it is.
+ *
+ * @example
+ * ```ts
+ * import { DPoPKeyError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof DPoPKeyError) console.error(`DPoP: ${error.reason}: ${error.message}`);
+ * }
+ * ```
+ */
+export class DPoPKeyError extends ReauthRequiredError {
+  readonly reason: DPoPKeyErrorReason;
+  constructor(reason: DPoPKeyErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
   }
 }

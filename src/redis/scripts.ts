@@ -1,0 +1,64 @@
+/**
+ * The Lua scripts of redisStore. Each runs atomically on the Redis server (one script at a
+ * time), so a check and the write it guards cannot be separated by another client's command.
+ *
+ * Keys: KEYS[1] the login (a hash: `version`, the number of writes so far, and `value`, the
+ * serialized — possibly encrypted — login; a cleared login keeps its `version`), KEYS[2] the
+ * lease (a string: the holder's random token, with a PX expiry). Both keys must live in one
+ * hash slot on Redis Cluster (see leaseKeyOf).
+ */
+
+/** SET NX PX: take the lease if nobody holds it. Returns 1 when taken, 0 when held by another. */
+export const ACQUIRE = `
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0`;
+
+/** Extend the lease, only while it is still ours. Returns 1 when extended, 0 when lost. */
+export const RENEW = `
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 0`;
+
+/** Give the lease back, only if it is still ours (never another holder's). */
+export const RELEASE = `
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+return 0`;
+
+/**
+ * Read the login. ARGV[1]: our lease token, or "" outside a lease.
+ * Returns { leaseHeld (1/0; 1 outside a lease), version (-1: the key is not a hash), value or nil }.
+ */
+export const LOAD = `
+local held = 1
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then held = 0 end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return { held, 0, false } end
+if kind ~= 'hash' then return { held, -1, false } end
+local fields = redis.call('HMGET', KEYS[1], 'version', 'value')
+return { held, tonumber(fields[1]) or 0, fields[2] }`;
+
+/**
+ * Write (or, ARGV[4] == "clear", remove) the login, fenced. ARGV[1]: our lease token or "";
+ * ARGV[2]: the version we read under this lease, or "" if we read none; ARGV[3]: the value.
+ * - with a version read: written only if nobody wrote since (compare-and-set);
+ * - without one, under a lease: written only while the lease is still ours;
+ * - outside any lease: written.
+ * A key of another type (a corrupt value) is replaced. Returns { written (1/0), version now }.
+ */
+export const SAVE = `
+local kind = redis.call('TYPE', KEYS[1]).ok
+local current = 0
+if kind == 'hash' then current = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0 end
+if ARGV[2] ~= '' then
+  if current ~= tonumber(ARGV[2]) then return { 0, current } end
+elseif ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return { 0, current }
+end
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+local version = current + 1
+if ARGV[4] == 'clear' then
+  redis.call('HDEL', KEYS[1], 'value')
+  redis.call('HSET', KEYS[1], 'version', version)
+else
+  redis.call('HSET', KEYS[1], 'version', version, 'value', ARGV[3])
+end
+return { 1, version }`;
