@@ -3,7 +3,14 @@
  * a JWT (`typ: at+jwt`, RS256) signed by the issuer's keys (JWKS), for this audience,
  * not expired — with no clock tolerance, so an expired token is refused for real.
  *
- *   tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com [--port 8080] [--h2c]
+ * With `--dpop` it accepts only DPoP-bound tokens (RFC 9449): `authorization: DPoP <token>`
+ * and a `DPoP` proof for this very request, signed by the key the token is bound to
+ * (`cnf.jkt`), fresh (`iat` within 60 s, `jti` never seen), carrying the server's current
+ * nonce, which rotates (`--dpop-nonce-every`, default 30 s). A bearer token, a token with
+ * another key's proof or a replayed proof is refused. The proof check is the test
+ * suite's (test/support/dpop-verify.ts, done with jose).
+ *
+ *   tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com [--port 8080] [--h2c] [--dpop]
  *
  * `startExampleServer(options)` starts the same server in-process (the demo does).
  */
@@ -16,7 +23,10 @@ import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerC
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import { AgentSessionService, Decision, type IngestEventRequest } from "../gen/agent/v1/session_pb.js";
+import { createDpopNonces } from "../test/support/dpop-nonces.js";
+import { createDpopVerifier, dpopTokenOf } from "../test/support/dpop-verify.js";
 import { parseCli, runMain } from "./lib/cli.js";
+import { parseDuration } from "./lib/duration.js";
 
 export interface ExampleServerOptions {
   /** The issuer the tokens must come from (`iss`). */
@@ -33,12 +43,18 @@ export interface ExampleServerOptions {
   readonly host?: string;
   /** The answer to an event; default: {@link defaultDecision}. */
   readonly decide?: (event: IngestEventRequest) => Decision;
+  /**
+   * Accept only DPoP-bound tokens with a valid proof (RFC 9449), nonces required, rotated
+   * every `nonceRotateMs` (default 30 s). Default: bearer tokens.
+   */
+  readonly dpop?: { readonly nonceRotateMs?: number };
 }
 
-export type RejectReason = "missing" | "malformed" | "revoked" | "expired" | "invalid";
+/** `proof`: a DPoP proof missing or wrong; `nonce`: a proof without the current nonce. */
+export type RejectReason = "missing" | "malformed" | "revoked" | "expired" | "invalid" | "proof" | "nonce";
 
 export interface ExampleServerStats {
-  /** Requests whose token was verified. */
+  /** Requests whose token (and DPoP proof, with `dpop`) was verified. */
   readonly accepted: number;
   /** Requests refused as Unauthenticated, by reason. */
   readonly rejected: Readonly<Record<RejectReason, number>>;
@@ -96,7 +112,7 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
   const sessions = new Map<string, Session>();
   const stats = {
     accepted: 0,
-    rejected: { missing: 0, malformed: 0, revoked: 0, expired: 0, invalid: 0 } as Record<RejectReason, number>,
+    rejected: { missing: 0, malformed: 0, revoked: 0, expired: 0, invalid: 0, proof: 0, nonce: 0 } as Record<RejectReason, number>,
     sessionsCreated: 0,
     sessionsEnded: 0,
     heartbeats: 0,
@@ -104,19 +120,27 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
     duplicateEvents: 0,
   };
 
-  const refuse = (reason: RejectReason, message: string, cause?: unknown) => {
+  const dpop = options.dpop;
+  const nonces = dpop ? createDpopNonces({ rotateMs: dpop.nonceRotateMs ?? 30_000 }) : undefined;
+  const proofs = dpop ? createDpopVerifier({ nonces }) : undefined;
+  const scheme = dpop ? "DPoP" : "Bearer";
+
+  const refuse = (reason: RejectReason, message: string, cause?: unknown, description: string = reason) => {
     stats.rejected[reason]++;
-    // RFC 6750 §3: tell the client why, so it knows a new token may help.
-    const header = { "www-authenticate": `Bearer error="invalid_token", error_description="${reason}"` };
+    // RFC 6750 §3 / RFC 9449 §7.1: tell the client why, so it knows whether a new token or a nonce may help.
+    const error = reason === "nonce" ? "use_dpop_nonce" : reason === "proof" ? "invalid_dpop_proof" : "invalid_token";
+    const header: Record<string, string> = { "www-authenticate": `${scheme} error="${error}", error_description="${description}"` };
+    if (nonces) header["dpop-nonce"] = nonces.current();
     return new ConnectError(message, Code.Unauthenticated, header, undefined, cause);
   };
 
   const authenticate: Interceptor = (next) => async (req) => {
     const authorization = req.header.get("authorization");
-    if (authorization === null) throw refuse("missing", "missing bearer token");
-    const token = /^Bearer +(\S+)\s*$/i.exec(authorization)?.[1];
-    if (token === undefined) throw refuse("malformed", "authorization is not a bearer token");
+    if (authorization === null) throw refuse("missing", `missing ${scheme} token`);
+    const token = dpop ? dpopTokenOf(authorization) : /^Bearer +(\S+)\s*$/i.exec(authorization)?.[1];
+    if (token === undefined) throw refuse("malformed", `authorization is not a ${scheme} token`);
     if (revoked.has(fingerprint(token))) throw refuse("revoked", "token revoked");
+    let boundJkt: string | undefined;
     try {
       const { payload } = await jwtVerify(token, jwks, {
         issuer,
@@ -126,14 +150,29 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
         clockTolerance: 0,
       });
       if (!payload.sub) throw refuse("invalid", "token has no subject");
-      stats.accepted++;
+      const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
+      boundJkt = typeof jkt === "string" ? jkt : undefined;
       req.contextValues.set(kSubject, payload.sub);
     } catch (error) {
       if (error instanceof ConnectError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw refuse("expired", "token expired", error);
       throw refuse("invalid", "token invalid", error);
     }
-    return next(req);
+    if (proofs) {
+      const proof = { proof: req.header.get("dpop"), accessToken: token, boundJkt, method: req.requestMethod, url: req.url };
+      const result = await proofs.verify(proof);
+      if (!result.ok)
+        throw refuse(
+          result.error === "use_dpop_nonce" ? "nonce" : "proof",
+          `DPoP proof refused: ${result.reason}`,
+          undefined,
+          result.reason,
+        );
+    }
+    stats.accepted++;
+    const res = await next(req);
+    if (nonces) res.header.set("dpop-nonce", nonces.current());
+    return res;
   };
 
   /** The caller's own open session, or the error that says why not. */
@@ -259,6 +298,8 @@ async function main(): Promise<number> {
       },
       host: { type: "string", value: "<address>", default: "127.0.0.1", help: "address to listen on" },
       h2c: { type: "boolean", help: "HTTP/2 over cleartext instead of HTTP/1.1" },
+      dpop: { type: "boolean", help: "accept only DPoP-bound tokens with a valid proof (RFC 9449), server nonces required" },
+      "dpop-nonce-every": { type: "string", kind: "duration", default: "30s", help: "with --dpop: how often the nonce rotates" },
     },
     example: "tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com --port 8080",
   });
@@ -269,8 +310,11 @@ async function main(): Promise<number> {
     port: Number(values.port),
     host: values.host,
     http2: values.h2c,
+    ...(values.dpop ? { dpop: { nonceRotateMs: parseDuration(values["dpop-nonce-every"]) } } : {}),
   });
-  process.stderr.write(`AgentSessionService listening on ${server.url} (${server.http2 ? "h2c" : "HTTP/1.1"}); Ctrl-C stops it\n`);
+  process.stderr.write(
+    `AgentSessionService listening on ${server.url} (${server.http2 ? "h2c" : "HTTP/1.1"}${values.dpop ? ", DPoP" : ""}); Ctrl-C stops it\n`,
+  );
   // Runs until Ctrl-C.
   return new Promise<number>((resolve) => {
     process.once("SIGINT", () => {

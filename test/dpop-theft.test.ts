@@ -121,6 +121,14 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
       dpop: await owner.sign({ htm: method, htu: url, accessToken: login.access_token, nonce, ...overrides }),
     });
 
+  /** The owner's request with a nonce of the test's choosing. */
+  const asOwnerWith =
+    (nonce: string | undefined): Credentials =>
+    async ({ method, url }) => ({
+      authorization: `${dpopToken}${login.access_token}`,
+      dpop: await owner.sign({ htm: method, htu: url, accessToken: login.access_token, nonce }),
+    });
+
   for (const kind of KINDS) {
     describe(kind, () => {
       it("the owner passes once it has the server's nonce; without it the answer is use_dpop_nonce with the nonce", async () => {
@@ -197,6 +205,33 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
       });
     });
   }
+
+  it("server nonces rotate (rotateNonce, nonceRotateMs): the previous one still passes, answers carry the new one", async () => {
+    const server = h1;
+    const old = server.dpop.currentNonce;
+    assert.ok(old);
+    server.dpop.rotateNonce();
+    const fresh = server.dpop.currentNonce;
+    assert.notEqual(fresh, old);
+    const withPrevious = await call("connect-h1", asOwnerWith(old));
+    assert.equal(withPrevious.result, "ok", "the previous nonce still passes");
+    assert.equal(nonces.get(server), fresh, "the answer carried the new nonce");
+    server.dpop.rotateNonce();
+    const stale = await call("connect-h1", asOwnerWith(old));
+    assert.deepEqual(
+      [stale.result, stale.challenge, stale.nonce],
+      ["refused", 'DPoP error="use_dpop_nonce", error_description="nonce-stale"', server.dpop.currentNonce],
+    );
+
+    const timed = await startServer({ idp, http2: true, dpop: { requireNonce: true, nonceRotateMs: 200 } });
+    try {
+      const first = timed.dpop.currentNonce;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      assert.notEqual(timed.dpop.currentNonce, first, "rotated after nonceRotateMs");
+    } finally {
+      await timed.close();
+    }
+  });
 
   it("openid-client's own proofs (fetchProtectedResource) pass, after a nonce challenge it reads and retries", async () => {
     const config = await idp.cliConfig();
