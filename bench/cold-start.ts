@@ -38,6 +38,10 @@ export type ColdStartRow =
       readonly fixedHeaderMs: number;
       /** connectOidcMs / fixedHeaderMs. */
       readonly ratio: number;
+      /** Median CPU time (user + system) of the same processes, ms, and its ratio: less moved by other load. */
+      readonly connectOidcCpuMs: number;
+      readonly fixedHeaderCpuMs: number;
+      readonly cpuRatio: number;
     }
   | { readonly kind: "skipped"; readonly label: string; readonly value: string }
   | {
@@ -122,13 +126,13 @@ async function sideBySide(
   runs: number,
   env: NodeJS.ProcessEnv,
 ): Promise<ColdStartRow> {
-  const withLibrary = () => runChild(copy, "test/support/cold-client.ts", config, env);
-  const fixed = () => runChild(copy, "test/support/cold-fixed.ts", config, env);
+  const withLibrary = () => sample(copy, "test/support/cold-client.ts", config, env);
+  const fixed = () => sample(copy, "test/support/cold-fixed.ts", config, env);
   // Warm the file system cache and the server's JWKS: not counted.
   await withLibrary();
   await fixed();
-  const library: number[] = [];
-  const baseline: number[] = [];
+  const library: ColdSample[] = [];
+  const baseline: ColdSample[] = [];
   for (let i = 0; i < runs; i += 1) {
     // Alternate which goes first, so drift (CPU frequency, caches) hits both alike.
     if (i % 2 === 0) {
@@ -139,9 +143,11 @@ async function sideBySide(
       library.push(await withLibrary());
     }
   }
-  const connectOidcMs = median(library);
-  const fixedHeaderMs = median(baseline);
+  const connectOidcMs = median(library.map((s) => s.ms));
+  const fixedHeaderMs = median(baseline.map((s) => s.ms));
   const ratio = connectOidcMs / fixedHeaderMs;
+  const connectOidcCpuMs = median(library.map((s) => s.cpuMs));
+  const fixedHeaderCpuMs = median(baseline.map((s) => s.cpuMs));
   return {
     kind: "cold-start",
     label: `cold start, ${store}: fresh process, one call (median of ${runs}, ms)`,
@@ -151,6 +157,9 @@ async function sideBySide(
     connectOidcMs,
     fixedHeaderMs,
     ratio,
+    connectOidcCpuMs,
+    fixedHeaderCpuMs,
+    cpuRatio: connectOidcCpuMs / fixedHeaderCpuMs,
   };
 }
 
@@ -175,6 +184,16 @@ async function coldRefresh(
     discoveryRequests,
     tokenRequests,
   };
+}
+
+interface ColdSample {
+  readonly ms: number;
+  readonly cpuMs: number;
+}
+
+async function sample(copy: ColdCopy, script: string, config: unknown, env: NodeJS.ProcessEnv): Promise<ColdSample> {
+  const { ms, report } = await runColdChild(copy, script, config, { env });
+  return { ms, cpuMs: report.cpuMs ?? Number.NaN };
 }
 
 async function runChild(copy: ColdCopy, script: string, config: unknown, env: NodeJS.ProcessEnv): Promise<number> {

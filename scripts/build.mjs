@@ -1,30 +1,19 @@
-// Builds dist/esm with tsc (JS + types) and dist/cjs from it with esbuild (one file per module).
+// Builds dist/: the types with tsc (dist/esm/*.d.ts, copied to dist/cjs), and the JavaScript
+// with esbuild, one bundle per entry point in package.json `exports` with shared chunks, as
+// ESM and CommonJS (scripts/bundle.mjs).
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { transformSync } from "esbuild";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { bundle, entriesOf, filesUnder } from "./bundle.mjs";
 
 rmSync("dist", { recursive: true, force: true });
-execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
-
-function* files(dir) {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) yield* files(path);
-    else yield path;
-  }
-}
-
-mkdirSync("dist/cjs", { recursive: true });
-for (const path of files("dist/esm")) {
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json", "--emitDeclarationOnly"], {
+  stdio: "inherit",
+});
+await bundle({ entries: entriesOf("."), outdir: "dist", sourcemap: true, tsconfig: "tsconfig.build.json" });
+for (const path of filesUnder("dist/esm")) {
+  if (!path.endsWith(".d.ts")) continue;
   const out = path.replace(/^dist[\\/]esm/, "dist/cjs");
-  mkdirSync(join(out, ".."), { recursive: true });
-  if (path.endsWith(".js")) {
-    const { code } = transformSync(readFileSync(path, "utf8"), { format: "cjs", platform: "node", target: "node20" });
-    writeFileSync(out, code);
-  } else if (path.endsWith(".d.ts")) {
-    cpSync(path, out);
-  }
+  mkdirSync(dirname(out), { recursive: true });
+  cpSync(path, out);
 }
-writeFileSync("dist/cjs/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);

@@ -31,6 +31,9 @@ describe("npm pack", () => {
     const files = packed[0]!.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
+    // One bundle per entry point and shared chunks (a fresh process loads a few files, not one per module).
+    const js = files.filter((f) => f.startsWith("dist/esm/") && f.endsWith(".js"));
+    assert.ok(js.length <= 8 && !js.includes("dist/esm/token-manager.js"), `bundled: ${js.join(", ")}`);
 
     // Types resolve for ESM and CJS consumers (node16 / bundler resolution): arethetypeswrong.
     execFileSync(join(root, "node_modules/.bin/attw"), ["--profile", "node16", "--format", "ascii", tarball], { encoding: "utf8" });
@@ -43,22 +46,27 @@ describe("npm pack", () => {
 
     writeFileSync(
       join(app, "esm.mjs"),
-      `import { createAuthInterceptor, createTokenManager, memoryStore, ReauthRequiredError } from "connect-oidc";
+      `import { createAuthInterceptor, createTokenManager, memoryStore, ReauthRequiredError, TokenStoreError } from "connect-oidc";
        import { keyringStore, fileStore } from "connect-oidc/node";
        const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c", store: memoryStore() });
        const i = createAuthInterceptor(m);
-       console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code].join(","));
+       // One class across entry points: an error from connect-oidc/node is the one connect-oidc exports.
+       const same = await fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason);
+       console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same].join(","));
        m.close();`,
     );
     writeFileSync(
       join(app, "cjs.cjs"),
-      `const { createAuthInterceptor, createTokenManager, ReauthRequiredError } = require("connect-oidc");
+      `const { createAuthInterceptor, createTokenManager, ReauthRequiredError, TokenStoreError } = require("connect-oidc");
        const { keyringStore, fileStore } = require("connect-oidc/node");
        const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c" });
-       console.log([typeof createAuthInterceptor(m), typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code].join(","));
-       m.close();`,
+       fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason).then((same) => {
+         console.log([typeof createAuthInterceptor(m), typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same].join(","));
+         m.close();
+       });`,
     );
-    const expected = "function,function,function,ERR_REAUTH_REQUIRED";
+    writeFileSync(join(app, "corrupt.json"), "not a login");
+    const expected = "function,function,function,ERR_REAUTH_REQUIRED,corrupt";
     assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
     assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
 

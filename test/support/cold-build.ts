@@ -1,8 +1,9 @@
 /**
- * A plain-JavaScript copy of the package for cold-start measurements: src/, gen/ and the
- * cold-start child scripts, each file transformed by esbuild the way scripts/build.mjs
- * makes dist/cjs (one file per module, no bundling), as ESM or as CommonJS. Children run
- * it with plain `node`: no tsx, so a fresh process pays what a user's process pays.
+ * A plain-JavaScript copy of the package for cold-start measurements: the package built
+ * as scripts/build.mjs builds dist/ (scripts/bundle.mjs: one bundle per entry point, shared
+ * chunks), and gen/ and the cold-start child scripts transformed file by file, as ESM or
+ * as CommonJS. Children run it with plain `node`: no tsx, so a fresh process pays what a
+ * user's process pays.
  * The copy lives in a temp folder whose node_modules links to the repository's.
  */
 import { execFile } from "node:child_process";
@@ -10,6 +11,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { transform } from "esbuild";
+import { bundle, entriesOf } from "../../scripts/bundle.mjs";
 import type { ColdChildReport } from "./cold-client.js";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -20,6 +22,7 @@ const childScripts = [
   "test/support/cold-fixed.ts",
   "test/support/cold-seed.ts",
   "test/support/cold-packages.ts",
+  "test/support/cold-cpu.ts",
 ];
 
 export interface ColdCopy {
@@ -33,11 +36,9 @@ export interface ColdCopy {
 export async function buildColdCopy(format: "esm" | "cjs"): Promise<ColdCopy> {
   const dir = await mkdtemp(join(tmpdir(), `connect-oidc-cold-${format}-`));
   try {
-    const sources = [
-      ...(await tsFiles(join(root, "src"))),
-      ...(await tsFiles(join(root, "gen"))),
-      ...childScripts.map((p) => join(root, p)),
-    ];
+    // The package exactly as `npm run build` makes dist/ (bundles per entry, shared chunks).
+    await bundle({ entries: entriesOf(root), outdir: join(dir, "pkg") });
+    const sources = [...(await tsFiles(join(root, "gen"))), ...childScripts.map((p) => join(root, p))];
     await Promise.all(
       sources.map(async (source) => {
         const { code } = await transform(await readFile(source, "utf8"), {
@@ -49,7 +50,8 @@ export async function buildColdCopy(format: "esm" | "cjs"): Promise<ColdCopy> {
         });
         const out = join(dir, relative(root, source).replace(/\.ts$/, ".js"));
         await mkdir(dirname(out), { recursive: true });
-        await writeFile(out, code);
+        // The child scripts import the entry points from src/: here, the built package.
+        await writeFile(out, code.replaceAll("../../src/", `../../pkg/${format}/`));
       }),
     );
     await writeFile(join(dir, "package.json"), `${JSON.stringify({ type: format === "esm" ? "module" : "commonjs", private: true })}\n`);

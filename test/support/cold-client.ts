@@ -10,6 +10,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
+import { cpuMs } from "./cold-cpu.js";
 import { packagesIn } from "./cold-packages.js";
 
 export interface ColdChildConfig {
@@ -31,6 +32,8 @@ export interface ColdChildReport {
   readonly packages?: readonly string[];
   /** `METHOD path` of every fetch to the issuer's origin. */
   readonly idpRequests?: readonly string[];
+  /** CPU time (user + system) the process used up to its answer, ms: a figure that another load on the machine moves less than wall time. */
+  readonly cpuMs?: number;
 }
 
 async function main(): Promise<void> {
@@ -49,8 +52,8 @@ async function main(): Promise<void> {
     );
     const { text } = await client.say({ text: "cold" });
     const report: ColdChildReport = config.report
-      ? { ok: true, reply: text, packages: loadedPackages(), idpRequests }
-      : { ok: true, reply: text };
+      ? { ok: true, reply: text, packages: loadedPackages(), idpRequests, cpuMs: cpuMs() }
+      : { ok: true, reply: text, cpuMs: cpuMs() };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     tokens.close();

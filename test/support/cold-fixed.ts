@@ -8,6 +8,7 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import type { ColdChildConfig } from "./cold-client.js";
+import { cpuMs } from "./cold-cpu.js";
 
 async function readToken(store: ColdChildConfig["store"]): Promise<string> {
   if (store.kind === "file") return (JSON.parse(await readFile(store.path, "utf8")) as { accessToken: string }).accessToken;
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     createConnectTransport({ baseUrl: config.baseUrl, httpVersion: "1.1", interceptors: [fixedHeader] }),
   );
   const { text } = await client.say({ text: "cold" });
-  process.stdout.write(`${JSON.stringify({ ok: true, reply: text })}\n`);
+  process.stdout.write(`${JSON.stringify({ ok: true, reply: text, cpuMs: cpuMs() })}\n`);
 }
 
 main().catch((error: unknown) => {
