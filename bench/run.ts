@@ -6,7 +6,7 @@
  *
  *   npm run bench                 the table
  *   npm run bench -- --json       one JSON object: { machine, rows }
- *   npm run bench -- --only 1,3   some sections (1–7)
+ *   npm run bench -- --only 1,3   some sections (1–8)
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -17,6 +17,7 @@ import { heapRows } from "./heap.js";
 import { herdRows } from "./herd.js";
 import { latencyRows } from "./latency.js";
 import { overheadRows } from "./overhead.js";
+import { redisFleetRows } from "./redis-fleet.js";
 import type { Row } from "./rows.js";
 
 const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, only: { type: "string" } } });
@@ -66,6 +67,7 @@ if (wanted("7")) {
     }
   }
 }
+if (wanted("8")) rows.push(...(await redisFleetRows()));
 
 const machine = {
   node: process.version,

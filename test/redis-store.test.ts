@@ -156,14 +156,21 @@ describe("redisStore", { skip: missing }, () => {
     assert.equal(await connect().get(`${key}:lease`), "the next holder", "the next holder's lease is left alone");
   });
 
-  test("a save under a lease whose version still matches goes through (nobody wrote since), and outside a lease always", async () => {
+  test("a lease that ran out while nobody took it is taken again by the read; a save whose version still matches goes through", async () => {
     const key = freshKey();
-    const store = redisStore({ client: connect(), key, leaseMs: 200 });
+    const client = connect();
+    const store = redisStore({ client, key, leaseMs: 200 });
     await store.lock!(async () => {
-      await store.load();
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400); // the lease ran out, nobody took it
+      await sleep(300); // the renewal found it gone
+      assert.equal(await client.exists(`${key}:lease`), 0);
+      await store.load();
+      await sleep(500); // more than two leases: renewed again
+      assert.ok((await client.pttl(`${key}:lease`)) > 0, "held again, and renewed");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400); // ran out again, nobody took it
       await store.save(login(secret(4)));
     });
+    assert.equal(await client.exists(`${key}:lease`), 0, "released");
     assert.deepEqual(await store.load(), login(secret(4)));
     await store.save(login(secret(5)));
     assert.deepEqual(await store.load(), login(secret(5)));

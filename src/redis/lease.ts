@@ -21,6 +21,8 @@ export interface LeaseSettings {
 /** A lease held; whether it still is, only Redis can tell (the scripts check the token). */
 export interface Lease {
   readonly token: string;
+  /** The lease was taken again after it ran out (see LOAD): renew it again. */
+  retaken(): void;
   /** Stop renewing and give the lease back (never throws: an unreleased lease expires by itself). */
   release(): Promise<void>;
 }
@@ -52,12 +54,14 @@ export async function acquireLease(commands: Commands, settings: LeaseSettings, 
 function holdLease(commands: Commands, settings: LeaseSettings, token: string): Lease {
   let released = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let renewing = true;
   // Three renewals per lease: one may go unanswered and the lease still holds.
   const every = Math.max(settings.leaseMs / 3, 10);
   const renew = async () => {
     // 0: the lease is gone (it ran out while this process stalled): stop, the scripts fence us off.
     const extended = await commands.run("renewing the lease", RENEW, [token, settings.leaseMs]).catch(() => 1);
-    if (extended === 1 && !released) schedule();
+    renewing = extended === 1 && !released;
+    if (renewing) schedule();
   };
   const schedule = () => {
     timer = setTimeout(() => void renew(), clampDelay(every));
@@ -66,6 +70,11 @@ function holdLease(commands: Commands, settings: LeaseSettings, token: string): 
   schedule();
   return {
     token,
+    retaken() {
+      if (renewing || released) return;
+      renewing = true;
+      schedule();
+    },
     async release() {
       released = true;
       clearTimeout(timer);

@@ -24,17 +24,27 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) 
 return 0`;
 
 /**
- * Read the login. ARGV[1]: our lease token, or "" outside a lease.
- * Returns { leaseHeld (1/0; 1 outside a lease), version (-1: the key is not a hash), value or nil }.
+ * Read the login. ARGV[1]: our lease token, or "" outside a lease; ARGV[2]: the lease's PX.
+ * A lease of ours that ran out while nobody took it is taken again (nothing was done under
+ * it yet: the read is the first step of a refresh). Returns { lease (1 held, 2 taken again,
+ * 0 another process holds it; 1 outside a lease), version (-1: the key is not a hash), value or nil }.
  */
 export const LOAD = `
-local held = 1
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then held = 0 end
+local lease = 1
+if ARGV[1] ~= '' then
+  local holder = redis.call('GET', KEYS[2])
+  if not holder then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+    lease = 2
+  elseif holder ~= ARGV[1] then
+    lease = 0
+  end
+end
 local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'none' then return { held, 0, false } end
-if kind ~= 'hash' then return { held, -1, false } end
+if kind == 'none' then return { lease, 0, false } end
+if kind ~= 'hash' then return { lease, -1, false } end
 local fields = redis.call('HMGET', KEYS[1], 'version', 'value')
-return { held, tonumber(fields[1]) or 0, fields[2] }`;
+return { lease, tonumber(fields[1]) or 0, fields[2] }`;
 
 /**
  * Write (or, ARGV[4] == "clear", remove) the login, fenced. ARGV[1]: our lease token or "";

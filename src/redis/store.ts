@@ -104,18 +104,19 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
       const hold = currentHold();
       let reply: unknown;
       try {
-        reply = await commands.run("reading the login", LOAD, [hold?.lease?.token ?? ""]);
+        reply = await commands.run("reading the login", LOAD, [hold?.lease?.token ?? "", settings.leaseMs]);
       } catch (error) {
         if (fallingBack(error)) return lastSeen;
         throw error;
       }
-      const [held, version, value] = reply as [number, number, string | null];
-      if (held !== 1) {
-        // Refreshing now could use a refresh token the lease's new holder is using.
+      const [lease, version, value] = reply as [number, number, string | null];
+      if (lease === 2) hold?.lease?.retaken();
+      if (lease === 0) {
+        // Another process holds the lease now: refreshing could use the refresh token it is using.
         throw new TokenStoreError(
           "fenced",
           `This process's hold of ${leaseName} ran out before it read the login (it stalled for longer ` +
-            `than leaseMs, ${settings.leaseMs} ms): it does not refresh under a lost lease; the next attempt takes a new one.`,
+            `than leaseMs, ${settings.leaseMs} ms) and another process holds it now: no refresh here; the next attempt waits for the lease.`,
         );
       }
       if (version < 0)
