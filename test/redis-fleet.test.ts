@@ -12,7 +12,10 @@ import assert from "node:assert/strict";
 import { after, describe, test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
+import { createTokenManager, type TokenEvent, TokenStoreError } from "../src/index.js";
+import { redisStore } from "../src/redis.js";
 import { type Idp, startIdp } from "./support/idp.js";
+import { createLeakScanner } from "./support/leaks.js";
 import { refreshedCount, totals } from "./support/process-fleet.js";
 import { FLEET_KEY, startFleet, startMachine, stopFleet, storeLogin, workerConfig } from "./support/redis-fleet.js";
 import { type RedisServer, redisServerMissing, startRedisServer } from "./support/redis-server.js";
@@ -259,5 +262,46 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       assert.equal(r.failures, 0, `failed calls: ${format(r.failureCodes)}`);
       assert.ok((r.reasons.fallback ?? 0) > 0, "onFallback was told");
     }
+  });
+
+  test("a corrupt value in the key: the valid token is still served, refreshes fail with 'corrupt' naming the key, a deleted key heals", async (t) => {
+    const w = await world(t);
+    const client = new Redis(w.redis.url);
+    t.after(() => client.disconnect());
+    const events: TokenEvent[] = [];
+    const leaks = createLeakScanner();
+    const tokens = createTokenManager({
+      issuer: w.idp.issuer,
+      clientId: w.idp.serviceClient.clientId,
+      clientSecret: w.idp.serviceClient.clientSecret,
+      grant: "client_credentials",
+      resource: w.idp.audience,
+      allowInsecureRequests: true,
+      store: redisStore({ client, key: FLEET_KEY }),
+      backoff: { baseMs: 200, maxMs: 400 },
+      onEvent: (e) => events.push(e),
+    });
+    t.after(() => tokens.close());
+    const first = await tokens.getAccessToken();
+    leaks.remember(first);
+    await client.hset(FLEET_KEY, "value", `{"version":1,"accessToken":"${first}"`); // cut short, a token inside
+    // Past the refresh point (65 % of the lifetime), before expiry (90 %): the refresh fails, the token is served.
+    await sleep(PERIOD_MS + 300);
+    assert.equal(await tokens.getAccessToken(), first, "the valid token is still served");
+    const failed = events.find((e) => e.type === "refresh-failed");
+    assert.ok(failed?.type === "refresh-failed" && !failed.terminal, "a transient refresh failure");
+    const cause = failed.error.cause;
+    assert.ok(cause instanceof TokenStoreError && cause.reason === "corrupt", String(cause));
+    assert.match(failed.error.message, /The Redis key "\{fleet\}:login" holds no usable login: it is not JSON/);
+    for (const e of events) leaks.assertClean(e, "event");
+    assert.equal(w.idp.stats.byGrantType.client_credentials, 1, "no token request while the store is unreadable");
+
+    await client.del(FLEET_KEY);
+    await sleep(1_000); // the next retry finds no login and fetches one
+    const healed = await tokens.getAccessToken();
+    assert.notEqual(healed, first);
+    leaks.remember(healed);
+    assert.ok((await client.hget(FLEET_KEY, "value"))?.includes('"accessToken"'), "stored again");
+    for (const e of events) leaks.assertClean(e, "event");
   });
 });
