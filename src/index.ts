@@ -23,11 +23,14 @@ export { createAuthInterceptor, type AuthInterceptorOptions } from "./intercepto
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
 export { memoryStore } from "./memory-store.js";
 export type { ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
+export type { DPoPAlgorithm, DPoPKey, DPoPOption, StoredDPoPKey } from "./dpop-key.js";
 export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions } from "./login-device.js";
 export {
   ConfigurationError,
   ConnectOidcError,
   type ConnectOidcErrorCode,
+  DPoPKeyError,
+  type DPoPKeyErrorReason,
   LoginError,
   ReauthRequiredError,
   TokenManagerClosedError,
@@ -37,6 +40,7 @@ export {
 } from "./errors.js";
 export type {
   Clock,
+  DPoPProver,
   RefreshReason,
   StoredTokens,
   TokenEndpointResponse,

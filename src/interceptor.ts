@@ -1,7 +1,8 @@
 /**
- * The auth interceptor: puts a bearer token on every request and, when a server
- * still says Unauthenticated, asks for a new token and re-sends the request once.
- * It knows nothing of OIDC: tokens come from a TokenProvider.
+ * The auth interceptor: puts a bearer token (or a DPoP-bound token with a fresh proof) on
+ * every request and, when a server still says Unauthenticated, asks for a new token (or,
+ * for a DPoP nonce challenge, takes the nonce) and re-sends the request once.
+ * It knows nothing of OIDC: tokens and proofs come from a TokenProvider.
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
 import { abortable } from "./abortable.js";
@@ -23,6 +24,12 @@ import type { TokenProvider } from "./types.js";
 export interface AuthInterceptorOptions {
   /** Reactive retry on Unauthenticated; default true. */
   readonly retry?: boolean;
+  /**
+   * DPoP only: set it as on the Connect transport (`useHttpGet`). That transport sends
+   * side-effect-free unary methods as HTTP GET after the interceptors ran, and a proof's
+   * `htm` must name the method sent. Default false.
+   */
+  readonly useHttpGet?: boolean;
 }
 
 /**
@@ -56,6 +63,8 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     throw new ConfigurationError("createAuthInterceptor: `tokens` must have getAccessToken() (e.g. a createTokenManager() result)");
   }
   const retry = options.retry ?? true;
+  const dpop = tokens.dpop;
+  const useHttpGet = options.useHttpGet === true;
 
   const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {
     try {
@@ -69,8 +78,43 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 
   // Tell the provider the token was refused, so the next call gets a fresh one; never fails.
   // Not tied to the call's signal: that one is aborted as soon as the call has failed.
-  const report = (rejected: string) => {
+  // A DPoP nonce challenge says nothing of the token: not reported.
+  const report = (error: unknown, rejected: string) => {
+    if (!isUnauthenticated(error) || (dpop !== undefined && isNonceChallenge(error))) return;
     tokens.getAccessToken({ rejected }).catch(() => {});
+  };
+
+  // Every DPoP-Nonce a server sends (headers, trailers, an error's metadata) is the latest for its origin.
+  const noteNonce = (url: string, headers: Headers | undefined) => {
+    const nonce = headers?.get("dpop-nonce");
+    if (dpop === undefined || nonce === null || nonce === undefined) return;
+    try {
+      dpop.nonce(url, nonce);
+    } catch {
+      // `nonce` must not throw; a provider's failure costs at most a nonce round trip.
+    }
+  };
+  const noteErrorNonce = (url: string, error: unknown) => {
+    if (error instanceof ConnectError) noteNonce(url, error.metadata);
+  };
+
+  /** A copy of the request for one attempt, with the token (and for DPoP a fresh proof for this URL). */
+  const authorize = async <R extends UnaryRequest | StreamRequest>(req: R, token: string): Promise<R> => {
+    const header = new Headers(req.header);
+    if (dpop === undefined) {
+      header.set("authorization", `Bearer ${token}`);
+      return { ...req, header };
+    }
+    let proof: string;
+    try {
+      proof = await abortable(dpop.proof({ method: httpMethod(req, useHttpGet), url: req.url, accessToken: token }), req.signal);
+    } catch (error) {
+      if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
+      throw unauthenticated(error, false);
+    }
+    header.set("authorization", `DPoP ${token}`);
+    header.set("dpop", proof);
+    return { ...req, header };
   };
 
   // Tell the provider a call sent with `token` succeeded. `accepted` must not throw; if it
@@ -93,8 +137,10 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   };
 
   async function unary(next: Next, req: UnaryRequest, sent: string) {
-    return withOneRetry(req.signal, sent, async (t) => {
-      const res = await next(withToken(req, t));
+    return withOneRetry(req, sent, async (t) => {
+      const res = await next(await authorize(req, t));
+      noteNonce(req.url, res.header);
+      noteNonce(req.url, res.trailer);
       accept(t);
       return res;
     });
@@ -104,7 +150,9 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     // The request's iterable can be read only once: read the one message now, re-send it on retry.
     const messages: unknown[] = [];
     for await (const m of req.message) messages.push(m);
-    return withOneRetry(req.signal, sent, (t) => openStream(next, { ...withToken(req, t), message: replay(messages) } as StreamRequest, t));
+    return withOneRetry(req, sent, async (t) =>
+      openStream(next, { ...(await authorize(req, t)), message: replay(messages) } as StreamRequest, t),
+    );
   }
 
   /**
@@ -113,10 +161,12 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
    */
   async function openStream(next: Next, req: StreamRequest, sent: string): Promise<StreamResponse> {
     const res = (await next(req)) as StreamResponse;
+    noteNonce(req.url, res.header);
     const it = res.message[Symbol.asyncIterator]();
     const first = await it.next();
     // A first message, or an end without error: the server took the token.
     accept(sent);
+    if (first.done) noteNonce(req.url, res.trailer);
     return {
       ...res,
       message: (async function* () {
@@ -124,8 +174,10 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
           if (first.done) return;
           yield first.value;
           for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+          noteNonce(req.url, res.trailer);
         } catch (error) {
-          if (isUnauthenticated(error)) report(sent);
+          noteErrorNonce(req.url, error);
+          report(error, sent);
           throw error;
         } finally {
           // A consumer that stops early ends the underlying stream too.
@@ -136,24 +188,29 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   }
 
   /**
-   * Run `attempt` with the token sent; on Unauthenticated, once more with a fresh token.
-   * A refusal of that second attempt is reported, never retried.
+   * Run `attempt` with the token sent; on Unauthenticated, once more: with the same token and
+   * the server's new nonce for a DPoP nonce challenge, else with a fresh token. A refusal of
+   * that second attempt is reported, never retried.
    */
-  async function withOneRetry<T>(signal: AbortSignal, sent: string, attempt: (token: string) => Promise<T>): Promise<T> {
+  async function withOneRetry<T>(req: UnaryRequest | StreamRequest, sent: string, attempt: (token: string) => Promise<T>): Promise<T> {
     try {
       return await attempt(sent);
     } catch (error) {
+      noteErrorNonce(req.url, error);
       if (!isUnauthenticated(error)) throw error;
       if (!retry) {
-        report(sent);
+        report(error, sent);
         throw error;
       }
-      const fresh = await token(signal, sent);
-      if (fresh === sent) throw error;
+      // A nonce challenge: the nonce is noted and the next proof carries it; no new token for it.
+      const nonceChallenge = dpop !== undefined && isNonceChallenge(error);
+      const fresh = nonceChallenge ? sent : await token(req.signal, sent);
+      if (!nonceChallenge && fresh === sent) throw error;
       try {
         return await attempt(fresh);
       } catch (again) {
-        if (isUnauthenticated(again)) report(fresh);
+        noteErrorNonce(req.url, again);
+        report(again, fresh);
         throw again;
       }
     }
@@ -163,11 +220,13 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   async function otherStream(next: Next, req: StreamRequest, sent: string) {
     let res: StreamResponse;
     try {
-      res = (await next(withToken(req, sent))) as StreamResponse;
+      res = (await next(await authorize(req, sent))) as StreamResponse;
     } catch (error) {
-      if (isUnauthenticated(error)) report(sent);
+      noteErrorNonce(req.url, error);
+      report(error, sent);
       throw error;
     }
+    noteNonce(req.url, res.header);
     const source = res.message;
     let acceptedOnce = false;
     const acceptOnce = () => {
@@ -184,8 +243,10 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
             yield m;
           }
           acceptOnce();
+          noteNonce(req.url, res.trailer);
         } catch (error) {
-          if (isUnauthenticated(error)) report(sent);
+          noteErrorNonce(req.url, error);
+          report(error, sent);
           throw error;
         }
       })(),
@@ -195,11 +256,27 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 
 type Next = Parameters<Interceptor>[0];
 
-// Each attempt gets its own copy of the headers: transports edit them in place.
-function withToken<R extends UnaryRequest | StreamRequest>(req: R, token: string): R {
-  const header = new Headers(req.header);
-  header.set("authorization", `Bearer ${token}`);
-  return { ...req, header };
+/** MethodOptions.IdempotencyLevel.NO_SIDE_EFFECTS (not imported: @bufbuild/protobuf/wkt would load with the entry). */
+const NO_SIDE_EFFECTS = 1;
+
+/**
+ * The HTTP method the request goes out with: POST, or GET for a side-effect-free unary call
+ * on a Connect transport with `useHttpGet` (which turns it into a GET after the interceptors).
+ */
+function httpMethod(req: UnaryRequest | StreamRequest, useHttpGet: boolean): string {
+  if (useHttpGet && !req.stream && (req.method.idempotency as number) === NO_SIDE_EFFECTS) return "GET";
+  return req.requestMethod;
+}
+
+/**
+ * A DPoP nonce challenge (RFC 9449 §9): `WWW-Authenticate: DPoP error="use_dpop_nonce"`
+ * with a `DPoP-Nonce` to use.
+ */
+function isNonceChallenge(error: unknown): boolean {
+  if (!(error instanceof ConnectError) || error.code !== Code.Unauthenticated) return false;
+  const challenge = error.metadata.get("www-authenticate");
+  if (challenge === null || !error.metadata.has("dpop-nonce")) return false;
+  return /(^|,)\s*dpop(\s|,|$)/i.test(challenge) && /\berror\s*=\s*"?use_dpop_nonce"?/i.test(challenge);
 }
 
 async function* replay(messages: readonly unknown[]) {

@@ -11,8 +11,9 @@ import {
   DEFAULT_LOGIN_SCOPE,
   discoverForLogin,
   type LoginOptions,
+  loginDPoP,
   loginFailure,
-  plainResponse,
+  loginResult,
   step,
 } from "./login-shared.js";
 import { loadOpenidClient } from "./oidc.js";
@@ -111,6 +112,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   const config = await discoverForLogin(name, options);
   const oidc = await loadOpenidClient(); // loaded by the discovery
   readMissingLifetimeAsDefault(oidc, config);
+  const dpop = await loginDPoP(name, options, config);
   const resource: Record<string, string> = options.resource !== undefined ? { resource: options.resource } : {};
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
@@ -148,7 +150,10 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const response = await step(
-      oidc.pollDeviceAuthorizationGrant(config, authorization, resource, { signal: polling.signal }),
+      oidc.pollDeviceAuthorizationGrant(config, authorization, resource, {
+        signal: polling.signal,
+        ...(dpop !== undefined ? { DPoP: dpop.handle } : {}),
+      }),
       signal,
       (error) => {
         const code = (error as { error?: unknown }).error;
@@ -164,7 +169,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
         return loginFailure(`Device login failed: ${describeFailure(error)}`, error);
       },
     );
-    return plainResponse(response);
+    return loginResult(name, response, dpop);
   } finally {
     clearTimeout(expiry);
     signal?.removeEventListener("abort", onAbort);

@@ -4,9 +4,10 @@
  */
 import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
+import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey } from "./dpop-key.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
-import { discover } from "./oidc.js";
+import { discover, loadOpenidClient } from "./oidc.js";
 import { checkIssuer, checkString } from "./options.js";
 import type { TokenEndpointResponse } from "./types.js";
 
@@ -30,6 +31,13 @@ export interface LoginOptions {
    * (as `fetch` does), not with a `LoginError`.
    */
   readonly signal?: AbortSignal;
+  /**
+   * DPoP (RFC 9449): `true` (ES256) or `{ algorithm }`, as given to the token manager. The
+   * login makes a key pair, binds the code to it (a proof on the token request; the browser
+   * login also sends `dpop_jkt`) and returns it as `dpopKey` with the DPoP-bound tokens. An
+   * identity provider that answers with bearer tokens ends the login with a `LoginError`.
+   */
+  readonly dpop?: DPoPOption;
 }
 
 /** @internal Throws a `ConfigurationError` for options that cannot work. */
@@ -42,7 +50,41 @@ export function checkLoginOptions(name: string, options: LoginOptions): URL {
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw new ConfigurationError(`${name}: \`signal\` must be an AbortSignal`);
   }
+  dpopAlgorithm(name, options.dpop);
   return issuer;
+}
+
+/** @internal A login's DPoP key and openid-client's handle for it; undefined without `dpop`. */
+export interface LoginDPoP {
+  readonly key: DPoPKey;
+  readonly handle: oidc.DPoPHandle;
+}
+
+/**
+ * @internal The login's DPoP key (extractable: the token manager keeps it as JWKs in a store
+ * that serializes, or re-imports it non-extractable in memory) and its handle.
+ */
+export async function loginDPoP(name: string, options: LoginOptions, config: oidc.Configuration): Promise<LoginDPoP | undefined> {
+  const algorithm = dpopAlgorithm(name, options.dpop);
+  if (algorithm === undefined) return undefined;
+  const key = await generateDPoPKey(algorithm, true);
+  const lib = await loadOpenidClient();
+  return { key, handle: lib.getDPoPHandle(config, key.keyPair) };
+}
+
+/**
+ * @internal The plain login result, with its DPoP key when the login used one. Bearer tokens
+ * for a DPoP login are refused: the user asked for bound tokens.
+ */
+export function loginResult(name: string, response: oidc.TokenEndpointResponse, dpop: LoginDPoP | undefined): TokenEndpointResponse {
+  const plain = plainResponse(response);
+  if (dpop === undefined) return plain;
+  if (typeof plain.token_type !== "string" || plain.token_type.toLowerCase() !== "dpop") {
+    throw new LoginError(
+      `${name}: the identity provider answered with ${String(plain.token_type ?? "untyped")} tokens, not DPoP-bound ones: it does not support DPoP for this client (drop \`dpop\`, or enable DPoP at the provider)`,
+    );
+  }
+  return { ...plain, dpopKey: dpop.key };
 }
 
 /** @internal Discovery for a login: abortable, failures as `LoginError`. */

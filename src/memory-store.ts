@@ -2,7 +2,9 @@ import type { StoredTokens, TokenStore } from "./types.js";
 
 /**
  * Tokens kept in this process only: the default store. Its lock lets several managers
- * of one process share it the way processes share a file or keyring store.
+ * of one process share it the way processes share a file or keyring store. It keeps
+ * objects as they are (`keepsCryptoKeys`): a DPoP key stays a CryptoKeyPair whose
+ * private key cannot be exported.
  *
  * @example
  * ```ts
@@ -19,6 +21,7 @@ export function memoryStore(): TokenStore {
   let tokens: StoredTokens | undefined;
   let tail: Promise<unknown> = Promise.resolve();
   return {
+    keepsCryptoKeys: true,
     async load() {
       return tokens;
     },

@@ -60,9 +60,13 @@ export type GrantResult =
     };
 
 export interface OidcAdapter {
-  /** `discovery`: the provider's metadata stored with the login, if any. */
-  refresh(refreshToken: string, discovery?: StoredDiscovery): Promise<GrantResult>;
-  clientCredentials(discovery?: StoredDiscovery): Promise<GrantResult>;
+  /**
+   * `discovery`: the provider's metadata stored with the login, if any. `dpop`: the login's
+   * DPoP key pair; each request then carries a proof (openid-client's DPoP handle, which
+   * answers a `use_dpop_nonce` refusal by sending the request once more with the nonce).
+   */
+  refresh(refreshToken: string, discovery?: StoredDiscovery, dpop?: CryptoKeyPair): Promise<GrantResult>;
+  clientCredentials(discovery?: StoredDiscovery, dpop?: CryptoKeyPair): Promise<GrantResult>;
 }
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -316,8 +320,20 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     return (await exchange(current, run)).result;
   };
 
+  // One DPoP handle per key pair and configuration: it keeps the identity provider's nonce.
+  let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
+  const dpopOptions = (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
+    if (keyPair === undefined) return undefined;
+    if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
+      dpopHandle = { config, keyPair, options: { DPoP: lib.getDPoPHandle(config, keyPair) } };
+    }
+    return dpopHandle.options;
+  };
+
   return {
-    refresh: (refreshToken, discovery) => grant(discovery, (lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters())),
-    clientCredentials: (discovery) => grant(discovery, (lib, config) => lib.clientCredentialsGrant(config, parameters())),
+    refresh: (refreshToken, discovery, dpop) =>
+      grant(discovery, (lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
+    clientCredentials: (discovery, dpop) =>
+      grant(discovery, (lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
   };
 }

@@ -1,4 +1,5 @@
-import { TokenStoreError } from "./errors.js";
+import { type StoredDPoPKey, storedJwkKey } from "./dpop-key.js";
+import { ConfigurationError, TokenStoreError } from "./errors.js";
 import type { StoredTokens } from "./types.js";
 
 /**
@@ -7,7 +8,7 @@ import type { StoredTokens } from "./types.js";
  * nothing else (an ID token, say) rides along even if the object carries it.
  */
 export function serializeStoredTokens(tokens: StoredTokens): string {
-  const out: Record<string, string | number | StoredDiscovery> = {
+  const out: Record<string, string | number | StoredDiscovery | StoredDPoPKey> = {
     version: 1,
     issuer: tokens.issuer,
     clientId: tokens.clientId,
@@ -19,6 +20,17 @@ export function serializeStoredTokens(tokens: StoredTokens): string {
   for (const key of optionalNumbers) {
     const value = tokens[key];
     if (value !== undefined) out[key] = value;
+  }
+  if (tokens.tokenType === "DPoP") out.tokenType = "DPoP";
+  if (tokens.dpopKey !== undefined) {
+    // A key held as CryptoKeys (a store that keeps objects) has no text form: never written without it.
+    const key = storedJwkKey(tokens.dpopKey);
+    if (key === undefined) {
+      throw new ConfigurationError(
+        "This store serializes the login, but its DPoP key is held as CryptoKeys (for stores with keepsCryptoKeys): it cannot be written",
+      );
+    }
+    out.dpopKey = key;
   }
   const discovery = storedDiscovery(tokens.discovery);
   if (discovery !== undefined) out.discovery = discovery;
@@ -62,6 +74,11 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
     if (record[key] !== undefined && !Number.isFinite(record[key])) {
       throw corrupt(where, `field "${key}" is not a number`);
     }
+  }
+  if (record.tokenType !== undefined && record.tokenType !== "DPoP") throw corrupt(where, 'field "tokenType" is not "DPoP"');
+  // Never quoted: the key's private part is as secret as the tokens.
+  if (record.dpopKey !== undefined && storedJwkKey(record.dpopKey) === undefined) {
+    throw corrupt(where, 'field "dpopKey" is not a usable DPoP key (its algorithm or a JWK member is missing or malformed)');
   }
   // Copy the known fields only, so unknown ones never reach the token manager. A
   // `discovery` of the wrong shape is dropped, not "corrupt": it only saves a request.

@@ -3,6 +3,7 @@
  * refresh in the background, wait for a refresh, look at the store, or fail fast. A pure
  * function of (state, times, request): no I/O, no clock reads.
  */
+import type { DPoPAlgorithm } from "./dpop-key.js";
 import { ReauthRequiredError, TokenManagerClosedError } from "./errors.js";
 import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "./policy.js";
 import { forcedRefreshAllowed, type Login, type State, usableAt } from "./token-state.js";
@@ -23,6 +24,8 @@ export interface Settings {
   readonly issuer: string;
   /** How long before the login's end (refresh-token lifetime) `login-expiring` is emitted. */
   readonly loginExpiringMs: number;
+  /** DPoP's signing algorithm for keys the manager makes; undefined: DPoP off. */
+  readonly dpop?: DPoPAlgorithm;
 }
 
 export type Decision =

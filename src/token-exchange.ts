@@ -4,11 +4,13 @@
  * and mark a dead refresh token in the store so other processes stop without asking.
  * Holds no manager state: everything comes in through the request.
  */
+import type { StoredDPoPKey } from "./dpop-key.js";
 import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
 import { expiresInSeconds, type StoredDiscovery, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
+import type { TokenDPoP } from "./token-dpop.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
 import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
 
@@ -18,8 +20,17 @@ export interface ExchangeDeps {
   readonly issuer: string;
   readonly clientId: string;
   readonly refreshWindowMs: number;
-  /** `discovery`: the identity provider's metadata stored with the login, if any (saves a discovery request). */
-  readonly requestTokens: (refreshToken: string | undefined, discovery: StoredDiscovery | undefined) => Promise<GrantResult>;
+  /**
+   * `discovery`: the identity provider's metadata stored with the login, if any (saves a
+   * discovery request); `dpop`: the login's DPoP key pair, when DPoP is on.
+   */
+  readonly requestTokens: (
+    refreshToken: string | undefined,
+    discovery: StoredDiscovery | undefined,
+    dpop: CryptoKeyPair | undefined,
+  ) => Promise<GrantResult>;
+  /** DPoP on: the login's key (a new one for a grant without a login), its key pair, and what a login lacks. */
+  readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem">;
   readonly wallNow: () => number;
   /** The stored login if it belongs to this issuer and client; otherwise undefined. */
   readonly ours: (stored: StoredTokens | undefined) => StoredTokens | undefined;
@@ -123,8 +134,10 @@ async function grantAndSave(
     refreshToken = source?.refreshToken;
     if (refreshToken === undefined) return failure(source?.accessToken === undefined ? deps.noLogin() : deps.noRefreshToken());
   }
+  const key = await dpopKeyFor(deps, source);
+  if (key.error !== undefined) return failure(key.error);
   const sentAt = deps.wallNow();
-  const result = await deps.requestTokens(refreshToken, stored?.discovery ?? source?.discovery);
+  const result = bearerRefused(deps, await deps.requestTokens(refreshToken, stored?.discovery ?? source?.discovery, key.keyPair));
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
       const failed = failure(result.error, isTerminal(failureFacts(result.error)));
@@ -148,7 +161,50 @@ async function grantAndSave(
   if (problem !== undefined) {
     return failure(new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}));
   }
-  return { ok: true, outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, result.discovery), stored) };
+  return {
+    ok: true,
+    outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, result.discovery, key.stored), stored),
+  };
+}
+
+/**
+ * DPoP on: the key to bind the tokens to (the login's; a new one for client credentials
+ * without one) and its key pair, or why there is none (a `DPoPKeyError`: a re-login helps).
+ */
+async function dpopKeyFor(
+  deps: ExchangeDeps,
+  source: StoredTokens | undefined,
+): Promise<{ stored?: StoredDPoPKey; keyPair?: CryptoKeyPair; error?: Error }> {
+  if (deps.dpop === undefined) return {};
+  // A refresh token is bound to the login's key: without it, only a new login helps.
+  const problem = deps.grant === "refresh_token" && source !== undefined ? deps.dpop.problem(source) : undefined;
+  if (problem !== undefined) return { error: problem };
+  const stored = source?.dpopKey ?? (await deps.dpop.newKey());
+  try {
+    return { stored, keyPair: await deps.dpop.keyPair(stored) };
+  } catch (error) {
+    return { error: error as Error };
+  }
+}
+
+/**
+ * A DPoP request answered with bearer tokens (the provider does not bind them): not used,
+ * never a silent downgrade. A new refresh token in it is kept like one of any rejected answer.
+ */
+function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
+  if (!result.ok || deps.dpop === undefined || isDPoPTokenType(result.response.token_type)) return result;
+  const rotated = result.response.refresh_token;
+  return {
+    ok: false,
+    error: new ExchangeFailure("the identity provider answered a DPoP token request with bearer tokens (token_type is not DPoP)", {}),
+    ...(typeof rotated === "string" && rotated !== "" ? { rotatedRefreshToken: rotated } : {}),
+    ...(result.discovery !== undefined ? { discovery: result.discovery } : {}),
+  };
+}
+
+/** `token_type` says DPoP (compared case-insensitively, RFC 6749 §5.1). */
+export function isDPoPTokenType(tokenType: unknown): boolean {
+  return typeof tokenType === "string" && tokenType.toLowerCase() === "dpop";
 }
 
 /** Save; if the store fails, the tokens are in use all the same (this process holds the live refresh token). */
@@ -171,6 +227,7 @@ export function storedFromResponse(
   sentAt: number,
   previous?: StoredTokens,
   discovery?: StoredDiscovery,
+  dpopKey?: StoredDPoPKey,
 ): StoredTokens {
   const times = tokenTimes(sentAt, expiresInSeconds(response.expires_in));
   const refreshToken = response.refresh_token ?? previous?.refreshToken;
@@ -192,6 +249,8 @@ export function storedFromResponse(
     expiresAt: times.expiresAt,
     ...(refreshExpiresAt !== undefined ? { refreshExpiresAt } : {}),
     ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
+    ...(isDPoPTokenType(response.token_type) ? { tokenType: "DPoP" as const } : {}),
+    ...(dpopKey !== undefined ? { dpopKey } : {}),
     ...(discovery !== undefined ? { discovery } : {}),
   };
 }

@@ -22,9 +22,11 @@ export interface MachineDeps {
   readonly onEvent: ((event: TokenEvent) => void) | undefined;
   /** The timer found a refresh due. */
   readonly onDue: (reason: RefreshReason) => void;
+  /** Every state entered, before its events (the DPoP part remembers which key a token has). */
+  readonly onChange?: (state: State) => void;
 }
 
-export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps): Machine {
+export function createMachine({ settings, clock, onEvent, onDue, onChange }: MachineDeps): Machine {
   const monotonic = monotonicOf(clock);
   let state: State = { kind: "loading" };
   let timer: unknown;
@@ -87,6 +89,7 @@ export function createMachine({ settings, clock, onEvent, onDue }: MachineDeps):
       const next = transition(previous, input);
       if (next === previous) return;
       state = next;
+      onChange?.(next);
       if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) announced = false;
       arm(0);
       for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);

@@ -12,6 +12,7 @@ import { abortable } from "./abortable.js";
 import { systemClock } from "./clock.js";
 import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "./client-auth.js";
+import { type DPoPOption, dpopAlgorithm } from "./dpop-key.js";
 import { memoryStore } from "./memory-store.js";
 import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
@@ -19,9 +20,10 @@ import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "./policy.j
 import { tokenResponseProblem } from "./stored-tokens.js";
 import { closedError, decide, noLogin, noRefreshToken, type Settings, serveUntil } from "./token-decision.js";
 import { storedFromResponse } from "./token-exchange.js";
+import { createTokenDPoP } from "./token-dpop.js";
 import { createMachine, type Machine } from "./token-machine.js";
 import { createRefresher } from "./token-refresh.js";
-import type { State } from "./token-state.js";
+import { loginOf, type State } from "./token-state.js";
 import { createStoreReads, type StoreReads } from "./token-store-reads.js";
 import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
 
@@ -89,6 +91,14 @@ export interface TokenManagerOptions {
   readonly random?: () => number;
   /** Backoff after transient failures; defaults 1 s doubling to 60 s. */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
+  /**
+   * DPoP (RFC 9449): `true` (ES256) or `{ algorithm }`. Tokens are bound to the login's key
+   * pair (made by the login with the same option and kept with the login in the store; for
+   * client credentials made here), every token request and every call carries a proof, and
+   * the interceptor sends `authorization: DPoP <token>`. A login without its key is a
+   * `DPoPKeyError`, never a bearer fallback. Default: off (bearer tokens).
+   */
+  readonly dpop?: DPoPOption;
 }
 
 /**
@@ -156,11 +166,32 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
   const store = options.store ?? memoryStore();
   const clock = options.clock ?? systemClock;
   const oidc = adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer });
-  const ours = (t: StoredTokens | undefined) =>
+  const dpop = createTokenDPoP({
+    algorithm: settings.dpop,
+    keepsCryptoKeys: store.keepsCryptoKeys === true,
+    clientId: settings.clientId,
+    issuer: settings.issuer,
+    wallNow: () => clock.now(),
+    currentLogin: () => loginOf(machine.state)?.tokens,
+  });
+  const isOurs = (t: StoredTokens | undefined) =>
     t !== undefined && t.issuer.replace(/\/$/, "") === settings.issuer && t.clientId === settings.clientId ? t : undefined;
+  // Client credentials need no login: tokens that do not fit the `dpop` option are simply not there.
+  const ours =
+    settings.grant === "client_credentials"
+      ? (t: StoredTokens | undefined) => (isOurs(t) !== undefined && dpop.problem(t!) === undefined ? t : undefined)
+      : isOurs;
+  /** A stored login this manager can use as it is: another process's login is adopted only then. */
+  const usable = (t: StoredTokens | undefined) => (ours(t) !== undefined && dpop.problem(t!) === undefined ? t : undefined);
   const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
 
-  const machine = createMachine({ settings, clock, onEvent: options.onEvent, onDue: (reason) => void refresh(reason) });
+  const machine = createMachine({
+    settings,
+    clock,
+    onEvent: options.onEvent,
+    onDue: (reason) => void refresh(reason),
+    onChange: (state) => dpop.remember(loginOf(state)?.tokens),
+  });
   const refresh = createRefresher({
     machine,
     locked,
@@ -172,15 +203,16 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       issuer: settings.issuer,
       clientId: settings.clientId,
       refreshWindowMs: settings.refreshWindowMs,
-      requestTokens: (refreshToken, discovery) =>
-        refreshToken === undefined ? oidc.clientCredentials(discovery) : oidc.refresh(refreshToken, discovery),
+      requestTokens: (refreshToken, discovery, keyPair) =>
+        refreshToken === undefined ? oidc.clientCredentials(discovery, keyPair) : oidc.refresh(refreshToken, discovery, keyPair),
+      ...(settings.dpop !== undefined ? { dpop } : {}),
       wallNow: () => clock.now(),
-      ours,
+      ours: usable,
       noLogin: () => noLogin(settings),
       noRefreshToken: () => noRefreshToken(settings),
     },
   });
-  const reads = createStoreReads(machine, store, ours);
+  const reads = createStoreReads(machine, store, ours, dpop.problem);
 
   /**
    * Write a login set here (or its removal) under the lock. If that fails — the store or the
@@ -220,7 +252,12 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       const problem = tokenResponseProblem(response);
       if (problem !== undefined) throw new ConfigurationError(`setTokens: the token response ${problem}`);
       if (machine.state.kind === "closed") throw closedError();
-      const tokens = storedFromResponse(settings, response, clock.now());
+      const sentAt = clock.now();
+      // Only a DPoP login waits here (its key is exported or made non-extractable first).
+      const pendingKey = dpop.keyOfResponse(response);
+      const dpopKey = pendingKey === undefined ? undefined : await pendingKey;
+      if ((machine.state as State).kind === "closed") throw closedError();
+      const tokens = storedFromResponse(settings, response, sentAt, undefined, undefined, dpopKey);
       machine.apply({ type: "replaced", tokens });
       // In memory first: if the store fails, this process still works (and the error says why others cannot).
       await persist(() => store.save(tokens));
@@ -236,6 +273,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
     [Symbol.dispose]() {
       manager.close();
     },
+    ...(dpop.prover !== undefined ? { dpop: dpop.prover } : {}),
   };
   return manager;
 }
@@ -317,11 +355,13 @@ function checkOptions(options: TokenManagerOptions): Settings {
   checkDuration(name, "backoff.maxMs", options.backoff?.maxMs, 1);
   checkFunction(name, "onEvent", options.onEvent);
   checkFunction(name, "random", options.random);
+  const dpop = dpopAlgorithm(name, options.dpop);
   return {
     grant,
     refreshWindowMs: options.refreshWindowMs ?? DEFAULT_REFRESH_WINDOW_MS,
     loginExpiringMs: options.loginExpiringMs ?? DEFAULT_LOGIN_EXPIRING_MS,
     clientId: options.clientId,
     issuer: issuerUrl.href.replace(/\/$/, ""),
+    ...(dpop !== undefined ? { dpop } : {}),
   };
 }

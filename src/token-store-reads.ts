@@ -3,6 +3,7 @@
  * while re-login is required — whether another process has logged in meanwhile. Each is
  * shared by the callers that ask at the same time.
  */
+import type { ReauthRequiredError } from "./errors.js";
 import type { Machine } from "./token-machine.js";
 import type { StoredTokens, TokenStore } from "./types.js";
 
@@ -13,10 +14,16 @@ export interface StoreReads {
   recheck(): Promise<void>;
 }
 
+/**
+ * `ours`: the stored login if it is this manager's (issuer, client); `problem`: why such a
+ * login cannot be used as it is (DPoP), or undefined. A login with a problem is loaded and
+ * at once marked re-login required with it (the caller sees why); a recheck passes it over.
+ */
 export function createStoreReads(
   machine: Machine,
   store: TokenStore,
   ours: (stored: StoredTokens | undefined) => StoredTokens | undefined,
+  problem: (stored: StoredTokens) => ReauthRequiredError | undefined,
 ): StoreReads {
   let loading: Promise<void> | undefined;
   let rechecking: Promise<void> | undefined;
@@ -24,14 +31,23 @@ export function createStoreReads(
     load: () =>
       (loading ??= (async () => {
         try {
-          machine.apply({ type: "loaded", stored: ours(await store.load()) });
+          const stored = ours(await store.load());
+          const unusable = stored === undefined ? undefined : problem(stored);
+          machine.apply({ type: "loaded", stored });
+          if (unusable !== undefined) machine.apply({ type: "reauth", error: unusable, terminal: false, at: machine.monotonic() });
         } finally {
           loading = undefined;
         }
       })()),
     recheck: () =>
       (rechecking ??= (async () => {
-        const stored = await store.load().then(ours, () => undefined);
+        const stored = await store.load().then(
+          (loaded) => {
+            const login = ours(loaded);
+            return login === undefined || problem(login) !== undefined ? undefined : login;
+          },
+          () => undefined,
+        );
         const { wall, monotonic } = machine.now();
         machine.apply({ type: "rechecked", stored, at: monotonic, wallNow: wall });
       })().finally(() => {

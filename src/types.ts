@@ -1,6 +1,7 @@
 /**
  * Public types of connect-oidc. See the API contract for their semantics.
  */
+import type { DPoPKey, StoredDPoPKey } from "./dpop-key.js";
 
 /**
  * Anything that hands out a valid access token: what the interceptor needs. A
@@ -35,6 +36,44 @@ export interface TokenProvider {
    * the start (a server that refuses every token: back off). Must not throw.
    */
   accepted?(token: string): void;
+  /**
+   * Optional: the tokens are sender-constrained with DPoP (RFC 9449). The interceptor then
+   * sends `authorization: DPoP <token>` and, in a `DPoP` header, a fresh proof from
+   * `dpop.proof()` for every attempt, and hands every `DPoP-Nonce` a server sends to
+   * `dpop.nonce()`. Without it, tokens go out as `Bearer`.
+   */
+  readonly dpop?: DPoPProver;
+}
+
+/**
+ * What makes DPoP proofs for a {@link TokenProvider} (its `dpop` member): a token manager
+ * created with `dpop` has one. Proofs are signed with the key of the login the access token
+ * belongs to, and carry the latest nonce the request's server (its origin) sent.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ *
+ * const tokens = createTokenManager({ issuer, clientId, dpop: true });
+ * const accessToken = await tokens.getAccessToken();
+ * const url = "https://api.example.com/things";
+ * const response = await fetch(url, {
+ *   headers: { authorization: `DPoP ${accessToken}`, dpop: await tokens.dpop!.proof({ method: "GET", url, accessToken }) },
+ * });
+ * const nonce = response.headers.get("dpop-nonce");
+ * if (nonce !== null) tokens.dpop!.nonce(url, nonce);
+ * ```
+ */
+export interface DPoPProver {
+  /**
+   * A new proof (a compact JWS) for one request: `htm` = `method`, `htu` = `url` without
+   * query and fragment, `iat` now, a unique `jti`, `ath` of `accessToken`, and the server's
+   * latest nonce. Rejects with a `DPoPKeyError` when the login has no usable key (never a
+   * bearer fallback).
+   */
+  proof(request: { readonly method: string; readonly url: string; readonly accessToken: string }): Promise<string>;
+  /** A server at `url` sent `DPoP-Nonce: nonce`: the next proofs for its origin carry it. Never throws. */
+  nonce(url: string, nonce: string): void;
 }
 
 /**
@@ -57,6 +96,11 @@ export interface TokenEndpointResponse {
   readonly refresh_token?: string;
   readonly scope?: string;
   readonly id_token?: string;
+  /**
+   * Not from the identity provider: the DPoP key pair a login with `dpop` bound these tokens
+   * to (then `token_type` is `"DPoP"`). `setTokens` keeps it with the login.
+   */
+  readonly dpopKey?: DPoPKey;
   readonly [parameter: string]: unknown;
 }
 
@@ -92,6 +136,14 @@ export interface StoredTokens {
    */
   readonly refreshExpiresAt?: number;
   readonly scope?: string;
+  /** `"DPoP"`: the tokens are bound to `dpopKey` (RFC 9449); absent: bearer tokens. */
+  readonly tokenType?: "DPoP";
+  /**
+   * The DPoP key the tokens are bound to: as JWKs (the private one included) for stores that
+   * serialize, as a CryptoKeyPair with a non-extractable private key for stores that keep
+   * objects (`TokenStore.keepsCryptoKeys`, memoryStore).
+   */
+  readonly dpopKey?: StoredDPoPKey;
   /**
    * What a refresh needs of the identity provider's discovery document, kept with the login
    * so that a fresh process refreshes with one request instead of two: `metadata` holds
@@ -140,6 +192,12 @@ export interface TokenStore {
   clear(): Promise<void>;
   /** Cross-process mutual exclusion around a whole refresh. */
   lock?<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /**
+   * The store keeps what `save` gets as it is, in this process (memoryStore does): a DPoP
+   * key is then handed over as a CryptoKeyPair whose private key cannot be exported.
+   * Default false: as JWKs, for stores that serialize (JSON, a file, a keyring).
+   */
+  readonly keepsCryptoKeys?: boolean;
 }
 
 /**

@@ -17,8 +17,9 @@ import {
   DEFAULT_LOGIN_SCOPE,
   discoverForLogin,
   type LoginOptions,
+  loginDPoP,
   loginFailure,
-  plainResponse,
+  loginResult,
   step,
 } from "../login-shared.js";
 import { loadOpenidClient } from "../oidc.js";
@@ -150,6 +151,8 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
   const state = oidc.randomState();
   // The ID token must name this login: some providers refuse `openid` without a nonce.
   const nonce = scope.split(" ").includes("openid") ? oidc.randomNonce() : undefined;
+  // DPoP: the code is bound to the key (dpop_jkt, RFC 9449 §10), the exchange carries a proof.
+  const dpop = await loginDPoP(name, options, config);
 
   let listener: Listener;
   try {
@@ -171,6 +174,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
     if (options.resource !== undefined) parameters.resource = options.resource;
     if (nonce !== undefined) parameters.nonce = nonce;
+    if (dpop !== undefined) parameters.dpop_jkt = await dpop.handle.calculateThumbprint();
     let authorizationUrl: URL;
     try {
       authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
@@ -214,6 +218,7 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
           callback.url,
           { pkceCodeVerifier: codeVerifier, expectedState: state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) },
           options.resource !== undefined ? { resource: options.resource } : undefined,
+          dpop !== undefined ? { DPoP: dpop.handle } : undefined,
         ),
         signal,
         (error) => {
@@ -238,8 +243,9 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
       ),
       interrupted,
     ]);
+    const result = loginResult(name, response, dpop);
     await listener.finish(true);
-    return plainResponse(response);
+    return result;
   } finally {
     clearTimeout(timer);
     if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);

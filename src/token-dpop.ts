@@ -1,0 +1,159 @@
+/**
+ * The token manager's DPoP part (RFC 9449): which key a login keeps and in what form, the
+ * checks that a login fits the manager's `dpop` option (never a fall back to bearer), the
+ * key pairs for token requests, and the proofs for resource servers with their nonces.
+ */
+import { type DPoPAlgorithm, generateDPoPKey, isDPoPKey, keyPairOf, type StoredDPoPKey, signParams, storedForm } from "./dpop-key.js";
+import { createNonceCache, createProofSigner, type ProofSigner } from "./dpop-proof.js";
+import { ConfigurationError, DPoPKeyError } from "./errors.js";
+import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "./types.js";
+
+export interface TokenDPoPDeps {
+  /** The manager's `dpop` option as an algorithm; undefined: DPoP off. */
+  readonly algorithm: DPoPAlgorithm | undefined;
+  /** The store keeps CryptoKeys as they are (memoryStore). */
+  readonly keepsCryptoKeys: boolean;
+  readonly clientId: string;
+  readonly issuer: string;
+  /** Wall clock, epoch ms: a proof's `iat`. */
+  readonly wallNow: () => number;
+  /** The login the manager holds now. */
+  readonly currentLogin: () => StoredTokens | undefined;
+}
+
+export interface TokenDPoP {
+  /**
+   * The stored form of a login's key (`setTokens`): undefined for a bearer login (DPoP off).
+   * A response that does not fit the option throws a ConfigurationError (at once).
+   */
+  keyOfResponse(response: TokenEndpointResponse): Promise<StoredDPoPKey> | undefined;
+  /** A key for a grant without a login (client credentials). */
+  newKey(): Promise<StoredDPoPKey>;
+  /** The key pair of a stored key, imported once per key; rejects with a `DPoPKeyError` ("unusable"). */
+  keyPair(stored: StoredDPoPKey): Promise<CryptoKeyPair>;
+  /** Why `login` cannot be used with this manager's option, or undefined. */
+  problem(login: StoredTokens): DPoPKeyError | undefined;
+  /** The manager holds `login` now: its access token's key is remembered for proofs. */
+  remember(login: StoredTokens | undefined): void;
+  /** The interceptor's proofs; only with DPoP on. */
+  readonly prover: DPoPProver | undefined;
+}
+
+/** Access tokens whose login is remembered: a token handed out just before a refresh still gets its own key. */
+const RECENT_LOGINS = 4;
+
+export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
+  const where = `client "${deps.clientId}" at ${deps.issuer}`;
+  const keys = new WeakMap<StoredDPoPKey, Promise<{ keyPair: CryptoKeyPair; signer: ProofSigner }>>();
+  const prepared = (stored: StoredDPoPKey) => {
+    let entry = keys.get(stored);
+    if (entry === undefined) {
+      entry = (async () => {
+        try {
+          const keyPair = await keyPairOf(stored);
+          await assertPair(stored, keyPair);
+          return { keyPair, signer: await createProofSigner(stored.algorithm, keyPair) };
+        } catch {
+          // No cause: the platform's message is harmless, but nothing of the key may travel.
+          throw new DPoPKeyError("unusable", `The DPoP key stored with the login of ${where} cannot be used: log in again`);
+        }
+      })();
+      keys.set(stored, entry);
+    }
+    return entry;
+  };
+
+  const recent = new Map<string, StoredDPoPKey>();
+  const remember = (login: StoredTokens | undefined) => {
+    if (login?.accessToken === undefined || login.dpopKey === undefined || recent.get(login.accessToken) === login.dpopKey) return;
+    recent.delete(login.accessToken);
+    if (recent.size >= RECENT_LOGINS) recent.delete(recent.keys().next().value as string);
+    recent.set(login.accessToken, login.dpopKey);
+  };
+
+  const problem = (login: StoredTokens): DPoPKeyError | undefined => {
+    const bound = login.tokenType === "DPoP" || login.dpopKey !== undefined;
+    if (deps.algorithm === undefined) {
+      return bound
+        ? new DPoPKeyError(
+            "unexpected",
+            `The login of ${where} is DPoP-bound, but this token manager was created without \`dpop\`: pass \`dpop: true\` (its tokens are never sent as bearer tokens)`,
+          )
+        : undefined;
+    }
+    if (login.dpopKey !== undefined) return undefined;
+    return bound
+      ? new DPoPKeyError("missing", `The login of ${where} is DPoP-bound, but its DPoP key is missing from the store: log in again`)
+      : new DPoPKeyError(
+          "not-bound",
+          `This token manager uses DPoP, but the login of ${where} holds bearer tokens: log in again with the same \`dpop\` option`,
+        );
+  };
+
+  const nonces = createNonceCache();
+  const prover: DPoPProver = {
+    async proof(request) {
+      const login = deps.currentLogin();
+      remember(login);
+      const stored = recent.get(request.accessToken) ?? login?.dpopKey;
+      if (stored === undefined) {
+        throw (login !== undefined ? problem(login) : undefined) ?? new DPoPKeyError("missing", `No DPoP key for the login of ${where}`);
+      }
+      const { signer } = await prepared(stored);
+      return signer.sign(
+        { method: request.method, url: request.url, accessToken: request.accessToken, nonce: nonces.get(request.url) },
+        deps.wallNow() / 1000,
+      );
+    },
+    nonce(url, nonce) {
+      nonces.set(url, nonce);
+    },
+  };
+
+  return {
+    keyOfResponse(response) {
+      const dpopBound = typeof response.token_type === "string" && response.token_type.toLowerCase() === "dpop";
+      if (deps.algorithm === undefined) {
+        if (dpopBound || response.dpopKey !== undefined) {
+          throw new ConfigurationError(
+            "setTokens: the login is DPoP-bound (it has a DPoP key or token_type DPoP), but this token manager was created without `dpop`: pass `dpop: true`",
+          );
+        }
+        return undefined;
+      }
+      if (!isDPoPKey(response.dpopKey)) {
+        throw new ConfigurationError(
+          "setTokens: this token manager uses DPoP, but the login carries no DPoP key: log in with the same `dpop` option (loginWithBrowser / loginWithDeviceCode)",
+        );
+      }
+      if (!dpopBound) {
+        throw new ConfigurationError(
+          "setTokens: this token manager uses DPoP, but the identity provider did not bind the login's tokens (token_type is not DPoP): does it support DPoP?",
+        );
+      }
+      return storedForm(response.dpopKey, deps.keepsCryptoKeys).catch(() => {
+        throw new ConfigurationError(
+          "setTokens: the login's DPoP private key cannot be exported, but this store keeps the login as text (JWKs): create the key extractable, as the logins do",
+        );
+      });
+    },
+    async newKey() {
+      const algorithm = deps.algorithm ?? "ES256";
+      return storedForm(await generateDPoPKey(algorithm, !deps.keepsCryptoKeys), deps.keepsCryptoKeys);
+    },
+    async keyPair(stored) {
+      return (await prepared(stored)).keyPair;
+    },
+    problem,
+    remember,
+    prover: deps.algorithm === undefined ? undefined : prover,
+  };
+}
+
+/** JWKs whose private part does not belong to the public one import fine: sign and verify once to know. */
+async function assertPair(stored: StoredDPoPKey, keyPair: CryptoKeyPair): Promise<void> {
+  const params = signParams(stored.algorithm);
+  const data = new TextEncoder().encode("connect-oidc DPoP key check");
+  const signature = await crypto.subtle.sign(params, keyPair.privateKey, data);
+  if (!(await crypto.subtle.verify(params, keyPair.publicKey, signature, data))) throw new Error("the key pair does not match");
+}
