@@ -16,6 +16,9 @@
  * --service --account (keyring) --duration-ms --interval-min --interval-max
  * --call-timeout-ms (default 25 s) --uncoordinated (the baseline a user would write without
  * connect-oidc's coordination: the store is read once at startup, then only written; no lock).
+ * --dpop: the token manager with `dpop: true`; in login mode the response on stdin then
+ * carries the login's key as `dpopJwk: { algorithm, publicJwk, privateJwk }` (a CryptoKeyPair
+ * does not travel as JSON), imported here as the login's `dpopKey`.
  *
  * Nothing printed holds token material: failures are reported by their codes only.
  */
@@ -70,6 +73,7 @@ const { positionals, values } = parseArgs({
     "interval-max": { type: "string", default: "100" },
     "call-timeout-ms": { type: "string", default: "25000" },
     uncoordinated: { type: "boolean", default: false },
+    dpop: { type: "boolean", default: false },
   },
 });
 
@@ -151,6 +155,7 @@ async function runCalls(): Promise<void> {
     clientId,
     store: openStore(),
     allowInsecureRequests: true,
+    ...(values.dpop ? { dpop: true as const } : {}),
     onEvent(event) {
       const name = describeEvent(event);
       events[name] = (events[name] ?? 0) + 1;
@@ -253,16 +258,27 @@ async function runLogin(): Promise<void> {
   const chunks: Buffer[] = [];
   print({ kind: "ready", pid: process.pid });
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  const response = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  const { dpopJwk, ...response } = JSON.parse(Buffer.concat(chunks).toString("utf8"));
   const tokens = createTokenManager({
     issuer: required("issuer"),
     clientId: required("client-id"),
     store: openStore(),
     allowInsecureRequests: true,
+    ...(values.dpop ? { dpop: true as const } : {}),
   });
-  await tokens.setTokens(response);
+  await tokens.setTokens(dpopJwk === undefined ? response : { ...response, dpopKey: await importLoginKey(dpopJwk) });
   tokens.close();
   print({ kind: "stored", at: Date.now() });
+}
+
+/** The login's DPoP key pair from JWKs (ES256), extractable as a login's own key is. */
+async function importLoginKey(jwk: { algorithm: "ES256"; publicJwk: JsonWebKey; privateJwk: JsonWebKey }) {
+  const params = { name: "ECDSA", namedCurve: "P-256" };
+  const [privateKey, publicKey] = await Promise.all([
+    crypto.subtle.importKey("jwk", jwk.privateJwk, params, true, ["sign"]),
+    crypto.subtle.importKey("jwk", jwk.publicJwk, params, true, ["verify"]),
+  ]);
+  return { algorithm: jwk.algorithm, keyPair: { privateKey, publicKey } };
 }
 
 try {
