@@ -88,8 +88,12 @@ export async function overheadRows(idp: Idp): Promise<Row[]> {
   return rows;
 }
 
-/** `total` calls at `concurrency`; the latency of each, ms. */
-async function run(client: ReturnType<typeof createClient<typeof EchoService>>, total: number, concurrency: number): Promise<number[]> {
+/** `total` unary calls at `concurrency`; the latency of each, ms. Also used by bench/dpop.ts. */
+export async function run(
+  client: ReturnType<typeof createClient<typeof EchoService>>,
+  total: number,
+  concurrency: number,
+): Promise<number[]> {
   const latencies: number[] = [];
   let next = 0;
   await Promise.all(

@@ -6,12 +6,13 @@
  *
  *   npm run bench                 the table
  *   npm run bench -- --json       one JSON object: { machine, rows }
- *   npm run bench -- --only 1,3   some sections (1–8)
+ *   npm run bench -- --only 1,3   some sections (1–9)
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { startIdp } from "../test/support/idp.js";
 import { coldStartRows } from "./cold-start.js";
+import { dpopRows } from "./dpop.js";
 import { fleetRows } from "./fleet.js";
 import { heapRows } from "./heap.js";
 import { herdRows } from "./herd.js";
@@ -68,6 +69,7 @@ if (wanted("7")) {
   }
 }
 if (wanted("8")) rows.push(...(await redisFleetRows()));
+if (wanted("9")) rows.push(...(await dpopRows()));
 
 const machine = {
   node: process.version,

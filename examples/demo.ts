@@ -25,8 +25,18 @@
  * refreshes are only required with the embedded IdP, and the revocation (reactive path)
  * only happens when the example server runs here.
  *
+ * `--dpop`: sender-constrained tokens (RFC 9449). Both managers are created with `dpop: true`;
+ * the login makes one key pair, kept with the login in the shared token file, and binds the
+ * tokens to it; every call carries `authorization: DPoP <token>` and a fresh proof. With the
+ * embedded IdP and server, both require DPoP nonces, and the server's nonce rotates every
+ * 5 s (`--dpop-nonce-every`) — the clients follow it from every answer, with no failed call.
+ * The summary adds the proofs the server checked and the nonce challenges the clients met.
+ *
+ *   npm run demo -- --dpop
+ *
  * `--record-tokens <file>` exists for the leak test only: it writes every token the demo
- * handled to that file (mode 0600), so the test can check that none of them was printed.
+ * handled (and, with --dpop, the private key's JWK `d`) to that file (mode 0600), so the
+ * test can check that none of them was printed.
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -42,6 +52,7 @@ import {
   type TokenEndpointResponse,
   type TokenEvent,
   type TokenManager,
+  type StoredTokens,
   type TokenStore,
 } from "connect-oidc";
 import { fileStore } from "connect-oidc/node";
@@ -53,7 +64,7 @@ import { formatDuration, parseDuration } from "./lib/duration.js";
 import { defaultLoginMethod, isLoopback, login, type LoginMethod } from "./lib/login.js";
 import { stopOnCtrlC } from "./lib/signals.js";
 import { describeTokenEvent } from "./lib/token-events.js";
-import type { ExampleServerStats } from "./server.js";
+import type { ExampleServerOptions, ExampleServerStats } from "./server.js";
 import { startExampleServer } from "./server.js";
 
 const stderr = (line: string) => process.stderr.write(`${line}\n`);
@@ -76,12 +87,29 @@ interface Setup {
   close(): Promise<void>;
 }
 
-async function embeddedSetup(tokenTtlMs: number, http2: boolean): Promise<Setup> {
+/** With --dpop: the server's nonce rotation (undefined: bearer tokens). */
+type DpopSetting = ExampleServerOptions["dpop"];
+
+async function embeddedSetup(tokenTtlMs: number, http2: boolean, dpop: DpopSetting): Promise<Setup> {
   const { startIdp } = await import("../test/support/idp.js");
-  const idp = await startIdp({ accessTokenTtl: Math.max(1, Math.round(tokenTtlMs / 1000)) });
-  const server = await startExampleServer({ issuer: idp.issuer, audience: idp.audience, jwksUri: idp.jwksUri, http2 });
-  stderr(`Identity provider  ${idp.issuer} (oidc-provider, access tokens live ${formatDuration(tokenTtlMs)})`);
-  stderr(`Example server     ${server.url} (${http2 ? "h2c" : "HTTP/1.1"}, verifies every JWT with jose)`);
+  const idp = await startIdp({
+    accessTokenTtl: Math.max(1, Math.round(tokenTtlMs / 1000)),
+    ...(dpop ? { dpop: { requireNonce: true } } : {}),
+  });
+  const server = await startExampleServer({
+    issuer: idp.issuer,
+    audience: idp.audience,
+    jwksUri: idp.jwksUri,
+    http2,
+    ...(dpop ? { dpop } : {}),
+  });
+  const nonceEvery = dpop?.nonceRotateMs === undefined ? "" : `, nonce rotating every ${formatDuration(dpop.nonceRotateMs)}`;
+  stderr(
+    `Identity provider  ${idp.issuer} (oidc-provider, access tokens live ${formatDuration(tokenTtlMs)}${dpop ? ", DPoP-bound, nonces required" : ""})`,
+  );
+  stderr(
+    `Example server     ${server.url} (${http2 ? "h2c" : "HTTP/1.1"}, verifies every JWT with jose${dpop ? `, and every DPoP proof${nonceEvery}` : ""})`,
+  );
   return {
     description: `embedded identity provider and server, access tokens living ${formatDuration(tokenTtlMs)}`,
     issuer: idp.issuer,
@@ -90,7 +118,8 @@ async function embeddedSetup(tokenTtlMs: number, http2: boolean): Promise<Setup>
     revoke: (token) => server.revoke(token),
     serverStats: server.stats,
     requireProactive: true,
-    login: () => idp.login(), // headless authorization code + PKCE
+    // Headless authorization code + PKCE; with --dpop bound to a key made here, as the login helpers do.
+    login: dpop ? () => dpopLogin(idp) : () => idp.login(),
     async close() {
       await server.close();
       await idp.close();
@@ -98,7 +127,15 @@ async function embeddedSetup(tokenTtlMs: number, http2: boolean): Promise<Setup>
   };
 }
 
-async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
+/** A login bound to a new ES256 key (extractable: the token file keeps it as JWKs). */
+async function dpopLogin(idp: Awaited<ReturnType<typeof import("../test/support/idp.js").startIdp>>): Promise<TokenEndpointResponse> {
+  const oidc = await import("openid-client");
+  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const response = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
+  return { ...response, dpopKey: { algorithm: "ES256", keyPair } };
+}
+
+async function realSetup(values: Flags, http2: boolean, dpop: DpopSetting): Promise<Setup> {
   const issuer = values.issuer!;
   const clientId = values["client-id"];
   if (!clientId) usageError("--client-id is required with --issuer");
@@ -121,6 +158,7 @@ async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
               allowInsecureRequests: isLoopback(issuer),
               ...(values.scope ? { scope: values.scope } : {}),
               ...(values.resource ? { resource: values.resource } : {}),
+              ...(dpop ? { dpop: true } : {}),
             }),
         }),
   };
@@ -130,9 +168,9 @@ async function realSetup(values: Flags, http2: boolean): Promise<Setup> {
     return { ...common, description: `${issuer}, server ${values.server}`, serverUrl: values.server, close: async () => {} };
   }
   if (!values.audience) usageError("with --issuer, give --server <url>, or --audience <api identifier> to run the example server here");
-  const server = await startExampleServer({ issuer, audience: values.audience, http2 });
+  const server = await startExampleServer({ issuer, audience: values.audience, http2, ...(dpop ? { dpop } : {}) });
   stderr(`Identity provider  ${issuer}`);
-  stderr(`Example server     ${server.url} (${http2 ? "h2c" : "HTTP/1.1"}, audience ${values.audience})`);
+  stderr(`Example server     ${server.url} (${http2 ? "h2c" : "HTTP/1.1"}, audience ${values.audience}${dpop ? ", DPoP" : ""})`);
   return {
     ...common,
     description: `${issuer}, the example server here`,
@@ -159,6 +197,13 @@ function parseFlags() {
       "event-interval": { type: "string", kind: "duration", default: "250ms", help: "time between events" },
       "token-ttl": { type: "string", kind: "duration", default: "10s", help: "access token lifetime of the embedded identity provider" },
       http2: { type: "boolean", help: "HTTP/2 (h2c) instead of HTTP/1.1" },
+      dpop: { type: "boolean", help: "DPoP-bound tokens (RFC 9449): a key per login, a signed proof on every call" },
+      "dpop-nonce-every": {
+        type: "string",
+        kind: "duration",
+        default: "5s",
+        help: "with --dpop: how often the example server's nonce rotates",
+      },
       issuer: { type: "string", kind: "url", help: "a real issuer instead of the embedded one" },
       "client-id": { type: "string", value: "<id>", help: "the client id at --issuer (required with --issuer)" },
       "client-secret": { type: "string", value: "<secret>", help: "log in with client credentials instead of interactively" },
@@ -200,24 +245,30 @@ function createEventLog() {
  * one (after the auth interceptor) every attempt; they meet in the call's context values.
  */
 function createRetryObserver(recordToken?: (token: string | undefined) => void) {
-  const kRefused = createContextKey<{ count: number } | undefined>(undefined, { description: "refused attempts of this call" });
-  const stats = { refusedAttempts: 0, reactiveRetries: 0 };
+  const kRefused = createContextKey<{ count: number; nonce: number } | undefined>(undefined, {
+    description: "refused attempts of this call",
+  });
+  const stats = { refusedAttempts: 0, reactiveRetries: 0, nonceRetries: 0 };
   const call: Interceptor = (next) => async (req) => {
-    const refused = { count: 0 };
+    const refused = { count: 0, nonce: 0 };
     req.contextValues.set(kRefused, refused);
     const res = await next(req);
-    if (refused.count > 0) stats.reactiveRetries++;
+    if (refused.count > refused.nonce) stats.reactiveRetries++;
+    else if (refused.nonce > 0) stats.nonceRetries++;
     return res;
   };
   const attempt: Interceptor = (next) => async (req) => {
-    recordToken?.(/^Bearer (\S+)$/.exec(req.header.get("authorization") ?? "")?.[1]);
+    recordToken?.(/^(?:Bearer|DPoP) (\S+)$/.exec(req.header.get("authorization") ?? "")?.[1]);
     try {
       return await next(req);
     } catch (error) {
-      if (ConnectError.from(error).code === Code.Unauthenticated) {
+      const refusal = ConnectError.from(error);
+      if (refusal.code === Code.Unauthenticated) {
         stats.refusedAttempts++;
         const refused = req.contextValues.get(kRefused);
         if (refused) refused.count++;
+        // RFC 9449 §9: a nonce challenge is answered by re-sending with the nonce, not by a new token.
+        if (refused && /error="use_dpop_nonce"/.test(refusal.metadata.get("www-authenticate") ?? "")) refused.nonce++;
       }
       throw error;
     }
@@ -232,17 +283,29 @@ function recordingStore(inner: TokenStore, record: (token: string | undefined) =
       const tokens = await inner.load();
       record(tokens?.accessToken);
       record(tokens?.refreshToken);
+      record(privateKeyOf(tokens));
       return tokens;
     },
     async save(tokens) {
       record(tokens.accessToken);
       record(tokens.refreshToken);
+      record(privateKeyOf(tokens));
       return inner.save(tokens);
     },
     clear: () => inner.clear(),
     ...(inner.lock ? { lock: <T>(fn: () => Promise<T>, signal?: AbortSignal) => inner.lock!(fn, signal) } : {}),
   };
 }
+
+/** The private part (`d`) of a login's DPoP key, as the token file keeps it; marked for the leak test. */
+function privateKeyOf(tokens: StoredTokens | undefined): string | undefined {
+  const key = tokens?.dpopKey;
+  const d = key && "privateJwk" in key ? key.privateJwk.d : undefined;
+  return d === undefined ? undefined : `${PRIVATE_KEY_MARK}${d}`;
+}
+
+/** How --record-tokens marks private key material (the rest of the line is the JWK's `d`). */
+const PRIVATE_KEY_MARK = "jwk-d:";
 
 /** Resolves when `promise` settles or after `ms`, whichever comes first; rejects when `signal` aborts. */
 function settledWithin(promise: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
@@ -302,12 +365,13 @@ async function main(): Promise<number> {
   const intervalMs = parseDuration(values.interval);
   const eventIntervalMs = parseDuration(values["event-interval"]);
   const http2 = values.http2;
+  const dpop: DpopSetting = values.dpop ? { nonceRotateMs: parseDuration(values["dpop-nonce-every"]) } : undefined;
   const signal = stopOnCtrlC();
 
   const recorded = values["record-tokens"] ? new Set<string>() : undefined;
   const recordToken = recorded ? (token: string | undefined) => token && recorded.add(token) : undefined;
 
-  const setup = values.issuer ? await realSetup(values, http2) : await embeddedSetup(parseDuration(values["token-ttl"]), http2);
+  const setup = values.issuer ? await realSetup(values, http2, dpop) : await embeddedSetup(parseDuration(values["token-ttl"]), http2, dpop);
   const dir = await mkdtemp(join(tmpdir(), "connect-oidc-demo-"));
   const managers: TokenManager[] = [];
   try {
@@ -324,6 +388,7 @@ async function main(): Promise<number> {
         ...(setup.clientSecret ? { clientSecret: setup.clientSecret, grant: "client_credentials" as const } : {}),
         ...(setup.scope ? { scope: setup.scope } : {}),
         ...(setup.resource ? { resource: setup.resource } : {}),
+        ...(dpop ? { dpop: true as const } : {}),
         store: store(),
         allowInsecureRequests: isLoopback(setup.issuer),
         onEvent: events.onEvent(who),
@@ -340,6 +405,8 @@ async function main(): Promise<number> {
         const value = response[key];
         if (typeof value === "string") recordToken?.(value);
       }
+      const d = response.dpopKey ? (await crypto.subtle.exportKey("jwk", response.dpopKey.keyPair.privateKey)).d : undefined;
+      if (d !== undefined) recordToken?.(`${PRIVATE_KEY_MARK}${d}`);
       await heartbeatTokens.setTokens(response);
       stderr("✓ Logged in");
     }
@@ -400,6 +467,7 @@ async function main(): Promise<number> {
       counts: events.counts,
       retries: observer.stats,
       revocationSkipped,
+      dpop: dpop !== undefined,
     });
     process.stdout.write(report.text);
     return report.ok ? 0 : 1;
@@ -420,8 +488,9 @@ function summarize(r: {
   sent: EventsSummary;
   refreshes: Record<RefreshReason, number>;
   counts: { adopted: number; refreshFailed: number; reauthRequired: number };
-  retries: { refusedAttempts: number; reactiveRetries: number };
+  retries: { refusedAttempts: number; reactiveRetries: number; nonceRetries: number };
   revocationSkipped: string | undefined;
+  dpop: boolean;
 }): { text: string; ok: boolean } {
   const { heartbeat, sent, refreshes, counts, retries, setup } = r;
   const server = setup.serverStats;
@@ -437,9 +506,19 @@ function summarize(r: {
     ],
     ["reactive retries", `${retries.reactiveRetries} (calls refused as Unauthenticated, then accepted with a new token)`],
   ];
+  if (r.dpop) {
+    rows.push([
+      "DPoP",
+      `nonce retries ${retries.nonceRetries} (calls re-sent with the server's new nonce, no new token)${server ? `; proofs accepted ${server.accepted}, refused ${server.rejected.proof}` : ""}`,
+    ]);
+  }
   if (server) {
     const s = server.rejected;
-    rows.push(["server refusals", `revoked ${s.revoked}, expired ${s.expired}, invalid ${s.invalid}, missing ${s.missing + s.malformed}`]);
+    const dpopRefusals = r.dpop ? `, nonce ${s.nonce}, proof ${s.proof}` : "";
+    rows.push([
+      "server refusals",
+      `revoked ${s.revoked}, expired ${s.expired}, invalid ${s.invalid}, missing ${s.missing + s.malformed}${dpopRefusals}`,
+    ]);
   }
 
   const problems: string[] = [];
@@ -454,6 +533,7 @@ function summarize(r: {
   if (counts.reauthRequired > 0) problems.push("re-login was required");
   if (setup.requireProactive && refreshes.proactive < 3)
     problems.push(`only ${refreshes.proactive} proactive refreshes (need ≥ 3: run longer)`);
+  if (server && server.rejected.proof > 0) problems.push(`the server refused ${server.rejected.proof} DPoP proof(s)`);
   if (setup.revoke && retries.reactiveRetries < 1) {
     problems.push(`no reactive retry${r.revocationSkipped ? ` (${r.revocationSkipped})` : ""} (need ≥ 1)`);
   }

@@ -32,6 +32,27 @@ function row(stdout: string, label: string): Record<string, number> {
   return numbers;
 }
 
+/**
+ * The leak scan: every secret the demo recorded (tokens; `jwk-d:` lines: a DPoP private key's
+ * `d`), and every 12-character piece of one, must be absent from its output; so must anything
+ * shaped like a JWT or its JSON header. Returns the secrets.
+ */
+async function assertNothingPrinted(output: string, recordFile: string): Promise<string[]> {
+  const secrets = (await readFile(recordFile, "utf8"))
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.replace(/^jwk-d:/, ""));
+  for (const secret of secrets) {
+    for (let i = 0; i + 12 <= secret.length; i++) {
+      const piece = secret.slice(i, i + 12);
+      if (piece.includes(".")) continue; // a JWT's dots join segments that are checked on their own
+      assert.ok(!output.includes(piece), `the demo printed a piece of a secret (${secret.length} chars, offset ${i})`);
+    }
+  }
+  assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{8,}/);
+  return secrets;
+}
+
 describe("npm run demo", () => {
   let dir: string;
   before(async () => {
@@ -73,22 +94,55 @@ describe("npm run demo", () => {
     assert.match(run.stderr, /✓ Token refreshed \(rejected, /);
     assert.match(run.stderr, /The server revoked the current access token/);
 
-    // The leak scan. Every token the demo saw, and every 12-character piece of one.
-    const tokens = (await readFile(tokenFile, "utf8")).split("\n").filter(Boolean);
+    const tokens = await assertNothingPrinted(output, tokenFile);
     const jwts = tokens.filter((t) => t.split(".").length === 3);
     assert.ok(jwts.length >= 6, `only ${jwts.length} access tokens recorded`);
     assert.ok(tokens.length - jwts.length >= 3, "refresh tokens recorded too");
-    for (const token of tokens) {
-      for (let i = 0; i + 12 <= token.length; i++) {
-        const piece = token.slice(i, i + 12);
-        if (piece.includes(".")) continue; // a JWT's dots join segments that are checked on their own
-        assert.ok(!output.includes(piece), `the demo printed a piece of a token (${token.length} chars, offset ${i})`);
-      }
-    }
-    // And anything shaped like a JWT or its JSON header, recorded or not.
-    assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{8,}/);
 
     t.diagnostic(`the 35 s demo took ${(run.ms / 1000).toFixed(1)} s; ${tokens.length} tokens scanned for`);
+  });
+
+  it("--dpop: DPoP-bound tokens, a proof on every call, the server's nonce rotating every 3 s: nothing fails, no token or private key printed", {
+    timeout: 120_000,
+  }, async (t) => {
+    const tokenFile = join(dir, "dpop-tokens.txt");
+    const run = await runDemo([
+      "--dpop",
+      "--duration",
+      "25s",
+      "--token-ttl",
+      "6s",
+      "--dpop-nonce-every",
+      "3s",
+      "--http2",
+      "--record-tokens",
+      tokenFile,
+    ]);
+    const output = `${run.stdout}\n${run.stderr}`;
+    assert.equal(run.code, 0, `demo exited ${run.code} after ${run.ms} ms:\n${output}`);
+    assert.match(run.stdout, /^PASS: /m);
+    assert.match(run.stderr, /DPoP-bound, nonces required/);
+    assert.equal(row(run.stdout, "heartbeats").failed, 0);
+    assert.equal(row(run.stdout, "events").lost, 0);
+    assert.equal(row(run.stdout, "events").retried, 0);
+    const refreshes = row(run.stdout, "refreshes");
+    assert.ok(refreshes.proactive! >= 3, `refreshes: ${JSON.stringify(refreshes)}`);
+    assert.equal(refreshes.failed, 0);
+    assert.ok(row(run.stdout, "reactive retries").count! >= 1, "the revocation was met with a new token");
+    const dpop = row(run.stdout, "DPoP");
+    assert.ok(dpop.accepted! >= 50, `DPoP: ${JSON.stringify(dpop)}`);
+    assert.equal(dpop.refused, 0, "no proof the client made was refused");
+    // Each client learns the nonce on its first call (2), then follows the rotation from every answer.
+    assert.ok(dpop.retries! <= 4, `nonce retries: ${JSON.stringify(dpop)}`);
+    const refusals = row(run.stdout, "server refusals");
+    assert.equal(refusals.expired, 0);
+    assert.equal(refusals.invalid, 0);
+    assert.equal(refusals.proof, 0);
+    assert.equal(refusals.missing, 0, "never a bearer (or no) token");
+
+    const recorded = await assertNothingPrinted(output, tokenFile);
+    assert.match(await readFile(tokenFile, "utf8"), /^jwk-d:[A-Za-z0-9_-]{40,}$/m, "the private key was recorded for the scan");
+    t.diagnostic(`the 25 s --dpop demo took ${(run.ms / 1000).toFixed(1)} s; ${recorded.length} secrets scanned for`);
   });
 
   it("exits 1 and says why when the run is too short to show the refreshes", { timeout: 60_000 }, async () => {

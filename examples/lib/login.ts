@@ -2,7 +2,7 @@
  * Interactive login for the example clients, through connect-oidc's login flows.
  * Prompts go to stderr; the result goes straight to `setTokens`, never to a screen.
  */
-import { loginWithDeviceCode, type TokenEndpointResponse } from "connect-oidc";
+import { type DPoPOption, loginWithDeviceCode, type TokenEndpointResponse } from "connect-oidc";
 import { loginWithBrowser } from "connect-oidc/node";
 
 export type LoginMethod = "device" | "browser";
@@ -14,6 +14,8 @@ export interface LoginBase {
   readonly resource?: string;
   readonly allowInsecureRequests?: boolean;
   readonly signal?: AbortSignal;
+  /** Bind the login to a new DPoP key (RFC 9449); the response carries it as `dpopKey`. */
+  readonly dpop?: DPoPOption;
 }
 
 const stderr = (line: string) => process.stderr.write(`${line}\n`);
