@@ -156,7 +156,11 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
           `Cannot keep ${what}: it takes ${bytes.length} bytes, over this store's limit of ` +
             `${limit} bytes (Windows Credential Manager caps a secret at 2,560 bytes; elsewhere ` +
             `the limit is 16 KiB, within the kernel keyring's per-user quota). Ask the identity ` +
-            `provider for smaller tokens (fewer scopes or claims), or use fileStore(path).`,
+            `provider for smaller tokens (fewer scopes or claims), or use fileStore(path).` +
+            // The DPoP key cannot be left out: the tokens are bound to it.
+            (login.dpopKey?.algorithm === "PS256" || login.dpopKey?.algorithm === "RS256"
+              ? ` Its ${login.dpopKey?.algorithm} DPoP key alone takes about 1.9 KB: use dpop: { algorithm: "ES256" }.`
+              : ""),
         );
       }
       // Raw UTF-8 bytes: on Windows a "password" is stored as UTF-16, halving the room.
