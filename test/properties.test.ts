@@ -118,6 +118,22 @@ describe("properties: whatever a store holds, whatever setTokens is handed", () 
           issuedAt: anyValue,
           expiresAt: anyValue,
           refreshExpiresAt: anyValue,
+          // DPoP: the private JWK member `d` is as secret as the tokens.
+          tokenType: fc.oneof(fc.constant("DPoP"), anyValue),
+          dpopKey: fc.oneof(
+            fc.record({
+              algorithm: fc.oneof(fc.constant("ES256"), anyValue),
+              publicJwk: fc.record({ kty: fc.constant("EC"), crv: fc.constant("P-256"), x: fc.constant("eA"), y: fc.constant("eQ") }),
+              privateJwk: fc.record({
+                kty: fc.oneof(fc.constant("EC"), anyValue),
+                crv: fc.constant("P-256"),
+                x: fc.oneof(fc.constant("eA"), anyValue),
+                y: fc.constant("eQ"),
+                d: fc.oneof(fc.constant(fragment), fc.constant(`${fragment}!`), anyValue),
+              }),
+            }),
+            anyValue,
+          ),
         })
         .map((r) => JSON.stringify(r)),
     );
