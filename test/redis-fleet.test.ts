@@ -134,7 +134,9 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
     // The victim alone first: its proactive refresh takes the lease and hangs at the IdP.
     w.idp.setTokenLatency(60_000, { phase: "before" });
     victim.send("go");
-    while (w.idp.stats.tokenRequests === 0) await sleep(10);
+    const due = Date.now() + TTL_S * 1000 + 5_000;
+    while (w.idp.stats.tokenRequests === 0 && Date.now() < due) await sleep(10);
+    assert.equal(w.idp.stats.tokenRequests, 1, "the victim is inside its refresh");
     fleet.go();
     await sleep(300);
     victim.child.kill("SIGKILL");
@@ -177,7 +179,8 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       // due only a token period later), as it is for most of a period.
       const version = async () => Number(await client.hget(FLEET_KEY, "version"));
       const seen = await version();
-      while ((await version()) === seen) await sleep(20);
+      const due = Date.now() + 3 * PERIOD_MS;
+      while ((await version()) === seen && Date.now() < due) await sleep(20);
       await sleep(100);
       const versionMeanwhile = await version();
       victim.child.kill("SIGCONT");
