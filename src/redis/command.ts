@@ -53,8 +53,8 @@ function unavailable(key: string, what: string, how: string, error?: unknown): T
   return new TokenStoreError(
     "unavailable",
     `Redis is unreachable or failing: ${what} of key "${key}": ${how}. Check the Redis server and the ` +
-      `client's connection; the token in memory is used until it expires (pass fallback: "local" to ` +
-      `redisStore to refresh per process meanwhile).`,
+      `client's connection. The token in memory is used until it expires; on client credentials, ` +
+      `fallback: "local" lets each process refresh alone meanwhile (see docs/REDIS.md).`,
     error === undefined ? undefined : { cause: redisFailure(error) },
   );
 }
