@@ -14,6 +14,7 @@ import { join, relative, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { build } from "esbuild";
+import * as oidc from "openid-client";
 import { type Idp, startIdp, TEST_ACCOUNT } from "./support/idp.js";
 import type { RuntimeReport } from "./support/runtime-script.js";
 import { startServer, type TestServer } from "./support/server.js";
@@ -36,6 +37,9 @@ const runtimes: Record<string, { command: string; args: string[] }> = {
 describe("the built connect-oidc entry under Deno and Bun", () => {
   let idp: Idp;
   let server: TestServer;
+  // DPoP (issue 12): an IdP and a server that demand nonces; proofs signed with WebCrypto.
+  let dpopIdp: Idp;
+  let dpopServer: TestServer;
   let script: string;
 
   before(async () => {
@@ -65,51 +69,74 @@ describe("the built connect-oidc entry under Deno and Bun", () => {
     await writeFile(join(folder, "package.json"), JSON.stringify({ type: "module" }));
     idp = await startIdp({ accessTokenTtl: 2 });
     server = await startServer({ idp, http2: false });
+    dpopIdp = await startIdp({ accessTokenTtl: 2, dpop: { requireNonce: true } });
+    dpopServer = await startServer({ idp: dpopIdp, http2: false, dpop: { requireNonce: true } });
   });
 
   after(async () => {
     await server?.close();
     await idp?.close();
+    await dpopServer?.close();
+    await dpopIdp?.close();
     await rm(folder, { recursive: true, force: true });
   });
 
   for (const [name, { command, args }] of Object.entries(runtimes)) {
-    test(`${name}: manager + interceptor, a call, a proactive refresh, a call with the new token`, async (t) => {
-      const login = await idp.login();
-      const started = performance.now();
-      const { stdout } = await run(command, [...args, script], {
-        cwd: root,
-        timeout: 60_000,
-        env: {
-          ...process.env,
-          RUNTIME_ISSUER: idp.issuer,
-          RUNTIME_CLIENT_ID: idp.clientId,
-          RUNTIME_API: server.baseUrl,
-          RUNTIME_LOGIN: JSON.stringify(login),
-          DENO_NO_UPDATE_CHECK: "1",
-          DENO_NO_PROMPT: "1",
-        },
-      });
-      const report = JSON.parse(stdout.trim().split("\n").at(-1)!) as RuntimeReport;
-      assert.equal(report.error, undefined, `${report.runtime}: ${report.error}`);
-      assert.match(report.runtime, new RegExp(`^${name} `));
-      assert.deepEqual(
-        report.calls.map((c) => c.subject),
-        [TEST_ACCOUNT, TEST_ACCOUNT],
-        "both calls accepted as the test user",
-      );
-      const [first, second] = report.calls.map((c) => c.token);
-      assert.notEqual(first, second, "the second call carries the refreshed token");
-      assert.ok(report.events.includes("refreshed:proactive"), report.events.join(", "));
-      for (const token of [first, second]) {
-        const seen = server.stats.requests.filter((r) => r.tokenHash === token);
+    for (const dpop of [false, true]) {
+      test(`${name}${dpop ? " with DPoP" : ""}: manager + interceptor, a call, a proactive refresh, a call with the new token`, async (t) => {
+        const theIdp = dpop ? dpopIdp : idp;
+        const theServer = dpop ? dpopServer : server;
+        const { login, dpopJwk } = await loginFor(theIdp, dpop);
+        const started = performance.now();
+        const { stdout } = await run(command, [...args, script], {
+          cwd: root,
+          timeout: 60_000,
+          env: {
+            ...process.env,
+            RUNTIME_ISSUER: theIdp.issuer,
+            RUNTIME_CLIENT_ID: theIdp.clientId,
+            RUNTIME_API: theServer.baseUrl,
+            RUNTIME_LOGIN: JSON.stringify(login),
+            RUNTIME_DPOP_JWK: dpopJwk ?? "",
+            DENO_NO_UPDATE_CHECK: "1",
+            DENO_NO_PROMPT: "1",
+          },
+        });
+        const report = JSON.parse(stdout.trim().split("\n").at(-1)!) as RuntimeReport;
+        assert.equal(report.error, undefined, `${report.runtime}: ${report.error}`);
+        assert.match(report.runtime, new RegExp(`^${name} `));
         assert.deepEqual(
-          seen.map((r) => r.auth),
-          ["accepted"],
-          `the server saw ${token} once, accepted`,
+          report.calls.map((c) => c.subject),
+          [TEST_ACCOUNT, TEST_ACCOUNT],
+          "both calls accepted as the test user",
         );
-      }
-      t.diagnostic(`${report.runtime}: ${Math.round(performance.now() - started)} ms`);
-    });
+        const [first, second] = report.calls.map((c) => c.token);
+        assert.notEqual(first, second, "the second call carries the refreshed token");
+        assert.ok(report.events.includes("refreshed:proactive"), report.events.join(", "));
+        for (const token of [first, second]) {
+          const seen = theServer.stats.requests.filter((r) => r.tokenHash === token);
+          // With DPoP the first call meets the server's nonce demand once and is re-sent with it.
+          assert.deepEqual(
+            seen.map((r) => r.auth),
+            dpop && token === first ? ["rejected", "accepted"] : ["accepted"],
+            `the server saw ${token}: ${seen.map((r) => r.dpop?.reason ?? r.auth).join(", ")}`,
+          );
+          if (dpop) assert.equal(seen.at(-1)?.dpop?.ok, true);
+        }
+        t.diagnostic(`${report.runtime}${dpop ? " with DPoP" : ""}: ${Math.round(performance.now() - started)} ms`);
+      });
+    }
   }
 });
+
+/** A login of the test client; with DPoP bound to a new ES256 key, handed over as JWKs. */
+async function loginFor(idp: Idp, dpop: boolean): Promise<{ login: object; dpopJwk?: string }> {
+  if (!dpop) return { login: await idp.login() };
+  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const login = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
+  const [publicJwk, privateJwk] = await Promise.all([
+    crypto.subtle.exportKey("jwk", keyPair.publicKey),
+    crypto.subtle.exportKey("jwk", keyPair.privateKey),
+  ]);
+  return { login, dpopJwk: JSON.stringify({ publicJwk, privateJwk }) };
+}

@@ -7,6 +7,8 @@
  *
  * Setup comes in environment variables (RUNTIME_ISSUER, RUNTIME_CLIENT_ID, RUNTIME_API,
  * RUNTIME_LOGIN: the token response as JSON); one line of JSON goes to stdout.
+ * RUNTIME_DPOP_JWK (optional): the login is DPoP-bound to this ES256 key pair
+ * (`{ publicJwk, privateJwk }`): the manager runs with `dpop: true` and the key as the login's.
  */
 import process from "node:process";
 import { createClient } from "@connectrpc/connect";
@@ -42,7 +44,9 @@ async function main(): Promise<RuntimeReport> {
   const proactive = new Promise<void>((resolve) => {
     refreshed = resolve;
   });
+  const dpopJwk = env("RUNTIME_DPOP_JWK");
   const tokens = createTokenManager({
+    ...(dpopJwk !== "" ? { dpop: true as const } : {}),
     issuer: env("RUNTIME_ISSUER"),
     clientId: env("RUNTIME_CLIENT_ID"),
     allowInsecureRequests: true, // the test IdP is plain http on loopback
@@ -63,7 +67,8 @@ async function main(): Promise<RuntimeReport> {
     calls.push({ subject: res.subject, token });
   };
   try {
-    await tokens.setTokens(JSON.parse(env("RUNTIME_LOGIN")));
+    const login = JSON.parse(env("RUNTIME_LOGIN"));
+    await tokens.setTokens(dpopJwk === "" ? login : { ...login, dpopKey: await importKey(JSON.parse(dpopJwk)) });
     await call();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
@@ -79,6 +84,16 @@ async function main(): Promise<RuntimeReport> {
   } finally {
     tokens.close();
   }
+}
+
+/** The login's ES256 key pair from JWKs (extractable, as a login's own key is). */
+async function importKey(jwk: { publicJwk: JsonWebKey; privateJwk: JsonWebKey }) {
+  const params = { name: "ECDSA", namedCurve: "P-256" };
+  const [privateKey, publicKey] = await Promise.all([
+    crypto.subtle.importKey("jwk", jwk.privateJwk, params, true, ["sign"]),
+    crypto.subtle.importKey("jwk", jwk.publicJwk, params, true, ["verify"]),
+  ]);
+  return { algorithm: "ES256" as const, keyPair: { privateKey, publicKey } };
 }
 
 console.log(JSON.stringify(await main()));
