@@ -16,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { ConfigurationError, type StoredTokens, TokenStoreError } from "../src/index.js";
+import { generateDPoPKey, storedForm } from "../src/dpop-key.js";
 import { redisStore } from "../src/redis.js";
 import { moduleLogArgs } from "./support/cold-build.js";
 import { createLeakScanner } from "./support/leaks.js";
@@ -219,6 +220,20 @@ describe("redisStore", { skip: missing }, () => {
     assert.match((await failure(redisStore({ client, key }).load())).message, /no encryptionKey/);
     await client.hset(key, "value", JSON.stringify(login(secret(8))));
     assert.match((await failure(store.load())).message, /not encrypted/, "a plain value is refused when a key is given");
+  });
+
+  test("a DPoP-bound login (its key as JWKs) round-trips as the helpers serialize it; encrypted, Redis holds no private key", async () => {
+    const client = connect();
+    const key = freshKey();
+    const dpopKey = await storedForm(await generateDPoPKey("ES256", true), false);
+    const bound: StoredTokens = { ...login(secret(3)), tokenType: "DPoP", dpopKey };
+    await redisStore({ client, key }).save(bound);
+    assert.deepEqual(await redisStore({ client, key }).load(), bound);
+    const encryptionKey = crypto.getRandomValues(new Uint8Array(32));
+    await redisStore({ client, key, encryptionKey }).save(bound);
+    const privateD = (dpopKey as { privateJwk: JsonWebKey }).privateJwk.d!;
+    assert.ok(!(await client.hget(key, "value"))!.includes(privateD), "no private key in clear");
+    assert.deepEqual(await redisStore({ client, key, encryptionKey }).load(), bound);
   });
 
   test("Redis not answering: every call fails within timeoutMs with 'unavailable' naming Redis and the key", async () => {
