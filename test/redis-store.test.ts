@@ -14,13 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { ConfigurationError, type StoredTokens, TokenStoreError } from "../src/index.js";
 import { generateDPoPKey, storedForm } from "../src/dpop-key.js";
 import { redisStore } from "../src/redis.js";
 import { moduleLogArgs } from "./support/cold-build.js";
 import { createLeakScanner } from "./support/leaks.js";
-import { type RedisServer, redisServerMissing, startRedisServer } from "./support/redis-server.js";
+import { type RedisServer, redisServerMissing, startRedisCluster, startRedisServer } from "./support/redis-server.js";
 
 const missing = redisServerMissing();
 if (missing !== undefined && process.env.CI === "true") {
@@ -311,6 +311,40 @@ describe("redisStore", { skip: missing }, () => {
 
   test("never leaks: every error seen above is free of token material", () => {
     assert.ok(leaks.count > 0);
+  });
+});
+
+describe("redisStore on Redis Cluster", { skip: missing }, () => {
+  test("an ioredis Cluster with a hash-tagged key: the login and its lease share a slot; load, save, lock and fencing work", async (t) => {
+    const cluster = await startRedisCluster(3);
+    const client = new Cluster(cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })));
+    client.on("error", () => {});
+    t.after(async () => {
+      client.disconnect();
+      await cluster.close();
+    });
+    const key = "{billing}:login";
+    const slotOf = (k: string) => client.cluster("KEYSLOT", k);
+    assert.equal(await slotOf(`${key}:lease`), await slotOf(key));
+    const store = redisStore({ client, key, leaseMs: 200 });
+    const other = redisStore({ client, key, leaseMs: 200, retryMs: 10 });
+    await store.save(login(secret(1)));
+    assert.deepEqual(await other.load(), login(secret(1)));
+    const error = await failure(
+      store.lock!(async () => {
+        await store.load();
+        assert.ok((await client.pttl(`${key}:lease`)) > 0, "the lease is held on the key's node");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+        await other.lock!(async () => {
+          await other.load();
+          await other.save(login(secret(2)));
+        });
+        await store.save(login(secret(3)));
+      }),
+    );
+    assert.equal(error.reason, "fenced");
+    assert.deepEqual(await store.load(), login(secret(2)));
+    assert.throws(() => redisStore({ client, key: "billing:login" }), /hash tag/);
   });
 });
 

@@ -35,11 +35,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRedisServer(options: { appendOnly?: boolean } = {}): Promise<RedisServer> {
+export async function startRedisServer(options: { appendOnly?: boolean; cluster?: boolean } = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "connect-oidc-redis-"));
   const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir, "--protected-mode", "no"];
   if (options.appendOnly === true) args.push("--appendonly", "yes", "--appendfsync", "always");
+  if (options.cluster === true) args.push("--cluster-enabled", "yes", "--cluster-config-file", join(dir, "nodes.conf"));
   let child: ChildProcess | undefined;
 
   const start = () =>
@@ -81,4 +82,34 @@ export async function startRedisServer(options: { appendOnly?: boolean } = {}): 
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A Redis Cluster of `size` primaries (no replicas) on loopback ports, its slots spread by redis-cli. */
+export async function startRedisCluster(size = 3): Promise<{ readonly nodes: readonly RedisServer[]; close(): Promise<void> }> {
+  const nodes = await Promise.all(Array.from({ length: size }, () => startRedisServer({ cluster: true })));
+  const close = async () => {
+    await Promise.all(nodes.map((n) => n.close()));
+  };
+  const create = spawnSync(
+    "redis-cli",
+    ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  if (create.status !== 0) {
+    await close();
+    throw new Error(`redis-cli --cluster create failed (${create.status}): ${create.stdout.slice(-500)} ${create.stderr.slice(-500)}`);
+  }
+  // Every node must agree before clients route by slot.
+  for (const node of nodes) {
+    for (let tries = 0; ; tries += 1) {
+      const info = spawnSync("redis-cli", ["-p", String(node.port), "cluster", "info"], { encoding: "utf8" });
+      if (info.stdout.includes("cluster_state:ok")) break;
+      if (tries > 100) {
+        await close();
+        throw new Error(`the cluster did not reach cluster_state:ok on port ${node.port}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return { nodes, close };
 }
