@@ -80,7 +80,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   // Not tied to the call's signal: that one is aborted as soon as the call has failed.
   // A DPoP nonce challenge says nothing of the token: not reported.
   const report = (error: unknown, rejected: string) => {
-    if (!isUnauthenticated(error) || (dpop !== undefined && isNonceChallenge(error))) return;
+    if (!isRefusal(error) || (dpop !== undefined && isNonceChallenge(error))) return;
     tokens.getAccessToken({ rejected }).catch(() => {});
   };
 
@@ -110,7 +110,9 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       proof = await abortable(dpop.proof({ method: httpMethod(req, useHttpGet), url: req.url, accessToken: token }), req.signal);
     } catch (error) {
       if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
-      throw unauthenticated(error, false);
+      const failure = unauthenticated(error, false);
+      unsent.add(failure);
+      throw failure;
     }
     header.set("authorization", `DPoP ${token}`);
     header.set("dpop", proof);
@@ -197,7 +199,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       return await attempt(sent);
     } catch (error) {
       noteErrorNonce(req.url, error);
-      if (!isUnauthenticated(error)) throw error;
+      if (!isRefusal(error)) throw error;
       if (!retry) {
         report(error, sent);
         throw error;
@@ -281,6 +283,14 @@ function isNonceChallenge(error: unknown): boolean {
 
 async function* replay(messages: readonly unknown[]) {
   yield* messages;
+}
+
+/** Failures of a request never sent (no proof could be made): no server refused its token. */
+const unsent = new WeakSet<object>();
+
+/** A server said Unauthenticated to a request that was sent. */
+function isRefusal(error: unknown): boolean {
+  return isUnauthenticated(error) && !(typeof error === "object" && error !== null && unsent.has(error));
 }
 
 function isUnauthenticated(error: unknown): boolean {

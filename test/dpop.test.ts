@@ -421,11 +421,18 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       const stored = JSON.parse(await readFile(path, "utf8")) as { dpopKey: { privateJwk: { d: string } } };
       stored.dpopKey.privateJwk.d = otherD;
       await writeFile(path, JSON.stringify(stored));
-      const b = manager({ store: fileStore(path) });
+      const bEvents: TokenEvent[] = [];
+      const b = manager({ store: fileStore(path), onEvent: (e) => bEvents.push(e) });
       const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b)]));
+      h1.resetStats();
+      const refreshes = idp.stats.byGrantType.refresh_token;
       const error = await fails(client.say({ text: "x" }));
       assert.ok(ConnectError.from(error).cause instanceof DPoPKeyError);
       assert.equal((ConnectError.from(error).cause as DPoPKeyError).reason, "unusable");
+      assert.equal(h1.stats.requests.length, 0, "nothing sent");
+      assert.equal(idp.stats.byGrantType.refresh_token, refreshes, "a proof that cannot be made is no refusal: no refresh");
+      assert.deepEqual(bEvents, [], "no refresh was even tried");
+      events.push(...bEvents);
       b.close();
     });
 
