@@ -115,6 +115,39 @@ for (const format of ["esm", "cjs"] as const) {
   });
 }
 
+describe("cold start with DPoP (issue 12)", () => {
+  let dpopIdp: Idp;
+  let dpopServer: TestServer;
+  before(async () => {
+    dpopIdp = await startIdp({ accessTokenTtl: 3600, dpop: { requireNonce: true } });
+    dpopServer = await startServer({ idp: dpopIdp, http2: false, dpop: { requireNonce: true } });
+  });
+  after(async () => {
+    await dpopServer?.close();
+    await dpopIdp?.close();
+  });
+
+  for (const format of ["esm", "cjs"] as const) {
+    test(`${format === "esm" ? "ESM" : "CommonJS"}: a valid DPoP-bound stored token: proofs signed, the call passes, openid-client never loaded`, async () => {
+      const copy = copies[format]!;
+      const config: ColdChildConfig = { ...fileConfig(), baseUrl: dpopServer.baseUrl, issuer: dpopIdp.issuer, dpop: true };
+      await seed(copy, config, await storedLogin(dpopIdp, 0, { dpop: true }));
+      dpopServer.resetStats();
+      const tokenRequests = dpopIdp.stats.tokenRequests;
+      const { report, loaded } = await callInFreshProcess(copy, config);
+      assert.equal(report.reply, "cold", report.error);
+      assert.equal(dpopIdp.stats.tokenRequests, tokenRequests, "no refresh");
+      assert.deepEqual(report.idpRequests, [], "no request to the identity provider");
+      // The server's nonce demand, then the call re-sent with it.
+      assert.deepEqual(
+        dpopServer.stats.requests.map((r) => r.dpop?.ok),
+        [false, true],
+      );
+      for (const name of HEAVY) assert.ok(!loaded.has(name), `${name} was loaded: ${[...loaded].join(", ")}`);
+    });
+  }
+});
+
 describe("cold start, keyringStore", () => {
   let keyring: PrivateKeyring | string;
   before(async () => {

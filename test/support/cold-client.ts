@@ -22,6 +22,8 @@ export interface ColdChildConfig {
     | { readonly kind: "keyring"; readonly service: string; readonly account: string };
   /** Report the packages in the CommonJS module cache and the requests sent to the issuer (the test; the bench leaves it off). */
   readonly report?: boolean;
+  /** The manager with `dpop: true` (the stored login is DPoP-bound). */
+  readonly dpop?: boolean;
 }
 
 export interface ColdChildReport {
@@ -44,7 +46,13 @@ async function main(): Promise<void> {
     config.store.kind === "file"
       ? fileStore(config.store.path)
       : keyringStore({ service: config.store.service, account: config.store.account });
-  const tokens = createTokenManager({ issuer: config.issuer, clientId: config.clientId, allowInsecureRequests: true, store });
+  const tokens = createTokenManager({
+    issuer: config.issuer,
+    clientId: config.clientId,
+    allowInsecureRequests: true,
+    store,
+    ...(config.dpop ? { dpop: true as const } : {}),
+  });
   try {
     const client = createClient(
       EchoService,

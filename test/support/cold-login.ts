@@ -1,22 +1,34 @@
 /** A login as `setTokens` stores it, for the cold-start bench and test. */
+import * as oidc from "openid-client";
 import { createTokenManager, memoryStore } from "../../src/index.js";
 import type { StoredTokens } from "../../src/types.js";
 import type { Idp } from "./idp.js";
 import { createManualClock } from "./manual-clock.js";
 
-/** The test IdP's login as the store holds it, its clock moved by `shiftMs` (negative: in the past). */
-export async function storedLogin(idp: Idp, shiftMs = 0): Promise<StoredTokens> {
-  const store = memoryStore();
+/**
+ * The test IdP's login as the store holds it, its clock moved by `shiftMs` (negative: in the
+ * past). `dpop`: bound to a new ES256 key, kept as JWKs (as a file or keyring store keeps it).
+ */
+export async function storedLogin(idp: Idp, shiftMs = 0, options: { readonly dpop?: boolean } = {}): Promise<StoredTokens> {
+  const store = options.dpop ? { ...memoryStore(), keepsCryptoKeys: false } : memoryStore();
   const manager = createTokenManager({
     issuer: idp.issuer,
     clientId: idp.clientId,
     allowInsecureRequests: true,
     store,
     clock: createManualClock(Date.now() + shiftMs),
+    ...(options.dpop ? { dpop: true as const } : {}),
   });
-  await manager.setTokens(await idp.login());
+  await manager.setTokens(options.dpop ? await dpopLogin(idp) : await idp.login());
   manager.close();
   const stored = await store.load();
   if (stored === undefined) throw new Error("storedLogin: nothing was stored");
   return stored;
+}
+
+/** A login bound to a new ES256 key, with the key as the logins hand it over. */
+async function dpopLogin(idp: Idp) {
+  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const login = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
+  return { ...login, dpopKey: { algorithm: "ES256" as const, keyPair } };
 }
