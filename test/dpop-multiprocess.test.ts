@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { calculateJwkThumbprint } from "jose";
-import * as oidc from "openid-client";
+import { boundLogin } from "./support/dpop-bound-login.js";
 import { startIdp } from "./support/idp.js";
 import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
 import { killAll, refreshedCount, type SharedStore, startCallers, startWorker, type Target, totals } from "./support/process-fleet.js";
@@ -49,15 +49,12 @@ async function sharedDPoPLogin(t: TestContext, store: SharedStore): Promise<void
   const target: Target = { issuer: idp.issuer, clientId: idp.clientId, server: server.baseUrl, store };
 
   // The login: a key of its own, the code bound to it; handed to a login process as JWKs.
-  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const publicJwk = await crypto.subtle.exportKey("jwk", keyPair.publicKey);
-  const jkt = await calculateJwkThumbprint(publicJwk as never);
   const loginWorker = startWorker("login", target, ["--dpop"]);
   const fleet = await startCallers(target, PROCESSES, { durationMs: DURATION_MS, extra: ["--dpop"] });
   await loginWorker.line("ready");
-  const login = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
+  const { login, dpopJwk } = await boundLogin(idp);
+  const jkt = await calculateJwkThumbprint(dpopJwk.publicJwk as never);
   assert.equal(login.token_type.toLowerCase(), "dpop");
-  const dpopJwk = { algorithm: "ES256", publicJwk, privateJwk: await crypto.subtle.exportKey("jwk", keyPair.privateKey) };
   loginWorker.child.stdin?.end(JSON.stringify({ ...login, dpopJwk }));
   await loginWorker.line("stored");
   await loginWorker.exited;

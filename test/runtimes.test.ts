@@ -14,7 +14,7 @@ import { join, relative, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { build } from "esbuild";
-import * as oidc from "openid-client";
+import { boundLogin } from "./support/dpop-bound-login.js";
 import { type Idp, startIdp, TEST_ACCOUNT } from "./support/idp.js";
 import type { RuntimeReport } from "./support/runtime-script.js";
 import { startServer, type TestServer } from "./support/server.js";
@@ -132,11 +132,6 @@ describe("the built connect-oidc entry under Deno and Bun", () => {
 /** A login of the test client; with DPoP bound to a new ES256 key, handed over as JWKs. */
 async function loginFor(idp: Idp, dpop: boolean): Promise<{ login: object; dpopJwk?: string }> {
   if (!dpop) return { login: await idp.login() };
-  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const login = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
-  const [publicJwk, privateJwk] = await Promise.all([
-    crypto.subtle.exportKey("jwk", keyPair.publicKey),
-    crypto.subtle.exportKey("jwk", keyPair.privateKey),
-  ]);
-  return { login, dpopJwk: JSON.stringify({ publicJwk, privateJwk }) };
+  const { login, dpopJwk } = await boundLogin(idp);
+  return { login, dpopJwk: JSON.stringify(dpopJwk) };
 }

@@ -61,7 +61,8 @@ export async function startCorsProxy(target: string): Promise<LoopbackServer & {
     const cors: Record<string, string> = {
       "access-control-allow-origin": origin ?? "*",
       vary: "origin",
-      "access-control-expose-headers": "grpc-status, grpc-message, grpc-status-details-bin, www-authenticate, content-encoding",
+      // DPoP-Nonce: a DPoP client learns the server's nonce from every answer (RFC 9449 §9).
+      "access-control-expose-headers": "grpc-status, grpc-message, grpc-status-details-bin, www-authenticate, dpop-nonce, content-encoding",
     };
     if (req.method === "OPTIONS" && req.headers["access-control-request-method"]) {
       stats.preflights++;

@@ -13,6 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, memoryStore } from "../../src/index.js";
 import type { TokenEndpointResponse, TokenEvent } from "../../src/types.js";
+import { importLoginKey, type LoginKeyJwk } from "./dpop-login.js";
 
 export interface PageConfig {
   readonly issuer: string;
@@ -21,6 +22,8 @@ export interface PageConfig {
   readonly api: string;
   /** A login done by the test (the page does not drive the IdP's login pages). */
   readonly login: TokenEndpointResponse;
+  /** DPoP: the login is bound to this ES256 key pair (JWKs); the manager runs with `dpop: true`. */
+  readonly dpopJwk?: LoginKeyJwk;
 }
 
 export interface PageStep {
@@ -65,6 +68,7 @@ async function main(): Promise<PageResults> {
   let events: string[] = [];
   const waiters: Array<{ match: (e: string) => boolean; resolve: () => void }> = [];
   const tokens = createTokenManager({
+    ...(config.dpopJwk !== undefined ? { dpop: true as const } : {}),
     issuer: config.issuer,
     clientId: config.clientId,
     allowInsecureRequests: true, // the test IdP is plain http on loopback
@@ -93,7 +97,7 @@ async function main(): Promise<PageResults> {
       });
     });
   const client = createClient(EchoService, createConnectTransport({ baseUrl: config.api, interceptors: [createAuthInterceptor(tokens)] }));
-  await tokens.setTokens(config.login);
+  await tokens.setTokens(config.dpopJwk === undefined ? config.login : { ...config.login, dpopKey: await importLoginKey(config.dpopJwk) });
 
   const steps: PageStep[] = [];
   /** One call, with the tokens handed out before and after it and the events in between. */

@@ -1,7 +1,7 @@
 /** A login as `setTokens` stores it, for the cold-start bench and test. */
-import * as oidc from "openid-client";
 import { createTokenManager, memoryStore } from "../../src/index.js";
 import type { StoredTokens } from "../../src/types.js";
+import { boundLogin } from "./dpop-bound-login.js";
 import type { Idp } from "./idp.js";
 import { createManualClock } from "./manual-clock.js";
 
@@ -19,16 +19,9 @@ export async function storedLogin(idp: Idp, shiftMs = 0, options: { readonly dpo
     clock: createManualClock(Date.now() + shiftMs),
     ...(options.dpop ? { dpop: true as const } : {}),
   });
-  await manager.setTokens(options.dpop ? await dpopLogin(idp) : await idp.login());
+  await manager.setTokens(options.dpop ? await boundLogin(idp).then(({ login, dpopKey }) => ({ ...login, dpopKey })) : await idp.login());
   manager.close();
   const stored = await store.load();
   if (stored === undefined) throw new Error("storedLogin: nothing was stored");
   return stored;
-}
-
-/** A login bound to a new ES256 key, with the key as the logins hand it over. */
-async function dpopLogin(idp: Idp) {
-  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const login = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
-  return { ...login, dpopKey: { algorithm: "ES256" as const, keyPair } };
 }

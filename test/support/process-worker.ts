@@ -30,6 +30,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, type TokenEvent, type TokenStore } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
+import { importLoginKey } from "./dpop-login.js";
 
 /** The last line a `call` worker prints. */
 export interface WorkerReport {
@@ -269,16 +270,6 @@ async function runLogin(): Promise<void> {
   await tokens.setTokens(dpopJwk === undefined ? response : { ...response, dpopKey: await importLoginKey(dpopJwk) });
   tokens.close();
   print({ kind: "stored", at: Date.now() });
-}
-
-/** The login's DPoP key pair from JWKs (ES256), extractable as a login's own key is. */
-async function importLoginKey(jwk: { algorithm: "ES256"; publicJwk: JsonWebKey; privateJwk: JsonWebKey }) {
-  const params = { name: "ECDSA", namedCurve: "P-256" };
-  const [privateKey, publicKey] = await Promise.all([
-    crypto.subtle.importKey("jwk", jwk.privateJwk, params, true, ["sign"]),
-    crypto.subtle.importKey("jwk", jwk.publicJwk, params, true, ["verify"]),
-  ]);
-  return { algorithm: jwk.algorithm, keyPair: { privateKey, publicKey } };
 }
 
 try {

@@ -15,6 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { createAuthInterceptor, createTokenManager, memoryStore, type TokenEvent } from "connect-oidc";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
+import { importLoginKey } from "./dpop-login.js";
 
 export interface RuntimeReport {
   readonly runtime: string;
@@ -68,7 +69,7 @@ async function main(): Promise<RuntimeReport> {
   };
   try {
     const login = JSON.parse(env("RUNTIME_LOGIN"));
-    await tokens.setTokens(dpopJwk === "" ? login : { ...login, dpopKey: await importKey(JSON.parse(dpopJwk)) });
+    await tokens.setTokens(dpopJwk === "" ? login : { ...login, dpopKey: await importLoginKey(JSON.parse(dpopJwk)) });
     await call();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
@@ -84,16 +85,6 @@ async function main(): Promise<RuntimeReport> {
   } finally {
     tokens.close();
   }
-}
-
-/** The login's ES256 key pair from JWKs (extractable, as a login's own key is). */
-async function importKey(jwk: { publicJwk: JsonWebKey; privateJwk: JsonWebKey }) {
-  const params = { name: "ECDSA", namedCurve: "P-256" };
-  const [privateKey, publicKey] = await Promise.all([
-    crypto.subtle.importKey("jwk", jwk.privateJwk, params, true, ["sign"]),
-    crypto.subtle.importKey("jwk", jwk.publicJwk, params, true, ["verify"]),
-  ]);
-  return { algorithm: "ES256" as const, keyPair: { privateKey, publicKey } };
 }
 
 console.log(JSON.stringify(await main()));
