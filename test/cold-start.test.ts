@@ -85,7 +85,7 @@ async function callInFreshProcess(copy: ColdCopy, config: ColdChildConfig, env?:
   });
   const esm = (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean);
   const loaded = new Set([...packagesIn(esm), ...(report.packages ?? [])]);
-  return { report, loaded };
+  return { report, loaded, esm };
 }
 
 for (const format of ["esm", "cjs"] as const) {
@@ -95,12 +95,17 @@ for (const format of ["esm", "cjs"] as const) {
       const config = fileConfig();
       await seed(copy, config, await storedLogin(idp));
       const refreshes = idp.stats.tokenRequests;
-      const { report, loaded } = await callInFreshProcess(copy, config);
+      const { report, loaded, esm } = await callInFreshProcess(copy, config);
       assert.equal(report.reply, "cold");
       assert.equal(idp.stats.tokenRequests, refreshes, "no refresh");
       assert.deepEqual(report.idpRequests, [], "no request to the identity provider");
       assert.ok(loaded.has("@connectrpc/connect-node"), `the module log sees the packages loaded: ${[...loaded].join(", ")}`);
       for (const name of HEAVY) assert.ok(!loaded.has(name), `${name} was loaded: ${[...loaded].join(", ")}`);
+      // Node built-ins that only a login, a save or a lock needs (the ESM loader logs them).
+      if (format === "esm") {
+        assert.ok(esm.includes("node:fs/promises"), "the module log sees built-ins");
+        for (const name of ["node:child_process", "node:crypto"]) assert.ok(!esm.includes(name), `${name} was loaded`);
+      }
     });
 
     test("a fresh process with an expired stored token loads openid-client and proper-lockfile on first use, and refreshes", async () => {

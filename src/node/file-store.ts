@@ -1,10 +1,10 @@
-import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock } from "./lock.js";
+import { nodeCrypto } from "./node-crypto.js";
 
 /**
  * Tokens in a JSON file readable by this user only (0600), replaced atomically, with a
@@ -55,6 +55,7 @@ export function fileStore(path: string): TokenStore {
       // Readers see the old file or the new one, never half of one: write a temporary
       // file in the same folder (rename is atomic only within a file system), then
       // rename it over the target.
+      const { randomBytes } = await nodeCrypto();
       const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
       try {
         const handle = await open(temporary, "wx", 0o600);

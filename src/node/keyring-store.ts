@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { lstat, mkdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -6,7 +5,8 @@ import type { AsyncEntry, EntryOptions } from "@napi-rs/keyring";
 import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
-import { createFileLock } from "./lock.js";
+import { createFileLock, type FileLock } from "./lock.js";
+import { nodeCrypto } from "./node-crypto.js";
 
 /**
  * Options of {@link keyringStore}: which entry of the OS keyring holds the login.
@@ -74,7 +74,15 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
   // A separate entry, so probing never touches a login another process is storing.
   const probe = entrySlot(service, `${account} (connect-oidc probe)`, entryOptions);
   const runtimeFolder = runtimeDirectory();
-  const fileLock = createFileLock(join(runtimeFolder, `keyring-${hash(service, account)}.lock`));
+  // Made on the first lock: its name is a hash, and node:crypto loads only then.
+  let fileLock: Promise<FileLock> | undefined;
+  const lockFile = (): Promise<FileLock> => {
+    fileLock ??= nodeCrypto().then(({ createHash }) => {
+      const name = createHash("sha256").update(`${service}\0${account}`).digest("hex").slice(0, 32);
+      return createFileLock(join(runtimeFolder, `keyring-${name}.lock`));
+    });
+    return fileLock;
+  };
   // Callers that arrive together share one check of the folder, so they reach the lock's
   // queue in the order they called (separate checks finish in any order).
   let preparing: Promise<void> | undefined;
@@ -173,7 +181,7 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
 
     async lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
       await preparedFolder();
-      return fileLock.lock(fn, signal);
+      return (await lockFile()).lock(fn, signal);
     },
   };
 }
@@ -334,8 +342,4 @@ async function prepareRuntimeFolder(folder: string): Promise<void> {
       `its locks; it is not used. Remove it (it is created again, private to this user), or set ` +
       `XDG_RUNTIME_DIR to a folder only this user can write (mode 700).`,
   );
-}
-
-function hash(service: string, account: string): string {
-  return createHash("sha256").update(`${service}\0${account}`).digest("hex").slice(0, 32);
 }

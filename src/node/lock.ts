@@ -1,12 +1,11 @@
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { performance } from "node:perf_hooks";
 import type lockfile from "proper-lockfile";
 import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
+import { nodeCrypto } from "./node-crypto.js";
 
 /**
  * Options of {@link createFileLock}: the lease, how long to wait, and what to do when a
@@ -135,7 +134,7 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
       });
       try {
         await prepareFolder(path);
-        const owner = newOwner();
+        const owner = await newOwner();
         let lost: Error | undefined;
         const release = await acquire(
           path,
@@ -267,7 +266,8 @@ const heldKey = Symbol.for("connect-oidc.lock.held");
 const held: Set<string> = shared[heldKey] ?? new Set();
 shared[heldKey] = held;
 
-function newOwner(): Owner {
+async function newOwner(): Promise<Owner> {
+  const { randomBytes } = await nodeCrypto();
   return { pid: process.pid, host: hostname(), id: randomBytes(12).toString("hex"), ...linuxIdentity() };
 }
 
@@ -372,7 +372,7 @@ async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean
   if (Math.abs(age) <= staleMs) return false; // the common case: held, no need to read more
   const owner = await readOwner(path);
   if (!isAbandoned(owner, age, staleMs)) return false;
-  const aside = `${path}.abandoned-${randomBytes(6).toString("hex")}`;
+  const aside = `${path}.abandoned-${(await nodeCrypto()).randomBytes(6).toString("hex")}`;
   try {
     await rename(path, aside);
   } catch (error) {

@@ -4,7 +4,6 @@
  * port the OS picks (or a fixed one, for providers that match redirect URIs exactly).
  * The listener lives only as long as the login.
  */
-import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -446,7 +445,9 @@ function page(
  * Launchers that stay running (some `xdg-open` fallbacks) never settle, and keep
  * neither the login nor the process waiting.
  */
-function openSystemBrowser(url: URL): Promise<void> {
+async function openSystemBrowser(url: URL): Promise<void> {
+  // Loaded here, not at import: a process that never logs in never loads child_process.
+  const { spawn } = await import("node:child_process");
   const [command, args]: [string, string[]] =
     process.platform === "darwin"
       ? ["open", [url.href]]

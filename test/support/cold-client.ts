@@ -4,14 +4,12 @@
  * plain-JavaScript copy (cold-build.ts) with `node <copy>/test/support/cold-client.js '<ColdChildConfig JSON>'`.
  * Prints one line of JSON (ColdChildReport).
  */
-import { createRequire } from "node:module";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
 import { cpuMs } from "./cold-cpu.js";
-import { packagesIn } from "./cold-packages.js";
 
 export interface ColdChildConfig {
   readonly baseUrl: string;
@@ -60,7 +58,7 @@ async function main(): Promise<void> {
     );
     const { text } = await client.say({ text: "cold" });
     const report: ColdChildReport = config.report
-      ? { ok: true, reply: text, packages: loadedPackages(), idpRequests, cpuMs: cpuMs() }
+      ? { ok: true, reply: text, packages: await loadedPackages(), idpRequests, cpuMs: cpuMs() }
       : { ok: true, reply: text, cpuMs: cpuMs() };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
@@ -78,7 +76,9 @@ function watchFetch(origin: string, seen: string[]): void {
 }
 
 /** Package names of the files in the CommonJS module cache (ESM loads: moduleLogArgs in cold-build.ts). */
-function loadedPackages(): string[] {
+async function loadedPackages(): Promise<string[]> {
+  // Loaded here, after the call: the bench's processes (no report) do exactly what the fixed-header one does.
+  const [{ createRequire }, { packagesIn }] = await Promise.all([import("node:module"), import("./cold-packages.js")]);
   return packagesIn(Object.keys(createRequire(process.argv[1] ?? __filename).cache));
 }
 
