@@ -42,6 +42,8 @@ export type ColdStartRow =
       readonly connectOidcCpuMs: number;
       readonly fixedHeaderCpuMs: number;
       readonly cpuRatio: number;
+      /** Median of the runs' own ratios (each connect-oidc run over the fixed-header run next to it): drift between runs cancels out. */
+      readonly pairedRatio: number;
     }
   | { readonly kind: "skipped"; readonly label: string; readonly value: string }
   | {
@@ -55,7 +57,7 @@ export type ColdStartRow =
     };
 
 export interface ColdStartOptions {
-  /** Runs of each process per store (alternating). Default 12. */
+  /** Runs of each process per store (alternating). Default 20. */
   readonly runs?: number;
   /** Measure keyringStore too when a private D-Bus session with gnome-keyring can start. Default true. */
   readonly keyring?: boolean;
@@ -64,7 +66,7 @@ export interface ColdStartOptions {
 const HOUR = 3600_000;
 
 export async function coldStartRows(options: ColdStartOptions = {}): Promise<ColdStartRow[]> {
-  const runs = options.runs ?? 12;
+  const runs = options.runs ?? 20;
   const rows: ColdStartRow[] = [];
   const folder = await mkdtemp(join(tmpdir(), "connect-oidc-cold-bench-"));
   const copy = await buildColdCopy("esm");
@@ -146,12 +148,13 @@ async function sideBySide(
   const connectOidcMs = median(library.map((s) => s.ms));
   const fixedHeaderMs = median(baseline.map((s) => s.ms));
   const ratio = connectOidcMs / fixedHeaderMs;
+  const pairedRatio = median(library.map((s, i) => s.ms / baseline[i]!.ms));
   const connectOidcCpuMs = median(library.map((s) => s.cpuMs));
   const fixedHeaderCpuMs = median(baseline.map((s) => s.cpuMs));
   return {
     kind: "cold-start",
     label: `cold start, ${store}: fresh process, one call (median of ${runs}, ms)`,
-    value: `connect-oidc ${connectOidcMs.toFixed(0)} | fixed header ${fixedHeaderMs.toFixed(0)} | ${ratio.toFixed(2)}×`,
+    value: `connect-oidc ${connectOidcMs.toFixed(0)} | fixed header ${fixedHeaderMs.toFixed(0)} | ${ratio.toFixed(3)}× (paired ${pairedRatio.toFixed(3)}×, CPU ${(connectOidcCpuMs / fixedHeaderCpuMs).toFixed(3)}×)`,
     store,
     runs,
     connectOidcMs,
@@ -160,6 +163,7 @@ async function sideBySide(
     connectOidcCpuMs,
     fixedHeaderCpuMs,
     cpuRatio: connectOidcCpuMs / fixedHeaderCpuMs,
+    pairedRatio,
   };
 }
 
