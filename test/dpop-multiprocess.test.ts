@@ -15,7 +15,8 @@ import { after, before, describe, type TestContext, test } from "node:test";
 import { calculateJwkThumbprint } from "jose";
 import { boundLogin } from "./support/dpop-bound-login.js";
 import { startIdp } from "./support/idp.js";
-import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
+import { keyringForTests } from "./support/keyring-for-tests.js";
+import type { PrivateKeyring } from "./support/keyring-session.js";
 import { killAll, refreshedCount, type SharedStore, startCallers, startWorker, type Target, totals } from "./support/process-fleet.js";
 import { startServer } from "./support/server.js";
 
@@ -105,15 +106,7 @@ describe("processes sharing one DPoP login on a fileStore", () => {
   });
 });
 
-const keyring: PrivateKeyring | string =
-  process.platform === "linux" ? await startPrivateKeyring() : "the keyring tests drive gnome-keyring and run on Linux only";
-const noKeyring =
-  typeof keyring === "string"
-    ? `no private Secret Service could be started (${keyring}); install the packages in .ci/apt-packages.txt`
-    : undefined;
-if (noKeyring !== undefined && process.env.CI === "true") {
-  test("a Secret Service is available in CI", () => assert.fail(noKeyring));
-}
+const { keyring, skip: noKeyring } = await keyringForTests();
 
 describe("processes sharing one DPoP login on a keyringStore (gnome-keyring, private D-Bus)", { skip: noKeyring }, () => {
   after(async () => {

@@ -15,6 +15,7 @@ import { AsyncEntry, findCredentialsAsync } from "@napi-rs/keyring";
 import { TokenStoreError } from "../src/errors.js";
 import { keyringStore, keyringValueLimit } from "../src/node/keyring-store.js";
 import type { StoredTokens } from "../src/types.js";
+import { keyringForTests } from "./support/keyring-for-tests.js";
 import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
 
 const run = promisify(execFile);
@@ -34,15 +35,7 @@ const tokens: StoredTokens = {
 const pinned = { linux: { store: "secret-service" as const } };
 const errors: unknown[] = []; // every error seen, for the leak scan at the end
 
-const session: PrivateKeyring | string =
-  process.platform === "linux" ? await startPrivateKeyring() : "these tests drive gnome-keyring and run on Linux only";
-const unavailable =
-  typeof session === "string"
-    ? `no private Secret Service could be started (${session}); install the packages in .ci/apt-packages.txt to run the keyring tests`
-    : undefined;
-if (unavailable !== undefined && process.env.CI === "true") {
-  test("a Secret Service is available in CI", () => assert.fail(unavailable));
-}
+const { keyring: session, skip: unavailable } = await keyringForTests();
 
 interface ChildResult {
   ok: boolean;

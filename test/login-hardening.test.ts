@@ -13,6 +13,7 @@ import { ConfigurationError, type DeviceCodeInfo, type DeviceCodeLoginOptions, L
 import { loginWithBrowser } from "../src/node.js";
 import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
+import { rejectionInto } from "./support/login-asserts.js";
 
 let idp: Idp;
 let proxy: FaultProxy;
@@ -175,14 +176,7 @@ function assertTokenFree(err: unknown, label: string) {
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  assert.fail("expected a rejection");
-}
+const rejection = rejectionInto();
 
 /** A device login the test IdP approves as soon as the user code is shown. */
 async function deviceLogin(options: Partial<DeviceCodeLoginOptions> = {}, onUserCode?: (info: DeviceCodeInfo) => void) {

@@ -10,11 +10,12 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import * as oidc from "openid-client";
-import { ConfigurationError, LoginError, type TokenEndpointResponse } from "../src/index.js";
+import { ConfigurationError, type TokenEndpointResponse } from "../src/index.js";
 import { type BrowserLoginOptions, loginWithBrowser } from "../src/node.js";
 import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { assertLoginError, rejectionInto } from "./support/login-asserts.js";
 
 const REDIRECT_PATH = "/oauth/done";
 
@@ -49,21 +50,7 @@ after(async () => {
   await Promise.all([nonceIdp.close(), idp.close()]);
 });
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    loginErrors.push(err);
-    return err;
-  }
-  assert.fail("expected a rejection");
-}
-
-function assertLoginError(err: unknown, message: RegExp): asserts err is LoginError {
-  assert.ok(err instanceof LoginError, `expected a LoginError, got ${String(err)}`);
-  assert.equal(err.code, "ERR_LOGIN");
-  assert.match(err.message, message);
-}
+const rejection = rejectionInto(loginErrors);
 
 function remember(result: TokenEndpointResponse, page: HeadlessPage | undefined) {
   leaks.remember(result.access_token, result.refresh_token, result.id_token);

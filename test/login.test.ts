@@ -11,12 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ConfigurationError, createTokenManager, LoginError, loginWithDeviceCode, memoryStore } from "../src/index.js";
+import { ConfigurationError, createTokenManager, loginWithDeviceCode, memoryStore } from "../src/index.js";
 import type { TokenEndpointResponse } from "../src/index.js";
 import { loginWithBrowser } from "../src/node.js";
 import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { assertLoginError, rejectionInto } from "./support/login-asserts.js";
 
 let idp: Idp;
 const leaks = createLeakScanner();
@@ -31,21 +32,7 @@ after(async () => {
   await idp.close();
 });
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    loginErrors.push(err);
-    return err;
-  }
-  assert.fail("expected a rejection");
-}
-
-function assertLoginError(err: unknown, message: RegExp): asserts err is LoginError {
-  assert.ok(err instanceof LoginError, `expected a LoginError, got ${String(err)}`);
-  assert.equal(err.code, "ERR_LOGIN");
-  assert.match(err.message, message);
-}
+const rejection = rejectionInto(loginErrors);
 
 function rememberTokens(result: TokenEndpointResponse) {
   leaks.remember(result.access_token, result.refresh_token, result.id_token);

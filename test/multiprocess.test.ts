@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Idp, startIdp } from "./support/idp.js";
-import { type PrivateKeyring, startPrivateKeyring } from "./support/keyring-session.js";
+import { keyringForTests } from "./support/keyring-for-tests.js";
+import type { PrivateKeyring } from "./support/keyring-session.js";
 import { killAll, refreshedCount, type SharedStore, startCallers, startLogin, type Target, totals } from "./support/process-fleet.js";
 import type { WorkerReport } from "./support/process-worker.js";
 import { startServer, type TestServer } from "./support/server.js";
@@ -266,15 +267,7 @@ describe("processes sharing one fileStore", () => {
   });
 });
 
-const keyring: PrivateKeyring | string =
-  process.platform === "linux" ? await startPrivateKeyring() : "the keyring tests drive gnome-keyring and run on Linux only";
-const noKeyring =
-  typeof keyring === "string"
-    ? `no private Secret Service could be started (${keyring}); install the packages in .ci/apt-packages.txt`
-    : undefined;
-if (noKeyring !== undefined && process.env.CI === "true") {
-  test("a Secret Service is available in CI", () => assert.fail(noKeyring));
-}
+const { keyring, skip: noKeyring } = await keyringForTests();
 
 describe("processes sharing one keyringStore (gnome-keyring on a private D-Bus session)", { skip: noKeyring }, () => {
   after(async () => {
