@@ -18,7 +18,7 @@ import { createDpopVerifier } from "../test/support/dpop-verify.js";
 import { startIdp } from "../test/support/idp.js";
 import { startServer, type TestServer } from "../test/support/server.js";
 import { run } from "./overhead.js";
-import { ms, percentile, type Row, ratio } from "./rows.js";
+import { latencyRows, type Row, ratio } from "./rows.js";
 
 export async function dpopRows(): Promise<Row[]> {
   const idp = await startIdp({ accessTokenTtl: 3600, dpop: { requireNonce: true } });
@@ -67,20 +67,12 @@ export async function dpopRows(): Promise<Row[]> {
         }
       }
       if (refused > 0) throw new Error(`bench 9: the servers refused ${refused} calls after the warm-up`);
-      const p50 = { dpop: percentile(latency.dpop, 50), bearer: percentile(latency.bearer, 50) };
-      const p99 = { dpop: percentile(latency.dpop, 99), bearer: percentile(latency.bearer, 99) };
-      const rps = { dpop: latency.dpop.length / (busyMs.dpop / 1000), bearer: latency.bearer.length / (busyMs.bearer / 1000) };
-      const label = `9. DPoP vs bearer, unary over HTTP/2, concurrency ${concurrency}`;
       rows.push(
-        { name: `${label}: median`, ours: ms(p50.dpop), baseline: ms(p50.bearer), ratio: ratio(p50.dpop, p50.bearer), target: "—" },
-        { name: `${label}: p99`, ours: ms(p99.dpop), baseline: ms(p99.bearer), ratio: ratio(p99.dpop, p99.bearer), target: "—" },
-        {
-          name: `${label}: calls/s`,
-          ours: rps.dpop.toFixed(0),
-          baseline: rps.bearer.toFixed(0),
-          ratio: ratio(rps.dpop, rps.bearer),
-          target: "—",
-        },
+        ...latencyRows(
+          `9. DPoP vs bearer, unary over HTTP/2, concurrency ${concurrency}`,
+          { latency: latency.dpop, busyMs: busyMs.dpop },
+          { latency: latency.bearer, busyMs: busyMs.bearer },
+        ),
       );
     }
 

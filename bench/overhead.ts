@@ -11,7 +11,7 @@ import { createAuthInterceptor, createTokenManager } from "../src/index.js";
 import type { Idp } from "../test/support/idp.js";
 import { startServer } from "../test/support/server.js";
 import { fixedHeaderInterceptor } from "./baselines.js";
-import { ms, percentile, type Row, ratio } from "./rows.js";
+import { latencyRows, type Row, ratio } from "./rows.js";
 
 export async function overheadRows(idp: Idp): Promise<Row[]> {
   const server = await startServer({ idp, http2: true });
@@ -38,28 +38,13 @@ export async function overheadRows(idp: Idp): Promise<Row[]> {
           latency[side].push(...samples);
         }
       }
-      const p50 = { ours: percentile(latency.ours, 50), fixed: percentile(latency.fixed, 50) };
-      const p99 = { ours: percentile(latency.ours, 99), fixed: percentile(latency.fixed, 99) };
-      const rps = { ours: latency.ours.length / (busyMs.ours / 1000), fixed: latency.fixed.length / (busyMs.fixed / 1000) };
-      const label = `1. unary call over HTTP/2, concurrency ${concurrency}`;
       rows.push(
-        {
-          name: `${label}: median`,
-          ours: ms(p50.ours),
-          baseline: ms(p50.fixed),
-          ratio: ratio(p50.ours, p50.fixed),
-          target: "≤ 1.03×",
-          met: p50.ours / p50.fixed <= 1.03,
-        },
-        { name: `${label}: p99`, ours: ms(p99.ours), baseline: ms(p99.fixed), ratio: ratio(p99.ours, p99.fixed), target: "—" },
-        {
-          name: `${label}: calls/s`,
-          ours: rps.ours.toFixed(0),
-          baseline: rps.fixed.toFixed(0),
-          ratio: ratio(rps.ours, rps.fixed),
-          target: "≥ 0.97×",
-          met: rps.ours / rps.fixed >= 0.97,
-        },
+        ...latencyRows(
+          `1. unary call over HTTP/2, concurrency ${concurrency}`,
+          { latency: latency.ours, busyMs: busyMs.ours },
+          { latency: latency.fixed, busyMs: busyMs.fixed },
+          { median: 1.03, callsPerSecond: 0.97 },
+        ),
       );
     }
     // 2. getAccessToken alone, a fresh token: ns per call, against an async function returning a constant.
