@@ -3,6 +3,7 @@
  * while re-login is required — whether another process has logged in meanwhile. Each is
  * shared by the callers that ask at the same time.
  */
+import { createSingleFlight } from "./single-flight.js";
 import type { ReauthRequiredError } from "./errors.js";
 import type { Machine } from "./token-machine.js";
 import type { StoredTokens, TokenStore } from "./types.js";
@@ -25,33 +26,31 @@ export function createStoreReads(
   ours: (stored: StoredTokens | undefined) => StoredTokens | undefined,
   problem: (stored: StoredTokens) => ReauthRequiredError | undefined,
 ): StoreReads {
-  let loading: Promise<void> | undefined;
-  let rechecking: Promise<void> | undefined;
+  // Callers that arrive together share one read; the next caller reads again.
+  const loads = createSingleFlight<void>();
+  const rechecks = createSingleFlight<void>();
   return {
     load: () =>
-      (loading ??= (async () => {
-        try {
-          const stored = ours(await store.load());
-          const unusable = stored === undefined ? undefined : problem(stored);
-          machine.apply({ type: "loaded", stored });
-          if (unusable !== undefined) machine.apply({ type: "reauth", error: unusable, terminal: false, at: machine.monotonic() });
-        } finally {
-          loading = undefined;
-        }
-      })()),
+      loads.run(async () => {
+        const stored = ours(await store.load());
+        const unusable = stored === undefined ? undefined : problem(stored);
+        machine.apply({ type: "loaded", stored });
+        if (unusable !== undefined) machine.apply({ type: "reauth", error: unusable, terminal: false, at: machine.monotonic() });
+      }),
     recheck: () =>
-      (rechecking ??= (async () => {
-        const stored = await store.load().then(
-          (loaded) => {
-            const login = ours(loaded);
-            return login === undefined || problem(login) !== undefined ? undefined : login;
-          },
-          () => undefined,
-        );
+      rechecks.run(async () => {
+        // A store that throws at once is as unreadable as one that rejects.
+        const stored = await Promise.resolve()
+          .then(() => store.load())
+          .then(
+            (loaded) => {
+              const login = ours(loaded);
+              return login === undefined || problem(login) !== undefined ? undefined : login;
+            },
+            () => undefined,
+          );
         const { wall, monotonic } = machine.now();
         machine.apply({ type: "rechecked", stored, at: monotonic, wallNow: wall });
-      })().finally(() => {
-        rechecking = undefined;
-      })),
+      }),
   };
 }

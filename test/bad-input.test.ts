@@ -40,4 +40,36 @@ describe("bad input", () => {
     assert.equal(ConfigurationError.code, "ERR_CONFIGURATION");
     assert.equal(error.name, "ConfigurationError");
   });
+
+  it("a custom store whose load() throws at once: that call fails with its error, the next call reads again", async () => {
+    let reads = 0;
+    const login = {
+      version: 1 as const,
+      issuer: "https://issuer.example",
+      clientId: "c",
+      accessToken: "a-valid-token",
+      issuedAt: Date.now(),
+      expiresAt: Date.now() + 3_600_000,
+    };
+    const tokens = createTokenManager({
+      issuer: login.issuer,
+      clientId: login.clientId,
+      store: {
+        load() {
+          reads += 1;
+          if (reads === 1) throw new Error("the store is not ready yet");
+          return Promise.resolve(login);
+        },
+        save: async () => {},
+        clear: async () => {},
+      },
+    });
+    try {
+      await assert.rejects(tokens.getAccessToken(), /the store is not ready yet/);
+      assert.equal(await tokens.getAccessToken(), "a-valid-token");
+      assert.equal(reads, 2);
+    } finally {
+      tokens.close();
+    }
+  });
 });
