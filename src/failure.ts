@@ -5,7 +5,7 @@
  * callback parameters in their cause chain; none of that may reach a caller.
  */
 import { ConnectOidcError, ExchangeFailure } from "./errors.js";
-import type { FailureFacts } from "./policy.js";
+import { type FailureFacts, isTerminal } from "./policy.js";
 
 // RFC 6749 §5.2: error codes are NQSCHAR (%x20-21 / %x23-5B / %x5D-7E); we also refuse space.
 const OAUTH_ERROR_CODE = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
@@ -49,7 +49,8 @@ export function describeFailure(error: unknown): string {
   const code = libraryCode(error);
   if (code === "OAUTH_TIMEOUT" || (error as Error | null)?.name === "TimeoutError") return "the identity provider did not answer in time";
   if (facts.error !== undefined) return `the identity provider answered ${facts.status ?? "with"} ${facts.error}`;
-  if (facts.status !== undefined && facts.status >= 400 && facts.status < 500 && facts.status !== 408 && facts.status !== 429) {
+  // No OAuth error here: the status alone decided (policy.ts), and a terminal one is a refusal.
+  if (facts.status !== undefined && isTerminal(facts)) {
     return `the identity provider answered HTTP ${facts.status} without an OAuth error (not a standard answer)`;
   }
   if (facts.status !== undefined) return `the identity provider answered HTTP ${facts.status}`;

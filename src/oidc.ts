@@ -281,7 +281,7 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
       return { result: { ok: true, response: { ...response } as TokenEndpointResponse, ...keep(metadata) }, notProcessed: false };
     } catch (error) {
       const rotated = answeredRefreshToken;
-      const retryAfter = retryAfterMs(answeredRetryAfter, Date.now());
+      const retryAfter = retryAfterMs(answeredRetryAfter, wallNow());
       const result: GrantResult = {
         ok: false,
         error: summarizeFailure(error),
