@@ -248,3 +248,8 @@ export function base64url(bytes: Uint8Array): string {
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
+
+/** `token_type` says DPoP (compared case-insensitively, RFC 6749 §5.1). */
+export function isDPoPTokenType(tokenType: unknown): boolean {
+  return typeof tokenType === "string" && tokenType.toLowerCase() === "dpop";
+}

@@ -86,8 +86,9 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
 
   // Every DPoP-Nonce a server sends (headers, trailers, an error's metadata) is the latest for its origin.
   const noteNonce = (url: string, headers: Headers | undefined) => {
+    if (dpop === undefined) return; // a bearer call looks at no header
     const nonce = headers?.get("dpop-nonce");
-    if (dpop === undefined || nonce === null || nonce === undefined) return;
+    if (nonce === null || nonce === undefined) return;
     try {
       dpop.nonce(url, nonce);
     } catch {

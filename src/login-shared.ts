@@ -4,7 +4,7 @@
  */
 import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
-import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey } from "./dpop-key.js";
+import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTokenType } from "./dpop-key.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
 import { discover, loadOpenidClient } from "./oidc.js";
@@ -79,7 +79,7 @@ export async function loginDPoP(name: string, options: LoginOptions, config: oid
 export function loginResult(name: string, response: oidc.TokenEndpointResponse, dpop: LoginDPoP | undefined): TokenEndpointResponse {
   const plain = plainResponse(response);
   if (dpop === undefined) return plain;
-  if (typeof plain.token_type !== "string" || plain.token_type.toLowerCase() !== "dpop") {
+  if (!isDPoPTokenType(plain.token_type)) {
     throw new LoginError(
       `${name}: the identity provider answered with ${String(plain.token_type ?? "untyped")} tokens, not DPoP-bound ones: it does not support DPoP for this client (drop \`dpop\`, or enable DPoP at the provider)`,
     );

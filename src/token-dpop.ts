@@ -3,7 +3,16 @@
  * checks that a login fits the manager's `dpop` option (never a fall back to bearer), the
  * key pairs for token requests, and the proofs for resource servers with their nonces.
  */
-import { type DPoPAlgorithm, generateDPoPKey, isDPoPKey, keyPairOf, type StoredDPoPKey, signParams, storedForm } from "./dpop-key.js";
+import {
+  type DPoPAlgorithm,
+  generateDPoPKey,
+  isDPoPKey,
+  isDPoPTokenType,
+  keyPairOf,
+  type StoredDPoPKey,
+  signParams,
+  storedForm,
+} from "./dpop-key.js";
 import { createNonceCache, createProofSigner, type ProofSigner } from "./dpop-proof.js";
 import { ConfigurationError, DPoPKeyError } from "./errors.js";
 import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "./types.js";
@@ -44,9 +53,15 @@ const RECENT_LOGINS = 4;
 
 export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
   const where = `client "${deps.clientId}" at ${deps.issuer}`;
-  const keys = new WeakMap<StoredDPoPKey, Promise<{ keyPair: CryptoKeyPair; signer: ProofSigner }>>();
+  type Prepared = Promise<{ keyPair: CryptoKeyPair; signer: ProofSigner }>;
+  const keys = new WeakMap<StoredDPoPKey, Prepared>();
+  // The JWK form by content: a store that parses makes a new object on every read, and one
+  // key must stay one CryptoKeyPair (imported and checked once, its IdP nonce kept by oidc.ts).
+  const byContent = new Map<string, Prepared>();
   const prepared = (stored: StoredDPoPKey) => {
-    let entry = keys.get(stored);
+    const content =
+      "keyPair" in stored ? undefined : `${stored.algorithm}\n${JSON.stringify(stored.privateJwk)}\n${JSON.stringify(stored.publicJwk)}`;
+    let entry = content === undefined ? keys.get(stored) : byContent.get(content);
     if (entry === undefined) {
       entry = (async () => {
         try {
@@ -58,7 +73,11 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
           throw new DPoPKeyError("unusable", `The DPoP key stored with the login of ${where} cannot be used: log in again`);
         }
       })();
-      keys.set(stored, entry);
+      if (content === undefined) keys.set(stored, entry);
+      else {
+        if (byContent.size >= RECENT_LOGINS) byContent.delete(byContent.keys().next().value as string);
+        byContent.set(content, entry);
+      }
     }
     return entry;
   };
@@ -94,7 +113,6 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
   const prover: DPoPProver = {
     async proof(request) {
       const login = deps.currentLogin();
-      remember(login);
       const stored = recent.get(request.accessToken) ?? login?.dpopKey;
       if (stored === undefined) {
         throw (login !== undefined ? problem(login) : undefined) ?? new DPoPKeyError("missing", `No DPoP key for the login of ${where}`);
@@ -112,7 +130,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
 
   return {
     keyOfResponse(response) {
-      const dpopBound = typeof response.token_type === "string" && response.token_type.toLowerCase() === "dpop";
+      const dpopBound = isDPoPTokenType(response.token_type);
       if (deps.algorithm === undefined) {
         if (dpopBound || response.dpopKey !== undefined) {
           throw new ConfigurationError(

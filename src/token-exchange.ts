@@ -4,7 +4,7 @@
  * and mark a dead refresh token in the store so other processes stop without asking.
  * Holds no manager state: everything comes in through the request.
  */
-import type { StoredDPoPKey } from "./dpop-key.js";
+import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
 import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
@@ -200,11 +200,6 @@ function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
     ...(typeof rotated === "string" && rotated !== "" ? { rotatedRefreshToken: rotated } : {}),
     ...(result.discovery !== undefined ? { discovery: result.discovery } : {}),
   };
-}
-
-/** `token_type` says DPoP (compared case-insensitively, RFC 6749 §5.1). */
-export function isDPoPTokenType(tokenType: unknown): boolean {
-  return typeof tokenType === "string" && tokenType.toLowerCase() === "dpop";
 }
 
 /** Save; if the store fails, the tokens are in use all the same (this process holds the live refresh token). */
