@@ -155,7 +155,8 @@ export type TokenStoreErrorReason =
   | "unavailable"
   /**
    * A write refused because a newer login was stored after this process read the store
-   * (its lease had run out meanwhile); the newer login stands.
+   * (its lease had run out meanwhile), or the read that starts a refresh refused because
+   * another process holds the lease now; the newer login stands.
    */
   | "fenced";
 

@@ -131,7 +131,8 @@ function isNameList(value: unknown): value is readonly string[] {
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
 const optionalNumbers = ["issuedAt", "expiresAt", "refreshExpiresAt"] as const;
 
-function corrupt(where: string, detail: string): TokenStoreError {
+/** A store's value that holds no usable login: `where` names the value, `detail` says why (never quoting it). */
+export function corrupt(where: string, detail: string): TokenStoreError {
   return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);
 }
 

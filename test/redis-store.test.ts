@@ -177,6 +177,30 @@ describe("redisStore", { skip: missing }, () => {
     assert.deepEqual(await store.load(), login(secret(5)));
   });
 
+  test("work that a lock's fn leaves behind runs under no lease: a read after lock() returned does not take the released lease again", async () => {
+    const key = freshKey();
+    const client = connect();
+    const store = redisStore({ client, key, leaseMs: 5_000 });
+    await store.save(login(secret(6)));
+    let late: Promise<unknown> | undefined;
+    await store.lock!(async () => {
+      // Scheduled inside fn, run after lock() has released the lease.
+      late = new Promise((resolve, reject) => setTimeout(() => store.load().then(resolve, reject), 100));
+    });
+    assert.deepEqual(await late, login(secret(6)));
+    assert.equal(await client.exists(`${key}:lease`), 0, "nobody holds the lease: others need not wait leaseMs");
+    // A lock of another store inside fn is that store's own: this store's hold still fences its save.
+    const other = redisStore({ client: connect(), key: freshKey() });
+    await store.lock!(async () => {
+      await store.load();
+      await client.hset(key, "version", 99); // a newer login stored elsewhere meanwhile
+      await other.lock!(async () => {
+        const error = await failure(store.save(login(secret(7))));
+        assert.equal(error.reason, "fenced");
+      });
+    });
+  });
+
   test("corrupt values: a TokenStoreError 'corrupt' naming the key, never the value; a save replaces them", async () => {
     const client = connect();
     const key = freshKey();

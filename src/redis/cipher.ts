@@ -3,7 +3,8 @@
  * 96-bit IV per write and the Redis key as additional data, so a value copied to another
  * key does not decrypt there. A Redis reader without the key gets no usable token.
  */
-import { ConfigurationError, TokenStoreError } from "../errors.js";
+import { ConfigurationError } from "../errors.js";
+import { corrupt } from "../stored-tokens.js";
 
 /** What an encrypted value starts with; the rest is base64 of IV ‖ ciphertext ‖ tag. */
 const PREFIX = "aes-gcm:";
@@ -76,8 +77,4 @@ function importKey(key: CryptoKey | Uint8Array): Promise<CryptoKey> {
     );
   }
   return Promise.resolve(key);
-}
-
-function corrupt(where: string, detail: string): TokenStoreError {
-  return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}.`);
 }

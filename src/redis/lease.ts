@@ -3,8 +3,6 @@
  * its holder works, given back only by its holder. Durations on the server are Redis' own
  * (PX); waits and renewals here run on the monotonic clock, with clamped, unref'd timers.
  */
-import { randomUUID } from "node:crypto";
-import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
@@ -29,7 +27,7 @@ export interface Lease {
 
 /** Waits for the lease: TokenStoreError "lock-timeout" after `lockTimeoutMs`, "unavailable" if Redis fails. */
 export async function acquireLease(commands: Commands, settings: LeaseSettings, signal?: AbortSignal): Promise<Lease> {
-  const token = randomUUID();
+  const token = crypto.randomUUID(); // the global WebCrypto: importing the entry loads no node:crypto
   const started = performance.now();
   for (;;) {
     signal?.throwIfAborted();

@@ -5,7 +5,7 @@
  * Keys: KEYS[1] the login (a hash: `version`, the number of writes so far, and `value`, the
  * serialized — possibly encrypted — login; a cleared login keeps its `version`), KEYS[2] the
  * lease (a string: the holder's random token, with a PX expiry). Both keys must live in one
- * hash slot on Redis Cluster (see leaseKeyOf).
+ * hash slot on Redis Cluster (see leaseKey in options.ts).
  */
 
 /** SET NX PX: take the lease if nobody holds it. Returns 1 when taken, 0 when held by another. */

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { TokenStoreError } from "../errors.js";
-import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
+import { corrupt, parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { aesGcm, plainText } from "./cipher.js";
 import { createCommands } from "./command.js";
@@ -20,12 +20,11 @@ import { LOAD, SAVE } from "./scripts.js";
  * `fn` know the lease they run under without any change to the TokenStore interface.
  */
 interface Hold {
-  readonly store: object;
   readonly lease: Lease | undefined;
   version: number | undefined;
+  /** `lock(fn)` has returned: work `fn` left behind (a timer, a promise) runs under no hold. */
+  ended: boolean;
 }
-
-const holds = new AsyncLocalStorage<Hold>();
 
 /**
  * A token store in Redis, shared by a fleet of processes on any number of machines: the
@@ -58,7 +57,8 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
   const leaseName = `the lease on Redis key "${key}"`;
   const commands = createCommands(options.client, key, settings.leaseKey, settings.timeoutMs);
   const cipher = options.encryptionKey === undefined ? plainText : aesGcm(options.encryptionKey, key);
-  const self = {};
+  // One per store: a lock of another store (nested, or in fn's async work) is not this one's.
+  const holds = new AsyncLocalStorage<Hold>();
   // The login this process last read from or wrote to Redis: what `fallback: "local"` goes on with.
   let lastSeen: StoredTokens | undefined;
   // Callers of this process queue here before asking Redis for the lease.
@@ -66,7 +66,7 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
 
   const currentHold = (): Hold | undefined => {
     const hold = holds.getStore();
-    return hold?.store === self ? hold : undefined;
+    return hold?.ended ? undefined : hold;
   };
 
   /** True when the store goes on without Redis: `error` is Redis failing and the user opted in. */
@@ -119,11 +119,7 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
             `than leaseMs, ${settings.leaseMs} ms) and another process holds it now: no refresh here; the next attempt waits for the lease.`,
         );
       }
-      if (version < 0)
-        throw new TokenStoreError(
-          "corrupt",
-          `${where} holds no usable login: it is not a hash. Delete it, or log in again to overwrite it.`,
-        );
+      if (version < 0) throw corrupt(where, "it is not a hash");
       if (hold !== undefined) hold.version = version;
       const login = value === null ? undefined : parseStoredTokens(await cipher.open(value, where), where);
       lastSeen = login;
@@ -157,9 +153,11 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
         } catch (error) {
           if (!fallingBack(error)) throw error;
         }
+        const hold: Hold = { lease, version: undefined, ended: false };
         try {
-          return await holds.run({ store: self, lease, version: undefined }, fn);
+          return await holds.run(hold, fn);
         } finally {
+          hold.ended = true;
           await lease?.release();
         }
       });
