@@ -1,12 +1,14 @@
 /**
  * The OIDC adapter: every exchange with the identity provider, through openid-client.
  *
- * The provider's metadata (what discovery returns) comes from the newer of this process's
- * last discovery and the copy stored with the login, whichever is younger than a day; else
- * it is discovered again. A fresh process whose token needs a refresh then makes one
- * request, not two. Metadata from the store is forgotten when a grant made with it fails;
- * when that failure proves the request never reached a token endpoint that took it, the
- * grant is asked again, once, with freshly discovered metadata.
+ * Client credentials and refresh tokens go only to endpoints this process learned from the
+ * issuer itself: discovery over the configured issuer URL, kept in memory for a day
+ * (monotonic clock). Nothing read back from a store names an endpoint: whoever can write
+ * the store could otherwise point the token endpoint at their own server and receive the
+ * client's secret, assertion or refresh token. A fresh process therefore pays one
+ * discovery request before its first exchange. When the token endpoint learned earlier
+ * provably never took a request (a refused connection, 404/405: it moved), the issuer is
+ * discovered again and the grant asked again, once.
  *
  * openid-client (with its OAuth and JOSE layers) is loaded on first use: a process whose
  * stored token is valid never needs it, and a short-lived one would pay for it on every start.
@@ -16,7 +18,6 @@ import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientA
 import { MAX_TIMER_MS } from "./clock.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
-import { type StoredDiscovery, storedDiscovery } from "./stored-tokens.js";
 import type { Clock, TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions extends ClientCredentialsOptions {
@@ -26,23 +27,16 @@ export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly resource?: string;
   readonly timeoutMs?: number;
   readonly allowInsecureRequests?: boolean;
-  /** The wall clock that dates the metadata (it is persisted). Default: the system clock. */
-  readonly clock?: Pick<Clock, "now">;
+  /** Wall clock (Retry-After dates) and monotonic clock (the metadata's age). Default: the system clock. */
+  readonly clock?: Pick<Clock, "now" | "monotonic">;
 }
 
-/** Metadata older than this (wall clock) is discovered again. */
+/** Metadata discovered longer ago than this (monotonic clock) is discovered again. */
 export const DISCOVERY_MAX_AGE_MS = 24 * 3600_000;
-/** Metadata dated further ahead than this (a clock stepped back) has an unknown age: discovered again. */
-const DISCOVERY_FUTURE_TOLERANCE_MS = 5 * 60_000;
 
 /** One token-endpoint exchange: the answer, or a token-free error. */
 export type GrantResult =
-  | {
-      readonly ok: true;
-      readonly response: TokenEndpointResponse;
-      /** The provider's metadata this exchange used, to keep with the login (absent: keep none). */
-      readonly discovery?: StoredDiscovery;
-    }
+  | { readonly ok: true; readonly response: TokenEndpointResponse }
   | {
       readonly ok: false;
       /** Token-free (`summarizeFailure`): status, OAuth error code, library code. */
@@ -55,18 +49,16 @@ export type GrantResult =
        * this one is the login's only way on.
        */
       readonly rotatedRefreshToken?: string;
-      /** The metadata to keep with a login saved despite the failure (absent: keep none). */
-      readonly discovery?: StoredDiscovery;
     };
 
 export interface OidcAdapter {
   /**
-   * `discovery`: the provider's metadata stored with the login, if any. `dpop`: the login's
-   * DPoP key pair; each request then carries a proof (openid-client's DPoP handle, which
-   * answers a `use_dpop_nonce` refusal by sending the request once more with the nonce).
+   * `dpop`: the login's DPoP key pair; each request then carries a proof (openid-client's
+   * DPoP handle, which answers a `use_dpop_nonce` refusal by sending the request once more
+   * with the nonce).
    */
-  refresh(refreshToken: string, discovery?: StoredDiscovery, dpop?: CryptoKeyPair): Promise<GrantResult>;
-  clientCredentials(discovery?: StoredDiscovery, dpop?: CryptoKeyPair): Promise<GrantResult>;
+  refresh(refreshToken: string, dpop?: CryptoKeyPair): Promise<GrantResult>;
+  clientCredentials(dpop?: CryptoKeyPair): Promise<GrantResult>;
 }
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -103,7 +95,7 @@ export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): 
   return configure(lib, { ...server }, options, fetchImpl);
 }
 
-/** A Configuration for metadata already at hand (discovered, or stored with the login). */
+/** A Configuration for discovered metadata, with the client authentication chosen for it. */
 function configure(lib: OpenidClient, server: oidc.ServerMetadata, options: OidcAdapterOptions, fetchImpl?: Fetch): oidc.Configuration {
   const method = chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported);
   const config = new lib.Configuration(server, options.clientId, undefined, clientAuth(lib, method, options));
@@ -131,36 +123,12 @@ function clientAuth(lib: OpenidClient, method: ClientAuthentication, options: Cl
   }
 }
 
-/** The provider's metadata as one adapter uses it. */
+/** The provider's metadata as one adapter uses it: discovered by this process, never read from a store. */
 interface Metadata {
   readonly config: oidc.Configuration;
-  /** Epoch ms, wall clock. */
-  readonly fetchedAt: number;
-  /** What to keep with the login; undefined when this provider's metadata is not kept. */
-  readonly record: StoredDiscovery | undefined;
-  /** Discovered by this process, or a grant with it succeeded (not just read from the store). */
-  proven: boolean;
+  /** Monotonic ms. */
+  readonly discoveredAt: number;
 }
-
-/**
- * What a token request needs of discovered metadata, when it can be kept: not when its
- * issuer differs from the one configured (Entra ID's multi-tenant `{tenantid}` issuer,
- * which openid-client checks by a marker that a copy does not carry).
- */
-function recordOf(server: oidc.ServerMetadata, fetchedAt: number, expectedIssuer: string): StoredDiscovery | undefined {
-  if (withoutSlash(server.issuer) !== expectedIssuer) return undefined;
-  return storedDiscovery({
-    fetchedAt,
-    metadata: {
-      issuer: server.issuer,
-      token_endpoint: server.token_endpoint,
-      token_endpoint_auth_methods_supported: server.token_endpoint_auth_methods_supported,
-      id_token_signing_alg_values_supported: server.id_token_signing_alg_values_supported,
-    },
-  });
-}
-
-const withoutSlash = (url: string) => url.replace(/\/$/, "");
 
 /** Error codes of a connection that never carried the request (refused, no route, no name, TLS). */
 const NOT_SENT_CODES = new Set([
@@ -190,7 +158,7 @@ function neverSent(error: unknown, depth = 0): boolean {
 
 export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
   const wallNow = () => options.clock?.now() ?? Date.now();
-  const expectedIssuer = withoutSlash(new URL(options.issuer).href);
+  const monotonicNow = () => options.clock?.monotonic?.() ?? options.clock?.now() ?? performance.now();
   // What openid-client's errors do not carry: the refresh token of a 200 token-endpoint
   // answer it then rejected, an error answer's Retry-After, and whether the token request
   // left at all. Read before openid-client sees the answer; the manager runs one exchange
@@ -224,34 +192,15 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
   };
 
   let current: Metadata | undefined;
-  /** Stored metadata dated this or earlier failed here once: not used again (the store keeps it until the next save). */
-  let failedStoredAt = Number.NEGATIVE_INFINITY;
-  const fresh = (fetchedAt: number) => {
-    const age = wallNow() - fetchedAt;
-    return age < DISCOVERY_MAX_AGE_MS && age > -DISCOVERY_FUTURE_TOLERANCE_MS;
-  };
   const discoverNow = async (): Promise<Metadata> => {
-    const fetchedAt = wallNow();
-    const config = await discover(options, watchingFetch);
-    return { config, fetchedAt, record: recordOf(config.serverMetadata(), fetchedAt, expectedIssuer), proven: true };
+    const discoveredAt = monotonicNow();
+    return { config: await discover(options, watchingFetch), discoveredAt };
   };
-  /** The metadata for the next exchange, and whether it was discovered for it. */
-  const metadataFor = async (stored: StoredDiscovery | undefined): Promise<{ metadata: Metadata; discovered: boolean }> => {
-    const usable =
-      stored !== undefined &&
-      fresh(stored.fetchedAt) &&
-      stored.fetchedAt > failedStoredAt &&
-      withoutSlash(stored.metadata.issuer) === expectedIssuer;
-    if (usable && (current === undefined || !fresh(current.fetchedAt) || stored.fetchedAt > current.fetchedAt)) {
-      const server = structuredClone(stored.metadata) as oidc.ServerMetadata;
-      current = {
-        config: configure(await loadOpenidClient(), server, options, watchingFetch),
-        fetchedAt: stored.fetchedAt,
-        record: stored,
-        proven: false,
-      };
+  /** The metadata for the next exchange (this process's discovery), and whether it was discovered for it. */
+  const metadataFor = async (): Promise<{ metadata: Metadata; discovered: boolean }> => {
+    if (current !== undefined && monotonicNow() - current.discoveredAt < DISCOVERY_MAX_AGE_MS) {
+      return { metadata: current, discovered: false };
     }
-    if (current !== undefined && fresh(current.fetchedAt)) return { metadata: current, discovered: false };
     current = undefined;
     current = await discoverNow();
     return { metadata: current, discovered: true };
@@ -274,11 +223,9 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     answeredRefreshToken = undefined;
     answeredRetryAfter = null;
     tokenAttempt = "none";
-    const keep = (m: Metadata) => (m.record !== undefined ? { discovery: m.record } : {});
     try {
       const response = await run(await loadOpenidClient(), metadata.config);
-      metadata.proven = true;
-      return { result: { ok: true, response: { ...response } as TokenEndpointResponse, ...keep(metadata) }, notProcessed: false };
+      return { result: { ok: true, response: { ...response } as TokenEndpointResponse }, notProcessed: false };
     } catch (error) {
       const rotated = answeredRefreshToken;
       const retryAfter = retryAfterMs(answeredRetryAfter, wallNow());
@@ -287,7 +234,6 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
         error: summarizeFailure(error),
         ...(rotated !== undefined ? { rotatedRefreshToken: rotated } : {}),
         ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
-        ...(metadata.proven ? keep(metadata) : {}),
       };
       return { result, notProcessed: !tokenRequestTaken() && rotated === undefined };
     } finally {
@@ -295,26 +241,23 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
       answeredRetryAfter = null;
     }
   };
-  const grant = async (stored: StoredDiscovery | undefined, run: Run): Promise<GrantResult> => {
+  const grant = async (run: Run): Promise<GrantResult> => {
     let chosen: { metadata: Metadata; discovered: boolean };
     try {
-      chosen = await metadataFor(stored);
+      chosen = await metadataFor();
     } catch (error) {
       return failed(error);
     }
     const first = await exchange(chosen.metadata, run);
-    if (first.result.ok || chosen.discovered) return first.result;
-    // Failed with metadata not discovered for this exchange. From the store: forget it.
-    const previous = chosen.metadata.proven ? chosen.metadata : undefined;
-    if (previous === undefined) failedStoredAt = Math.max(failedStoredAt, chosen.metadata.fetchedAt);
-    current = previous;
-    // The refresh token was not presented to a token endpoint that took it: ask again, once,
-    // with fresh metadata. Any other failure may have consumed it: never present it twice.
-    if (!first.notProcessed) return first.result;
+    // The refresh token (or the client's credentials) was not presented to a token endpoint
+    // that took it, with metadata discovered earlier: the endpoint may have moved. Ask again,
+    // once, with fresh metadata. Any other failure may have consumed the refresh token:
+    // never present it twice.
+    if (first.result.ok || chosen.discovered || !first.notProcessed) return first.result;
     try {
       current = await discoverNow();
     } catch {
-      current = previous;
+      current = chosen.metadata;
       return first.result;
     }
     return (await exchange(current, run)).result;
@@ -331,9 +274,8 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
   };
 
   return {
-    refresh: (refreshToken, discovery, dpop) =>
-      grant(discovery, (lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
-    clientCredentials: (discovery, dpop) =>
-      grant(discovery, (lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
+    refresh: (refreshToken, dpop) =>
+      grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
+    clientCredentials: (dpop) => grant((lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
   };
 }

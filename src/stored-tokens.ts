@@ -8,7 +8,7 @@ import type { StoredTokens } from "./types.js";
  * nothing else (an ID token, say) rides along even if the object carries it.
  */
 export function serializeStoredTokens(tokens: StoredTokens): string {
-  const out: Record<string, string | number | StoredDiscovery | StoredDPoPKey> = {
+  const out: Record<string, string | number | StoredDPoPKey> = {
     version: 1,
     issuer: tokens.issuer,
     clientId: tokens.clientId,
@@ -32,8 +32,6 @@ export function serializeStoredTokens(tokens: StoredTokens): string {
     }
     out.dpopKey = key;
   }
-  const discovery = storedDiscovery(tokens.discovery);
-  if (discovery !== undefined) out.discovery = discovery;
   return JSON.stringify(out);
 }
 
@@ -80,52 +78,11 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
   if (record.dpopKey !== undefined && storedJwkKey(record.dpopKey) === undefined) {
     throw corrupt(where, 'field "dpopKey" is not a usable DPoP key (its algorithm or a JWK member is missing or malformed)');
   }
-  // Copy the known fields only, so unknown ones never reach the token manager. A
-  // `discovery` of the wrong shape is dropped, not "corrupt": it only saves a request.
+  // Copy the known fields only, so unknown ones never reach the token manager: a
+  // `discovery` (the provider's metadata, which earlier versions wrote) is ignored. An
+  // endpoint read back from a store is never used: whoever can write the store could
+  // point it at their own server.
   return JSON.parse(serializeStoredTokens(record as unknown as StoredTokens)) as StoredTokens;
-}
-
-/** The discovery metadata kept with a login (internal name for `StoredTokens["discovery"]`). */
-export type StoredDiscovery = NonNullable<StoredTokens["discovery"]>;
-
-/**
- * A copy of `value`'s known fields if it has the shape of `StoredTokens.discovery`,
- * else undefined: the issuer and token endpoint as http(s) URLs, the lists as strings.
- */
-export function storedDiscovery(value: unknown): StoredDiscovery | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const { fetchedAt, metadata } = value as Record<string, unknown>;
-  if (typeof fetchedAt !== "number" || !Number.isFinite(fetchedAt)) return undefined;
-  if (typeof metadata !== "object" || metadata === null) return undefined;
-  const m = metadata as Record<string, unknown>;
-  if (!isHttpUrl(m.issuer) || !isHttpUrl(m.token_endpoint)) return undefined;
-  const methods = m.token_endpoint_auth_methods_supported;
-  const algorithms = m.id_token_signing_alg_values_supported;
-  if ((methods !== undefined && !isNameList(methods)) || (algorithms !== undefined && !isNameList(algorithms))) return undefined;
-  return {
-    fetchedAt,
-    metadata: {
-      issuer: m.issuer,
-      token_endpoint: m.token_endpoint,
-      ...(methods !== undefined ? { token_endpoint_auth_methods_supported: [...methods] } : {}),
-      ...(algorithms !== undefined ? { id_token_signing_alg_values_supported: [...algorithms] } : {}),
-    },
-  };
-}
-
-function isHttpUrl(value: unknown): value is string {
-  if (typeof value !== "string") return false;
-  try {
-    const { protocol } = new URL(value);
-    return protocol === "https:" || protocol === "http:";
-  } catch {
-    return false;
-  }
-}
-
-/** A short list of short names: what these metadata lists hold (method and algorithm names). */
-function isNameList(value: unknown): value is readonly string[] {
-  return Array.isArray(value) && value.length <= 32 && value.every((item) => typeof item === "string" && item !== "" && item.length <= 64);
 }
 
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;

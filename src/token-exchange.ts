@@ -9,7 +9,7 @@ import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
-import { expiresInSeconds, type StoredDiscovery, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
+import { expiresInSeconds, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import type { TokenDPoP } from "./token-dpop.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
 import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
@@ -21,14 +21,10 @@ export interface ExchangeDeps {
   readonly clientId: string;
   readonly refreshWindowMs: number;
   /**
-   * `discovery`: the identity provider's metadata stored with the login, if any (saves a
-   * discovery request); `dpop`: the login's DPoP key pair, when DPoP is on.
+   * `dpop`: the login's DPoP key pair, when DPoP is on. Nothing of the stored login but the
+   * refresh token goes in: the endpoints come from the issuer's discovery, never a store.
    */
-  readonly requestTokens: (
-    refreshToken: string | undefined,
-    discovery: StoredDiscovery | undefined,
-    dpop: CryptoKeyPair | undefined,
-  ) => Promise<GrantResult>;
+  readonly requestTokens: (refreshToken: string | undefined, dpop: CryptoKeyPair | undefined) => Promise<GrantResult>;
   /** DPoP on: the login's key (a new one for a grant without a login), its key pair, and what a login lacks. */
   readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem">;
   readonly wallNow: () => number;
@@ -137,7 +133,7 @@ async function grantAndSave(
   const key = await dpopKeyFor(deps, source);
   if (key.error !== undefined) return failure(key.error);
   const sentAt = deps.wallNow();
-  const result = bearerRefused(deps, await deps.requestTokens(refreshToken, stored?.discovery ?? source?.discovery, key.keyPair));
+  const result = bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair));
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
       const failed = failure(result.error, isTerminal(failureFacts(result.error)));
@@ -146,13 +142,7 @@ async function grantAndSave(
     // The answer was rejected, but the provider rotated the refresh token: the old one is
     // consumed. Keep the new one (memory and store), so the next attempt does not present
     // a used refresh token — which a provider with reuse detection answers by revoking the login.
-    // The metadata goes with it only if the adapter still vouches for it.
-    const { discovery: _used, ...login } = source;
-    const rotated = {
-      ...login,
-      refreshToken: result.rotatedRefreshToken,
-      ...(result.discovery !== undefined ? { discovery: result.discovery } : {}),
-    };
+    const rotated = { ...source, refreshToken: result.rotatedRefreshToken };
     const kept = await save(deps, rotated, stored);
     const error = new ExchangeFailure(`${describeFailure(result.error)}; the new refresh token was kept`, failureFacts(result.error));
     return failure(error, false, kept);
@@ -163,7 +153,7 @@ async function grantAndSave(
   }
   return {
     ok: true,
-    outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, result.discovery, key.stored), stored),
+    outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, key.stored), stored),
   };
 }
 
@@ -198,7 +188,6 @@ function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
     ok: false,
     error: new ExchangeFailure("the identity provider answered a DPoP token request with bearer tokens (token_type is not DPoP)", {}),
     ...(typeof rotated === "string" && rotated !== "" ? { rotatedRefreshToken: rotated } : {}),
-    ...(result.discovery !== undefined ? { discovery: result.discovery } : {}),
   };
 }
 
@@ -212,16 +201,12 @@ async function save(deps: ExchangeDeps, tokens: StoredTokens, stored: StoredToke
   }
 }
 
-/**
- * The persisted form of a token response (checked with `tokenResponseProblem` first), with
- * the identity provider's metadata the request used, if it is to be kept.
- */
+/** The persisted form of a token response (checked with `tokenResponseProblem` first). */
 export function storedFromResponse(
   deps: Pick<ExchangeDeps, "issuer" | "clientId">,
   response: TokenEndpointResponse,
   sentAt: number,
   previous?: StoredTokens,
-  discovery?: StoredDiscovery,
   dpopKey?: StoredDPoPKey,
 ): StoredTokens {
   const times = tokenTimes(sentAt, expiresInSeconds(response.expires_in));
@@ -246,6 +231,5 @@ export function storedFromResponse(
     ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
     ...(isDPoPTokenType(response.token_type) ? { tokenType: "DPoP" as const } : {}),
     ...(dpopKey !== undefined ? { dpopKey } : {}),
-    ...(discovery !== undefined ? { discovery } : {}),
   };
 }

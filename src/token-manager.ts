@@ -48,7 +48,7 @@ import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEv
  * ```
  */
 export interface TokenManagerOptions {
-  /** Issuer URL; discovery through openid-client happens once. */
+  /** Issuer URL; discovered through openid-client before the first token request of a process (again after a day). */
   readonly issuer: string | URL;
   readonly clientId: string;
   /** For confidential clients. */
@@ -203,8 +203,8 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       issuer: settings.issuer,
       clientId: settings.clientId,
       refreshWindowMs: settings.refreshWindowMs,
-      requestTokens: (refreshToken, discovery, keyPair) =>
-        refreshToken === undefined ? oidc.clientCredentials(discovery, keyPair) : oidc.refresh(refreshToken, discovery, keyPair),
+      requestTokens: (refreshToken, keyPair) =>
+        refreshToken === undefined ? oidc.clientCredentials(keyPair) : oidc.refresh(refreshToken, keyPair),
       ...(settings.dpop !== undefined ? { dpop } : {}),
       wallNow: () => clock.now(),
       ours: usable,
@@ -257,7 +257,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       const pendingKey = dpop.keyOfResponse(response);
       const dpopKey = pendingKey === undefined ? undefined : await pendingKey;
       if ((machine.state as State).kind === "closed") throw closedError();
-      const tokens = storedFromResponse(settings, response, sentAt, undefined, undefined, dpopKey);
+      const tokens = storedFromResponse(settings, response, sentAt, undefined, dpopKey);
       machine.apply({ type: "replaced", tokens });
       // In memory first: if the store fails, this process still works (and the error says why others cannot).
       await persist(() => store.save(tokens));

@@ -144,21 +144,6 @@ export interface StoredTokens {
    * objects (`TokenStore.keepsCryptoKeys`, memoryStore).
    */
   readonly dpopKey?: StoredDPoPKey;
-  /**
-   * What a refresh needs of the identity provider's discovery document, kept with the login
-   * so that a fresh process refreshes with one request instead of two: `metadata` holds
-   * only the fields openid-client reads for a token request (RFC 8414 names), `fetchedAt`
-   * (epoch ms, wall clock) when it was fetched. Used while younger than 24 h.
-   */
-  readonly discovery?: {
-    readonly fetchedAt: number;
-    readonly metadata: {
-      readonly issuer: string;
-      readonly token_endpoint: string;
-      readonly token_endpoint_auth_methods_supported?: readonly string[];
-      readonly id_token_signing_alg_values_supported?: readonly string[];
-    };
-  };
 }
 
 /**

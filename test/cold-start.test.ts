@@ -5,16 +5,18 @@
  *  - With a valid stored token, the call loads neither openid-client, nor @napi-rs/keyring
  *    (fileStore), nor proper-lockfile: the module log of the ESM loader and the CommonJS
  *    module cache of the child say so.
- *  - With an expired token, the refresh costs one request to the identity provider when the
- *    store holds the provider's metadata (kept by the refresh before), two (discovery first)
- *    when it does not or when the metadata is a day old; metadata that fails is discovered
- *    again, and the grant asked again only when the request provably never reached a token
- *    endpoint (a refused connection, 404): a refresh token is never presented twice.
+ *  - With an expired token, the refresh costs two requests to the identity provider:
+ *    discovery over the configured issuer, then the token endpoint. Provider metadata in the
+ *    store (written by earlier versions) is ignored: an endpoint is never read back from a
+ *    store (issue 16, test/stored-discovery-trust.test.ts). Within a process, a token endpoint
+ *    learned earlier that fails is discovered again, and the grant asked again only when the
+ *    request provably never reached a token endpoint (404): a refresh token is never
+ *    presented twice.
  *
  * Reproduce: node --import tsx --test test/cold-start.test.ts
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -22,7 +24,6 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createTokenManager, TokenStoreError } from "../src/index.js";
 import { fileStore } from "../src/node.js";
-import { DISCOVERY_MAX_AGE_MS } from "../src/oidc.js";
 import { parseStoredTokens, serializeStoredTokens } from "../src/stored-tokens.js";
 import type { StoredTokens } from "../src/types.js";
 import { buildColdCopy, type ColdCopy, moduleLogArgs, runColdChild } from "./support/cold-build.js";
@@ -174,13 +175,11 @@ describe("cold start, keyringStore", () => {
   });
 });
 
-type Discovery = NonNullable<StoredTokens["discovery"]>;
-
-/** The provider's metadata as a refresh stores it, fetched now (dated `fetchedAt`). */
-async function discoveryRecord(fetchedAt = Date.now(), change: Partial<Discovery["metadata"]> = {}): Promise<Discovery> {
+/** The provider's metadata as versions before issue 16 stored it with a login, fetched now. */
+async function discoveryRecord(change: Record<string, string> = {}) {
   const document = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
   return {
-    fetchedAt,
+    fetchedAt: Date.now(),
     metadata: {
       issuer: document.issuer as string,
       token_endpoint: document.token_endpoint as string,
@@ -191,10 +190,20 @@ async function discoveryRecord(fetchedAt = Date.now(), change: Partial<Discovery
   };
 }
 
+/** The store's text: a login as an earlier version wrote it, with the provider's metadata. */
+async function withDiscovery(login: StoredTokens, change: Record<string, string> = {}): Promise<StoredTokens> {
+  return { ...login, discovery: await discoveryRecord(change) } as StoredTokens;
+}
+
+/** Write `tokens` as the token file's text as it is (the fileStore would drop `discovery`). */
+async function writeTokenFile(path: string, tokens: StoredTokens): Promise<void> {
+  await writeFile(path, JSON.stringify(tokens), { mode: 0o600 });
+}
+
 describe("cold refresh: a fresh process with an expired stored token", () => {
   const copy = () => copies.esm!;
 
-  test("nothing known of the provider (right after a login): discovery and the refresh, 2 requests; the store then holds the metadata", async () => {
+  test("right after a login: discovery and the refresh, 2 requests; the store holds no provider metadata", async () => {
     const config = fileConfig();
     await seed(copy(), config, await storedLogin(idp, -2 * HOUR));
     requests.reset();
@@ -202,52 +211,47 @@ describe("cold refresh: a fresh process with an expired stored token", () => {
     assert.equal(report.reply, "cold");
     assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
     assert.deepEqual(report.idpRequests, requests.seen, "the child counted what the IdP saw");
-    const stored = await fileStore((config.store as { path: string }).path).load();
-    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
-    assert.ok(Math.abs(Date.now() - stored!.discovery!.fetchedAt) < 60_000);
+    const text = await readFile((config.store as { path: string }).path, "utf8");
+    assert.ok(!text.includes("discovery") && !text.includes("token_endpoint"), "no endpoint written to the store");
   });
 
-  test("the provider's metadata in the store: exactly 1 request to the IdP (the refresh), no discovery", async () => {
+  test("a login stored by a refresh: the next fresh process pays the same 2 requests (one discovery)", async () => {
     const config = fileConfig();
-    await seed(copy(), config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
-    requests.reset();
-    const tokenRequests = idp.stats.tokenRequests;
-    const { report } = await callInFreshProcess(copy(), config);
-    assert.equal(report.reply, "cold");
-    assert.deepEqual(requests.seen, ["POST /token"]);
-    assert.equal(idp.stats.tokenRequests - tokenRequests, 1, "the IdP's own count agrees");
-    assert.deepEqual(report.idpRequests, ["POST /token"]);
-  });
-
-  test("metadata a day old: discovered again (2 requests), and the fresh metadata stored", async () => {
-    const config = fileConfig();
-    const stale = await discoveryRecord(Date.now() - DISCOVERY_MAX_AGE_MS - 60_000);
-    await seed(copy(), config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: stale });
+    const path = (config.store as { path: string }).path;
+    await seed(copy(), config, await storedLogin(idp, -2 * HOUR));
+    await callInFreshProcess(copy(), config);
+    const refreshed = (await fileStore(path).load())!;
+    await fileStore(path).save({ ...refreshed, issuedAt: refreshed.issuedAt! - 2 * HOUR, expiresAt: refreshed.expiresAt! - 2 * HOUR });
     requests.reset();
     const { report } = await callInFreshProcess(copy(), config);
     assert.equal(report.reply, "cold");
     assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
-    const stored = await fileStore((config.store as { path: string }).path).load();
-    assert.ok(stored!.discovery!.fetchedAt > stale.fetchedAt + DISCOVERY_MAX_AGE_MS);
   });
 
-  test("metadata in the store, the CommonJS build: 1 request", async () => {
-    const config = fileConfig();
-    await seed(copies.cjs!, config, { ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
-    requests.reset();
-    const { report } = await callInFreshProcess(copies.cjs!, config);
-    assert.equal(report.reply, "cold");
-    assert.deepEqual(requests.seen, ["POST /token"]);
-  });
+  for (const format of ["esm", "cjs"] as const) {
+    test(`${format === "esm" ? "ESM" : "CommonJS"}: the provider's metadata in the store (an earlier version's file) is ignored: one discovery, one refresh`, async () => {
+      const config = fileConfig();
+      const path = (config.store as { path: string }).path;
+      await writeTokenFile(path, await withDiscovery(await storedLogin(idp, -2 * HOUR)));
+      requests.reset();
+      const tokenRequests = idp.stats.tokenRequests;
+      const { report } = await callInFreshProcess(copies[format]!, config);
+      assert.equal(report.reply, "cold");
+      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+      assert.equal(idp.stats.tokenRequests - tokenRequests, 1, "the IdP's own count agrees");
+      assert.ok(!(await readFile(path, "utf8")).includes("discovery"), "the refresh wrote the login without it");
+    });
+  }
 });
 
-describe("stored metadata that is wrong", () => {
-  /** A manager on a file store holding an expired login with `discovery`; the refresh it makes. */
-  async function refreshWith(discovery: Discovery) {
+describe("token endpoints that fail", () => {
+  /** A manager on a file store holding an expired login (with `discovery` as an earlier version wrote it, if given). */
+  async function refreshWith(change?: Record<string, string>) {
     const config = fileConfig();
     const path = (config.store as { path: string }).path;
     const store = fileStore(path);
-    await store.save({ ...(await storedLogin(idp, -2 * HOUR)), discovery });
+    const login = await storedLogin(idp, -2 * HOUR);
+    await writeTokenFile(path, change === undefined ? login : await withDiscovery(login, change));
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store });
     requests.reset();
     const invalidGrants = idp.stats.invalidGrant;
@@ -260,49 +264,69 @@ describe("stored metadata that is wrong", () => {
     return { stored: await store.load() };
   }
 
-  test("a token endpoint that answers 404 (moved): discovered again and asked again once; the store then holds the right endpoint", async () => {
-    const { stored } = await refreshWith(await discoveryRecord(Date.now(), { token_endpoint: `${idp.issuer}/moved-away` }));
-    assert.deepEqual(requests.seen, ["POST /moved-away", "GET /.well-known/openid-configuration", "POST /token"]);
-    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
+  test("a stored token endpoint that moved (404) is never asked: the issuer's discovery names the endpoint", async () => {
+    const { stored } = await refreshWith({ token_endpoint: `${idp.issuer}/moved-away` });
+    assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+    assert.equal((stored as unknown as Record<string, unknown> | undefined)?.discovery, undefined);
   });
 
-  test("a token endpoint that refuses connections: discovered again and asked again once", async () => {
+  test("a stored token endpoint that refuses connections is never tried", async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const { port } = closed.address() as AddressInfo;
     await new Promise((resolve) => closed.close(resolve));
-    const { stored } = await refreshWith(await discoveryRecord(Date.now(), { token_endpoint: `http://127.0.0.1:${port}/token` }));
+    await refreshWith({ token_endpoint: `http://127.0.0.1:${port}/token` });
     assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
-    assert.equal(stored?.discovery?.metadata.token_endpoint, `${idp.issuer}/token`);
   });
 
-  test("an answer that may have consumed the refresh token (500): not asked again; the metadata is forgotten, the next attempt discovers", async () => {
+  test("a token endpoint this process discovered answers 404 (moved): discovered again and asked again once", async () => {
     const config = fileConfig();
     const store = fileStore((config.store as { path: string }).path);
-    await store.save({ ...(await storedLogin(idp, -2 * HOUR)), discovery: await discoveryRecord() });
+    await store.save(await storedLogin(idp, -2 * HOUR));
     const clock = createManualClock();
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    const invalidGrants = idp.stats.invalidGrant;
     try {
-      idp.setTokenOutage(500);
+      const first = await manager.getAccessToken();
+      idp.setTokenOutage(404);
       requests.reset();
-      await assert.rejects(manager.getAccessToken());
-      assert.deepEqual(requests.seen, ["POST /token"], "one request: never presented twice");
-      idp.setTokenOutage(undefined);
-      await clock.advance(2_000);
-      requests.reset();
-      await manager.getAccessToken();
-      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
+      await assert.rejects(manager.getAccessToken({ rejected: first }));
+      assert.deepEqual(requests.seen, ["POST /token", "GET /.well-known/openid-configuration", "POST /token"]);
+      assert.equal(idp.stats.invalidGrant, invalidGrants, "the refresh token was never taken, so never presented to a taker twice");
     } finally {
       idp.setTokenOutage(undefined);
       manager.close();
     }
   });
 
-  test("a processed answer that openid-client rejects (rotated refresh token kept): not asked again, the unproven metadata not kept", async () => {
+  test("an answer that may have consumed the refresh token (500): not asked again; the next attempt reuses this process's discovery", async () => {
     const config = fileConfig();
     const store = fileStore((config.store as { path: string }).path);
+    await store.save(await storedLogin(idp, -2 * HOUR));
+    const clock = createManualClock();
+    const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    try {
+      idp.setTokenOutage(500);
+      requests.reset();
+      await assert.rejects(manager.getAccessToken());
+      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"], "one token request: never presented twice");
+      idp.setTokenOutage(undefined);
+      await clock.advance(2_000);
+      requests.reset();
+      await manager.getAccessToken();
+      assert.deepEqual(requests.seen, ["POST /token"]);
+    } finally {
+      idp.setTokenOutage(undefined);
+      manager.close();
+    }
+  });
+
+  test("a processed answer that openid-client rejects (rotated refresh token kept): not asked again", async () => {
+    const config = fileConfig();
+    const path = (config.store as { path: string }).path;
+    const store = fileStore(path);
     const login = await storedLogin(idp, -2 * HOUR);
-    await store.save({ ...login, discovery: await discoveryRecord() });
+    await writeTokenFile(path, await withDiscovery(login));
     const clock = createManualClock();
     const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
     const invalidGrants = idp.stats.invalidGrant;
@@ -310,10 +334,10 @@ describe("stored metadata that is wrong", () => {
       idp.rewriteTokenResponse((body) => ({ ...body, expires_in: -5 }));
       requests.reset();
       await assert.rejects(manager.getAccessToken());
-      assert.deepEqual(requests.seen, ["POST /token"]);
+      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"]);
       const kept = await store.load();
       assert.notEqual(kept?.refreshToken, login.refreshToken, "the rotated refresh token is kept");
-      assert.equal(kept?.discovery, undefined);
+      assert.ok(!(await readFile(path, "utf8")).includes("discovery"), "the old file's metadata is not written back");
       idp.rewriteTokenResponse(undefined);
       await clock.advance(2_000);
       await manager.getAccessToken();
@@ -325,7 +349,7 @@ describe("stored metadata that is wrong", () => {
   });
 });
 
-describe("StoredTokens.discovery in the store's text", () => {
+describe("StoredTokens.discovery (written by earlier versions) in the store's text", () => {
   const login = { version: 1, issuer: "https://id.example", clientId: "cli", accessToken: "at", expiresAt: 1 } as const;
   const discovery = {
     fetchedAt: 1_700_000_000_000,
@@ -337,17 +361,15 @@ describe("StoredTokens.discovery in the store's text", () => {
     },
   };
 
-  test("kept through serialize and parse; fields it does not know are dropped", () => {
-    const text = serializeStoredTokens({
-      ...login,
-      discovery: { ...discovery, metadata: { ...discovery.metadata, jwks_uri: "x" } } as never,
-    });
-    assert.deepEqual(parseStoredTokens(text, "test").discovery, discovery);
-    const withExtra = JSON.stringify({ ...login, discovery: { ...discovery, extra: 1, metadata: { ...discovery.metadata, extra: 2 } } });
-    assert.deepEqual(parseStoredTokens(withExtra, "test").discovery, discovery);
+  test("read and dropped, never written: the login is read without it", () => {
+    const text = serializeStoredTokens({ ...login, discovery } as StoredTokens);
+    assert.ok(!text.includes("discovery") && !text.includes("token_endpoint"), text);
+    const parsed = parseStoredTokens(JSON.stringify({ ...login, discovery }), "test") as unknown as Record<string, unknown>;
+    assert.equal(parsed.discovery, undefined);
+    assert.equal(parsed.accessToken, "at");
   });
 
-  test("a discovery of the wrong shape is ignored, not corrupt: the login is read without it", () => {
+  test("any shape of it is ignored, not corrupt", () => {
     const wrong: unknown[] = [
       "x",
       null,
@@ -356,13 +378,11 @@ describe("StoredTokens.discovery in the store's text", () => {
       { fetchedAt: 1 },
       { ...discovery, metadata: { ...discovery.metadata, token_endpoint: "ftp://id.example/token" } },
       { ...discovery, metadata: { ...discovery.metadata, issuer: 42 } },
-      { ...discovery, metadata: { ...discovery.metadata, token_endpoint_auth_methods_supported: [1, 2] } },
-      { ...discovery, metadata: { ...discovery.metadata, id_token_signing_alg_values_supported: "RS256" } },
     ];
     for (const value of wrong) {
-      let parsed: StoredTokens | undefined;
+      let parsed: Record<string, unknown> | undefined;
       assert.doesNotThrow(() => {
-        parsed = parseStoredTokens(JSON.stringify({ ...login, discovery: value }), "test");
+        parsed = parseStoredTokens(JSON.stringify({ ...login, discovery: value }), "test") as unknown as Record<string, unknown>;
       }, TokenStoreError);
       assert.equal(parsed?.discovery, undefined, JSON.stringify(value));
       assert.equal(parsed?.accessToken, "at");

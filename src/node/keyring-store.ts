@@ -144,14 +144,8 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
 
     async save(tokens: StoredTokens): Promise<void> {
       const limit = keyringValueLimit();
-      let login = tokens;
+      const login = tokens;
       let bytes = new TextEncoder().encode(serializeStoredTokens(login));
-      if (bytes.length > limit && login.discovery !== undefined) {
-        // The provider's metadata only saves the next process a discovery request: it goes first.
-        const { discovery: _dropped, ...rest } = login;
-        login = rest;
-        bytes = new TextEncoder().encode(serializeStoredTokens(login));
-      }
       if (bytes.length > limit && login.accessToken !== undefined) {
         // Keep the part that matters: without the access token, other processes refresh
         // with the stored (current) refresh token instead of adopting; nothing is lost.
