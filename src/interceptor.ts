@@ -103,7 +103,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   const authorize = async <R extends UnaryRequest | StreamRequest>(req: R, token: string): Promise<R> => {
     const header = new Headers(req.header);
     if (dpop === undefined) {
-      header.set("authorization", `Bearer ${token}`);
+      setHeader(header, "authorization", `Bearer ${token}`);
       return { ...req, header };
     }
     let proof: string;
@@ -115,8 +115,8 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       unsent.add(failure);
       throw failure;
     }
-    header.set("authorization", `DPoP ${token}`);
-    header.set("dpop", proof);
+    setHeader(header, "authorization", `DPoP ${token}`);
+    setHeader(header, "dpop", proof);
     return { ...req, header };
   };
 
@@ -280,6 +280,22 @@ function isNonceChallenge(error: unknown): boolean {
   const challenge = error.metadata.get("www-authenticate");
   if (challenge === null || !error.metadata.has("dpop-nonce")) return false;
   return /(^|,)\s*dpop(\s|,|$)/i.test(challenge) && /\berror\s*=\s*"?use_dpop_nonce"?/i.test(challenge);
+}
+
+/**
+ * `Headers.set`, whose refusal (a value with CR, LF, NUL or beyond Latin-1) quotes the value:
+ * replaced by a token-free Unauthenticated error. Treated as a refusal of the token, so the
+ * provider is told and the call is tried once more with a fresh one.
+ */
+function setHeader(header: Headers, name: string, value: string): void {
+  try {
+    header.set(name, value);
+  } catch {
+    throw new ConnectError(
+      `Not authenticated (the request was not sent): what the token provider gave makes no valid \`${name}\` header value (a token is visible ASCII only)`,
+      Code.Unauthenticated,
+    );
+  }
 }
 
 async function* replay(messages: readonly unknown[]) {

@@ -8,6 +8,7 @@ import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTo
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
 import { discover, loadOpenidClient } from "./oidc.js";
+import { tokenResponseProblem } from "./stored-tokens.js";
 import { checkIssuer, checkString } from "./options.js";
 import type { TokenEndpointResponse } from "./types.js";
 
@@ -73,11 +74,14 @@ export async function loginDPoP(name: string, options: LoginOptions, config: oid
 }
 
 /**
- * @internal The plain login result, with its DPoP key when the login used one. Bearer tokens
- * for a DPoP login are refused: the user asked for bound tokens.
+ * @internal The plain login result, with its DPoP key when the login used one. An answer
+ * `setTokens` would refuse (a token that is no valid header value, say) is refused here,
+ * never quoted; bearer tokens for a DPoP login too: the user asked for bound tokens.
  */
 export function loginResult(name: string, response: oidc.TokenEndpointResponse, dpop: LoginDPoP | undefined): TokenEndpointResponse {
   const plain = plainResponse(response);
+  const problem = tokenResponseProblem(plain);
+  if (problem !== undefined) throw new LoginError(`${name}: the identity provider's token answer is unusable: ${problem}`);
   if (dpop === undefined) return plain;
   if (!isDPoPTokenType(plain.token_type)) {
     throw new LoginError(

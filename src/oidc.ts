@@ -18,6 +18,7 @@ import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientA
 import { MAX_TIMER_MS } from "./clock.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
+import { isTokenString } from "./stored-tokens.js";
 import type { Clock, TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions extends ClientCredentialsOptions {
@@ -186,7 +187,7 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
         .clone()
         .json()
         .catch(() => undefined)) as { refresh_token?: unknown } | undefined;
-      if (typeof body?.refresh_token === "string" && body.refresh_token !== "") answeredRefreshToken = body.refresh_token;
+      if (isTokenString(body?.refresh_token)) answeredRefreshToken = body.refresh_token;
     }
     return response;
   };

@@ -68,6 +68,9 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
       throw corrupt(where, `field "${key}" is not a string`);
     }
   }
+  for (const key of ["accessToken", "refreshToken"] as const) {
+    if (record[key] !== undefined && !isTokenString(record[key])) throw corrupt(where, `field "${key}" ${NOT_A_TOKEN}`);
+  }
   for (const key of optionalNumbers) {
     if (record[key] !== undefined && !Number.isFinite(record[key])) {
       throw corrupt(where, `field "${key}" is not a number`);
@@ -84,6 +87,22 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
   // point it at their own server.
   return JSON.parse(serializeStoredTokens(record as unknown as StoredTokens)) as StoredTokens;
 }
+
+/**
+ * A token as the package takes it: visible ASCII (0x21–0x7E), at least one character — no
+ * space, no control character (CR, LF, NUL), nothing beyond ASCII. So it always makes a
+ * valid `authorization` header value, and the header can never be split or refused.
+ * RFC 6750's b64token (and RFC 9449's) is stricter; the visible-ASCII superset is taken
+ * because real providers' opaque tokens hold other visible characters (`|`, `%`, `!`).
+ */
+export function isTokenString(value: unknown): value is string {
+  return typeof value === "string" && TOKEN_PATTERN.test(value);
+}
+
+const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
+
+/** Why a string is no token (never quoting it). */
+const NOT_A_TOKEN = "holds characters no token may have (only visible ASCII, no spaces or control characters)";
 
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
 const optionalNumbers = ["issuedAt", "expiresAt", "refreshExpiresAt"] as const;
@@ -107,9 +126,11 @@ export function tokenResponseProblem(response: unknown): string | undefined {
   if (typeof response !== "object" || response === null) return "it is not an object";
   const r = response as Record<string, unknown>;
   if (typeof r.access_token !== "string" || r.access_token === "") return "it has no access_token string";
+  if (!isTokenString(r.access_token)) return `its access_token ${NOT_A_TOKEN}`;
   if (r.refresh_token !== undefined && (typeof r.refresh_token !== "string" || r.refresh_token === "")) {
     return "its refresh_token is not a non-empty string";
   }
+  if (r.refresh_token !== undefined && !isTokenString(r.refresh_token)) return `its refresh_token ${NOT_A_TOKEN}`;
   if (r.expires_in !== undefined && expiresInSeconds(r.expires_in) === undefined) return "its expires_in is not a number of seconds";
   if (r.scope !== undefined && typeof r.scope !== "string") return "its scope is not a string";
   return undefined;

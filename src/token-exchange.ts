@@ -9,7 +9,7 @@ import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
-import { expiresInSeconds, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
+import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import type { TokenDPoP } from "./token-dpop.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
 import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
@@ -133,7 +133,7 @@ async function grantAndSave(
   const key = await dpopKeyFor(deps, source);
   if (key.error !== undefined) return failure(key.error);
   const sentAt = deps.wallNow();
-  const result = bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair));
+  const result = unusableRefused(bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair)), refreshToken);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
       const failed = failure(result.error, isTerminal(failureFacts(result.error)));
@@ -146,10 +146,6 @@ async function grantAndSave(
     const kept = await save(deps, rotated, stored);
     const error = new ExchangeFailure(`${describeFailure(result.error)}; the new refresh token was kept`, failureFacts(result.error));
     return failure(error, false, kept);
-  }
-  const problem = tokenResponseProblem(result.response);
-  if (problem !== undefined) {
-    return failure(new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}));
   }
   return {
     ok: true,
@@ -187,7 +183,24 @@ function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
   return {
     ok: false,
     error: new ExchangeFailure("the identity provider answered a DPoP token request with bearer tokens (token_type is not DPoP)", {}),
-    ...(typeof rotated === "string" && rotated !== "" ? { rotatedRefreshToken: rotated } : {}),
+    ...(isTokenString(rotated) ? { rotatedRefreshToken: rotated } : {}),
+  };
+}
+
+/**
+ * An answer that cannot be kept (`tokenResponseProblem`: no access token, a token that is
+ * no valid header value): not used, never quoted. A usable new refresh token in it is kept
+ * like one of any rejected answer (the one sent may be consumed now).
+ */
+function unusableRefused(result: GrantResult, sent: string | undefined): GrantResult {
+  if (!result.ok) return result;
+  const problem = tokenResponseProblem(result.response);
+  if (problem === undefined) return result;
+  const rotated = result.response.refresh_token;
+  return {
+    ok: false,
+    error: new ExchangeFailure(`the identity provider's token answer is unusable: ${problem}`, {}),
+    ...(isTokenString(rotated) && rotated !== sent ? { rotatedRefreshToken: rotated } : {}),
   };
 }
 
