@@ -7,7 +7,8 @@
  * request: it must receive nothing — no client secret (basic or post), no private_key_jwt
  * assertion, no public client's refresh token — while the refresh still succeeds against
  * the real identity provider, after at most one discovery. On fileStore and on redisStore
- * (a real redis-server).
+ * (a real redis-server). The metadata this process discovered serves its later refreshes
+ * for a day of its monotonic clock (a wall-clock step changes nothing).
  *
  * Reproduce: node --import tsx --test test/stored-discovery-trust.test.ts
  */
@@ -26,6 +27,7 @@ import { storedLogin } from "./support/cold-login.js";
 import { type IdpRequests, watchIdpRequests } from "./support/cold-requests.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { createManualClock } from "./support/manual-clock.js";
 import { type RedisServer, redisServerMissing, startRedisServer } from "./support/redis-server.js";
 
 const HOUR = 3600_000;
@@ -236,3 +238,35 @@ for (const kind of storeKinds) {
     }
   });
 }
+
+describe("the metadata a process discovered", () => {
+  test("serves its refreshes for 24 h of its monotonic clock, then is discovered again; a wall-clock step does not age it", async () => {
+    const clock = createManualClock();
+    const manager = createTokenManager({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      refreshWindowMs: 0, // refreshed only when a call finds the token expired
+      clock,
+    });
+    try {
+      const login = await idp.login();
+      leaks.remember(login.access_token, login.refresh_token);
+      await manager.setTokens(login);
+      const refreshAfter = async (ms: number) => {
+        await clock.advance(ms);
+        requests.reset();
+        leaks.remember(await manager.getAccessToken());
+        return [...requests.seen];
+      };
+      const discoveryThenToken = ["GET /.well-known/openid-configuration", "POST /token"];
+      assert.deepEqual(await refreshAfter(2 * HOUR), discoveryThenToken, "the first refresh discovers");
+      assert.deepEqual(await refreshAfter(2 * HOUR), ["POST /token"], "the next one uses what this process discovered");
+      await clock.stepWall(30 * 24 * HOUR); // the wall clock jumps a month; the monotonic clock does not
+      assert.deepEqual(await refreshAfter(0), ["POST /token"], "a wall-clock step does not age the metadata");
+      assert.deepEqual(await refreshAfter(23 * HOUR), discoveryThenToken, "25 h after the discovery: discovered again");
+    } finally {
+      manager.close();
+    }
+  });
+});
