@@ -26,8 +26,9 @@ import {
   TokenRefreshError,
   TokenStoreError,
 } from "../src/index.js";
-import { fileStore } from "../src/node.js";
+import { fileStore, loginWithBrowser } from "../src/node.js";
 import { isTokenString, parseStoredTokens } from "../src/stored-tokens.js";
+import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock } from "./support/manual-clock.js";
@@ -194,6 +195,35 @@ describe("a login answer with such a token", () => {
       assert.match(error.message, /access_token holds characters no token may have/);
     } finally {
       await approval;
+      idp.rewriteTokenResponse(undefined);
+    }
+  });
+});
+
+describe("a browser login answer with such a token", () => {
+  it("loginWithBrowser ends with a LoginError that names the problem and quotes no token", async () => {
+    const bad = badToken("\0");
+    idp.rewriteTokenResponse((body) => {
+      leaks.remember(body.access_token as string, body.refresh_token as string, body.id_token as string);
+      return { ...body, refresh_token: bad };
+    });
+    const browser = createHeadlessBrowser();
+    let walk: Promise<HeadlessPage> | undefined;
+    try {
+      const error = await rejection(
+        loginWithBrowser({
+          issuer: idp.issuer,
+          clientId: idp.clientId,
+          allowInsecureRequests: true,
+          openBrowser: (url) => {
+            walk = browser.open(url);
+          },
+        }),
+      );
+      assert.ok(error instanceof LoginError, `${error.name}: ${error.message}`);
+      assert.match(error.message, /refresh_token holds characters no token may have/);
+    } finally {
+      await walk?.catch(() => undefined);
       idp.rewriteTokenResponse(undefined);
     }
   });
