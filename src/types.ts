@@ -90,9 +90,11 @@ export interface DPoPProver {
  * ```
  */
 export interface TokenEndpointResponse {
+  /** Visible ASCII (0x21–0x7E), like every token the package takes: anything else is refused. */
   readonly access_token: string;
   readonly token_type?: string;
   readonly expires_in?: number;
+  /** Visible ASCII (0x21–0x7E), like `access_token`. */
   readonly refresh_token?: string;
   readonly scope?: string;
   readonly id_token?: string;
