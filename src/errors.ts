@@ -151,6 +151,8 @@ export type TokenStoreErrorReason =
   | "lock-compromised"
   /** The lock's folder is owned by another user or open to others: it is not used. */
   | "unsafe-folder"
+  /** The token file or lock at the store's path is not this user's alone (another owner, a link, open to others): it is not used. */
+  | "unsafe-file"
   /** The store's server (Redis) did not answer in time or refused the command. */
   | "unavailable"
   /**

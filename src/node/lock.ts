@@ -1,11 +1,13 @@
 import * as fs from "node:fs";
-import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { lstat, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type lockfile from "proper-lockfile";
 import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
+import { makeFolders } from "./make-folders.js";
 import { nodeCrypto } from "./node-crypto.js";
+import { notOursBecause, octal, openToOthersBecause } from "./ownership.js";
 
 /**
  * Options of {@link createFileLock}: the lease, how long to wait, and what to do when a
@@ -171,7 +173,7 @@ async function prepareFolder(path: string): Promise<void> {
   const folder = dirname(path);
   let mode: number;
   try {
-    await mkdir(folder, { recursive: true, mode: 0o700 });
+    await makeFolders(folder, 0o700);
     mode = (await stat(folder)).mode;
   } catch (error) {
     throw ioError(path, error);
@@ -185,11 +187,6 @@ async function prepareFolder(path: string): Promise<void> {
         `your own.`,
     );
   }
-}
-
-/** A file mode's permission bits as `chmod` writes them, e.g. 1777. */
-function octal(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(3, "0");
 }
 
 type LockOptions = NonNullable<Parameters<typeof lockfile.lock>[1]>;
@@ -327,7 +324,10 @@ async function readOwner(lockDir: string): Promise<Owner | undefined> {
 
 /** Whether the process that made `owner` is still running (asked only for this host). */
 function isRunning(owner: Owner): boolean {
-  if (owner.pid === process.pid) return held.has(owner.id); // ours, or left behind by us
+  // Our pid: held by this process, or else left by an earlier process that had this pid (a
+  // restarted container is pid 1 again, on the same host name and volume) or by a release
+  // of ours that failed. Only the random per-hold id tells them apart; never "alive" by pid.
+  if (owner.pid === process.pid) return held.has(owner.id);
   const ours = linuxIdentity();
   if (owner.boot !== undefined && ours.boot !== undefined && owner.boot !== ours.boot) return false;
   try {
@@ -361,14 +361,15 @@ function isAbandoned(owner: Owner | undefined, age: number, staleMs: number): bo
  * (atomic), and only removed if it is still the one judged; a newer one is put back.
  */
 async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean> {
-  let mtimeMs: number;
+  let info: fs.Stats;
   try {
-    mtimeMs = (await stat(path)).mtimeMs;
+    info = await lstat(path);
   } catch (error) {
     if (codeOf(error) === "ENOENT") return true; // released meanwhile
     throw ioError(path, error);
   }
-  const age = Date.now() - mtimeMs;
+  refuseUnlessOwnLock(path, info);
+  const age = Date.now() - info.mtimeMs;
   if (Math.abs(age) <= staleMs) return false; // the common case: held, no need to read more
   const owner = await readOwner(path);
   if (!isAbandoned(owner, age, staleMs)) return false;
@@ -388,6 +389,24 @@ async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean
   // If its place is taken meanwhile, its holder learns at its next heartbeat that it lost it.
   await rename(aside, path).catch(() => rm(aside, { recursive: true, force: true }).catch(() => {}));
   return false;
+}
+
+/**
+ * A lock this user did not make is not waited for, taken over or trusted: in a folder
+ * others can write (sticky, like /tmp) another user can create it first, to block this
+ * user's refreshes or to plant an owner record. Every lock made here is a 0700 folder.
+ */
+function refuseUnlessOwnLock(path: string, info: fs.Stats): void {
+  const why =
+    notOursBecause(info) ??
+    (info.isDirectory() ? openToOthersBecause(info, 0o022) : "is not a folder (a lock is a folder connect-oidc makes)");
+  if (why === undefined) return;
+  throw new TokenStoreError(
+    "unsafe-file",
+    `The lock ${path} ${why}, so it is not used: in a folder others can write, such as /tmp, ` +
+      `another user can make the lock first. Keep the token file (and so its lock) in a folder ` +
+      `only this user can write, or remove the lock (rm -r ${path}).`,
+  );
 }
 
 type Callback = (error: NodeJS.ErrnoException | null) => void;
