@@ -113,7 +113,7 @@ describe("fileStore", () => {
       "",
     ];
     for (const content of contents) {
-      await writeFile(path, content);
+      await writeFile(path, content, { mode: 0o600 }); // private: only the content is wrong
       const error = await failure(fileStore(path).load());
       assert.equal(error.reason, "corrupt");
       assert.ok(error.message.includes(path), error.message);

@@ -65,7 +65,7 @@ describe("npm pack", () => {
          m.close();
        });`,
     );
-    writeFileSync(join(app, "corrupt.json"), "not a login");
+    writeFileSync(join(app, "corrupt.json"), "not a login", { mode: 0o600 }); // private: fileStore refuses others
     const expected = "function,function,function,ERR_REAUTH_REQUIRED,corrupt";
     assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
     assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);

@@ -141,7 +141,7 @@ describe("properties: whatever a store holds, whatever setTokens is handed", () 
       fc.asyncProperty(content, async (text) => {
         run += 1;
         const path = join(dir, `stored-${run}.json`);
-        await writeFile(path, `${text}${fragment}`.slice(0, text.length) || fragment);
+        await writeFile(path, `${text}${fragment}`.slice(0, text.length) || fragment, { mode: 0o600 });
         try {
           const stored = await fileStore(path).load();
           assert.ok(stored === undefined || (typeof stored === "object" && stored.version === 1));
