@@ -3,8 +3,9 @@
  * folders it refuses. docs/LOCKING.md states these guarantees; each has a test here.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -29,9 +30,14 @@ after(async () => {
   await rm(folder, { recursive: true, force: true });
 });
 
-/** A lock-worker child and the lines it prints. */
+/** A lock-worker child and the lines it prints; `inside`: a command the worker runs under (e.g. unshare). */
 function startWorker(...args: string[]): { child: ChildProcess; line: () => Promise<string> } {
-  const child = spawn(process.execPath, ["--import", "tsx", worker, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  return startWorkerUnder([], ...args);
+}
+
+function startWorkerUnder(inside: string[], ...args: string[]): { child: ChildProcess; line: () => Promise<string> } {
+  const [command, ...rest] = [...inside, process.execPath, "--import", "tsx", worker, ...args];
+  const child: ChildProcess = spawn(command!, rest, { stdio: ["pipe", "pipe", "inherit"] });
   children.add(child);
   child.once("exit", () => children.delete(child));
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
@@ -168,6 +174,38 @@ describe("stalled holders", () => {
     const old = new Date(Date.now() - staleMs - 1_000);
     await utimes(lockPath, old, old);
     assert.equal(await createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 1_000 }).lock(async () => "taken over"), "taken over");
+  });
+
+  test("a lock left by an earlier process with this process's id (a restarted container) is taken over", async () => {
+    // The earlier process had this pid and host name (and, in a container, the same boot);
+    // only its random per-hold id tells it from a hold of this process.
+    const record = (id: string) => JSON.stringify({ pid: process.pid, host: hostname(), id, ...ownIdentity() });
+    for (const [name, mtime] of [
+      ["same-pid.lock", new Date(Date.now() - staleMs - 1_000)], // its heartbeat stopped a lease ago
+      ["same-pid-ahead.lock", new Date(Date.now() + hour)], // ... and a backward clock step since
+    ] as const) {
+      const lockPath = join(folder, name);
+      await mkdir(lockPath, { mode: 0o700 });
+      await writeFile(join(lockPath, "owner"), record(`earlier-${name}`));
+      await utimes(lockPath, mtime, mtime);
+      const outcome = await createFileLock(lockPath, { staleMs, retryMs: 20, timeoutMs: 1_500 })
+        .lock(async () => "taken over")
+        .catch((error: unknown) => (error instanceof TokenStoreError ? error.reason : String(error)));
+      assert.equal(outcome, "taken over", name);
+    }
+  });
+
+  test("a container restarted as pid 1 takes over the lock its killed predecessor (also pid 1) left", {
+    skip: canUnsharePid() ? false : "needs unshare --pid (root, util-linux)",
+  }, async () => {
+    const lockPath = join(folder, "pid-one.lock");
+    const container = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+    const first = startWorkerUnder(container, "hold", lockPath);
+    assert.equal(await first.line(), "held");
+    assert.equal(JSON.parse(await readFile(join(lockPath, "owner"), "utf8")).pid, 1, "the holder is pid 1");
+    await killed(first.child); // unshare dies; --kill-child takes the holder with it
+    const second = startWorkerUnder(container, "try", lockPath);
+    assert.deepEqual(JSON.parse(await second.line()), { result: "taken over", pid: 1 });
   });
 
   test("an owner record whose process id now belongs to another process (reused) is taken over", {
@@ -323,6 +361,26 @@ describe("lock folders", () => {
     assert.equal(octal(await mode(join(xdg, "connect-oidc"))), "700");
   });
 });
+
+/** This process's boot id and start time as the lock records them (Linux), read here the same way. */
+function ownIdentity(): { boot?: string; start?: string } {
+  if (process.platform !== "linux") return {};
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  return {
+    boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(),
+    start: stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19],
+  };
+}
+
+function canUnsharePid(): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    execFileSync("unshare", ["--pid", "--fork", "--mount-proc", "true"], { stdio: "ignore", timeout: 5_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function octal(mode: number): string {
   return mode.toString(8);

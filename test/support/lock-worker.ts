@@ -6,6 +6,8 @@
  *   lock-worker.ts work <lockPath>                         takes the lock, prints "held", waits for a line
  *                                                          on stdin, then prints what lock() gave as JSON:
  *                                                          { result, compromised } or { error }
+ *   lock-worker.ts try <lockPath>                          waits up to 8 s for the lock, then prints what
+ *                                                          lock() gave as JSON: { result, pid } or { error, pid }
  */
 import { once } from "node:events";
 import { readFile, writeFile } from "node:fs/promises";
@@ -47,6 +49,15 @@ if (mode === "count") {
     .then(
       (result) => ({ result, compromised }),
       (error: unknown) => ({ error: error instanceof TokenStoreError ? error.reason : String(error) }),
+    );
+  process.stdout.write(`${JSON.stringify(outcome)}\n`);
+  process.exit(0);
+} else if (mode === "try") {
+  const outcome = await createFileLock(lockPath, { staleMs: 2_000, retryMs: 20, timeoutMs: 8_000 })
+    .lock(async () => "taken over")
+    .then(
+      (result) => ({ result, pid: process.pid }),
+      (error: unknown) => ({ error: error instanceof TokenStoreError ? error.reason : String(error), pid: process.pid }),
     );
   process.stdout.write(`${JSON.stringify(outcome)}\n`);
   process.exit(0);
