@@ -89,6 +89,7 @@ describe("fileStore paths that cannot hold a token file", () => {
       "lock",
     );
     assert.equal(locked.reason, "io");
+    assert.match(locked.message, /give the store another path/);
   });
 
   test("a folder given as the file: load, save and clear fail fast with io, naming the path and the fix", async () => {

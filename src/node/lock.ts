@@ -503,7 +503,8 @@ function settledWithin(promise: Promise<unknown> | undefined, ms: number, signal
 function ioError(path: string, error: unknown): TokenStoreError {
   return new TokenStoreError(
     "io",
-    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder is writable by this user.`,
+    `Cannot create the lock ${path} (${codeOf(error) ?? String(error)}). Check that its folder is a folder this user ` +
+      `can write (not in /proc, not under a file), or give the store another path.`,
     { cause: error },
   );
 }
