@@ -11,6 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ConfigurationError, TokenStoreError } from "../src/errors.js";
 import { fileStore } from "../src/node/file-store.js";
+import { keyringStore } from "../src/node/keyring-store.js";
 import type { StoredTokens } from "../src/types.js";
 
 const tokens: StoredTokens = {
@@ -120,5 +121,24 @@ describe("fileStore paths that cannot hold a token file", () => {
       "lock",
     );
     assert.equal(locked.reason, "io");
+  });
+
+  test("keyringStore's lock folder under /proc (XDG_RUNTIME_DIR): the lock fails fast with io naming the folder", async () => {
+    const saved = process.env.XDG_RUNTIME_DIR;
+    process.env.XDG_RUNTIME_DIR = "/proc/self/x";
+    let store: ReturnType<typeof keyringStore>;
+    try {
+      store = keyringStore({ service: "connect-oidc-paths-test", account: "a" });
+    } finally {
+      if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+      else process.env.XDG_RUNTIME_DIR = saved;
+    }
+    const locked = await failsFast(
+      store.lock!(async () => assert.fail("must not run")),
+      "/proc/self/x/connect-oidc",
+      "keyring lock",
+    );
+    assert.equal(locked.reason, "io");
+    assert.match(locked.message, /Set XDG_RUNTIME_DIR to a folder of this user's/);
   });
 });

@@ -1,4 +1,4 @@
-import { lstat, mkdir, stat } from "node:fs/promises";
+import { lstat, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { AsyncEntry, EntryOptions } from "@napi-rs/keyring";
@@ -6,6 +6,7 @@ import { ConfigurationError, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock, type FileLock } from "./lock.js";
+import { makeFolders } from "./make-folders.js";
 import { nodeCrypto } from "./node-crypto.js";
 
 /**
@@ -308,7 +309,7 @@ function runtimeDirectory(): string {
  */
 async function prepareRuntimeFolder(folder: string): Promise<void> {
   try {
-    await mkdir(folder, { recursive: true, mode: 0o700 });
+    await makeFolders(folder, 0o700);
   } catch (error) {
     throw new TokenStoreError(
       "io",
