@@ -114,22 +114,25 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
   };
 
   const problem = (login: StoredTokens): DPoPKeyError | undefined => {
-    const bound = login.tokenType === "DPoP" || login.dpopKey !== undefined;
+    // Only the token type says the tokens are bound: a key stored beside bearer tokens binds nothing.
+    const dpopBound = login.tokenType === "DPoP";
     if (deps.algorithm === undefined) {
-      return bound
+      return dpopBound || login.dpopKey !== undefined
         ? new DPoPKeyError(
             "unexpected",
             `The login of ${where} is DPoP-bound, but this token manager was created without \`dpop\`: pass \`dpop: true\` (its tokens are never sent as bearer tokens)`,
           )
         : undefined;
     }
-    if (login.dpopKey !== undefined) return undefined;
-    return bound
-      ? new DPoPKeyError("missing", `The login of ${where} is DPoP-bound, but its DPoP key is missing from the store: log in again`)
-      : new DPoPKeyError(
-          "not-bound",
-          `This token manager uses DPoP, but the login of ${where} holds bearer tokens: log in again with the same \`dpop\` option`,
-        );
+    if (dpopBound) {
+      return login.dpopKey !== undefined
+        ? undefined
+        : new DPoPKeyError("missing", `The login of ${where} is DPoP-bound, but its DPoP key is missing from the store: log in again`);
+    }
+    return new DPoPKeyError(
+      "not-bound",
+      `This token manager uses DPoP, but the login of ${where} holds bearer tokens${login.dpopKey !== undefined ? " (a DPoP key is stored with them, but they are not bound to it)" : ""}: log in again with the same \`dpop\` option`,
+    );
   };
 
   // Bearer answers in a row (a DPoP-bound answer or a new login starts again), and whether
