@@ -22,6 +22,7 @@ import { boundLogin } from "./support/dpop-bound-login.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { createManualClock, type ManualClock } from "./support/manual-clock.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 const asBearer = (body: Record<string, unknown>) => ({ ...body, token_type: "Bearer" });
 
@@ -51,9 +52,9 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
   });
   after(async () => {
     tokens?.close();
+    await idp.close();
     for (const e of events) leaks.assertClean(e, `event ${e.type}`);
     for (const value of seen) leaks.assertClean(value, "error");
-    await idp.close();
   });
 
   const base = () => ({
@@ -83,7 +84,7 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     return { tokens, held: login.access_token };
   };
 
-  it("a login: the second bearer answer in a row ends it (DPoPKeyError bearer-refresh); then no more refreshes", async () => {
+  it("a login: the second bearer answer in a row ends it (DPoPKeyError bearer-refresh); then no more refreshes", bounded, async () => {
     const { tokens, held } = await loggedIn();
     idp.rewriteTokenResponse(asBearer);
     const first = await failure(tokens.getAccessToken({ rejected: held }));
@@ -110,7 +111,7 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     assert.ok(events.some((e) => e.type === "reauth-required" && e.error instanceof DPoPKeyError));
   });
 
-  it("a login: a DPoP-bound answer between two bearer answers starts the count again", async () => {
+  it("a login: a DPoP-bound answer between two bearer answers starts the count again", bounded, async () => {
     const { tokens, held } = await loggedIn();
     idp.rewriteTokenResponse(asBearer);
     assert.ok((await failure(tokens.getAccessToken({ rejected: held }))) instanceof TokenRefreshError);
@@ -125,7 +126,7 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     assert.ok(again instanceof TokenRefreshError, `the first bearer answer in a row again: ${String(again)}`);
   });
 
-  it("client credentials, a provider that never bound a token: a configuration error at once, no more requests", async () => {
+  it("client credentials, a provider that never bound a token: a configuration error at once, no more requests", bounded, async () => {
     tokens = createTokenManager({
       ...base(),
       clientId: idp.serviceClient.clientId,
@@ -148,7 +149,7 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     assert.equal(answered("client_credentials"), 1, "asked once");
   });
 
-  it("client credentials that worked with DPoP, then a bearer answer: a failed grant, retried", async () => {
+  it("client credentials that worked with DPoP, then a bearer answer: a failed grant, retried", bounded, async () => {
     tokens = createTokenManager({
       ...base(),
       clientId: idp.serviceClient.clientId,

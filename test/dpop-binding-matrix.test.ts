@@ -33,6 +33,7 @@ import { fileStore } from "../src/node.js";
 import { type Idp, startIdp, type TokenResponse } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { startServer, type TestServer } from "./support/server.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 type KeyKind = "none" | "matching" | "other-algorithm";
 type TypeKind = "DPoP" | "Bearer" | "none";
@@ -168,7 +169,7 @@ describe("DPoP key × token type × manager option, through setTokens and a stor
         for (const type of ["DPoP", "Bearer", "none"] as const) {
           const want = expected(key, type, dpop, path);
           const name = `${path}, dpop ${dpop ? "on" : "off"}, key ${key}, token type ${type}: ${"sent" in want ? `sent as ${want.sent}` : `${want.error}${"reason" in want ? ` ${want.reason}` : ""}`}`;
-          it(name, async () => {
+          it(name, bounded, async () => {
             const options = {
               issuer: idp.issuer,
               clientId: idp.clientId,

@@ -20,12 +20,13 @@ import { boundLogin } from "./support/dpop-bound-login.js";
 import { type DpopRecorder, nonceChallenge, startDpopRecorder } from "./support/dpop-recorder.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { attemptBudget, bounded } from "./support/dpop-attempt-budget.js";
 
 describe("WWW-Authenticate challenges (parser)", () => {
   const parsed = (header: string) =>
     parseChallenges(header)?.map((c) => [c.scheme, Object.fromEntries(c.params), ...(c.token68 !== undefined ? [c.token68] : [])]);
 
-  it("one challenge or several, quoted strings with commas and escapes, any case", () => {
+  it("one challenge or several, quoted strings with commas and escapes, any case", bounded, () => {
     assert.deepEqual(parsed('DPoP error="use_dpop_nonce"'), [["dpop", { error: "use_dpop_nonce" }]]);
     assert.deepEqual(parsed('dpop ERROR=use_dpop_nonce , Algs="ES256 PS256"'), [
       ["dpop", { error: "use_dpop_nonce", algs: "ES256 PS256" }],
@@ -50,7 +51,7 @@ describe("WWW-Authenticate challenges (parser)", () => {
     ]);
   });
 
-  it("a malformed list is no challenge at all", () => {
+  it("a malformed list is no challenge at all", bounded, () => {
     for (const bad of ["", " , ", 'DPoP error="use_dpop_nonce', "DPoP a=b, error=", 'DPoP error="a" junk', '"DPoP"', "DPoP=x"]) {
       assert.equal(parseChallenges(bad), undefined, JSON.stringify(bad));
     }
@@ -62,6 +63,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
   let server: DpopRecorder;
   let tokens: TokenManager;
   const leaks = createLeakScanner();
+  const budget = attemptBudget();
 
   before(async () => {
     idp = await startIdp({ accessTokenTtl: 600, dpop: { requireNonce: true } });
@@ -71,6 +73,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
     tokens?.close();
     await server.close();
     await idp.close();
+    assert.equal(budget.overruns, 0, "calls retried more than once");
   });
   beforeEach(async () => {
     tokens?.close();
@@ -86,7 +89,11 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
   const client = () =>
     createClient(
       EchoService,
-      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(tokens)] }),
+      createConnectTransport({
+        baseUrl: server.baseUrl,
+        httpVersion: "1.1",
+        interceptors: [createAuthInterceptor(tokens), budget.interceptor],
+      }),
     );
   const proofNonce = (i: number) => decodeJwt(server.seen[i]?.dpop ?? "").nonce;
   const refreshes = () => idp.stats.byGrantType.refresh_token - (idp.stats.errors.use_dpop_nonce ?? 0);
@@ -97,7 +104,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
     "two headers, the DPoP one second": ['Bearer realm="api"', 'DPoP algs="ES256", error="use_dpop_nonce"'],
   };
   for (const [name, header] of Object.entries(nonceChallenges)) {
-    it(`a nonce challenge (${name}): re-sent once with the same token and the nonce, no refresh`, async () => {
+    it(`a nonce challenge (${name}): re-sent once with the same token and the nonce, no refresh`, bounded, async () => {
       server.script(nonceChallenge(header, "fresh-nonce"));
       await client().say({ text: "x" });
       assert.equal(server.seen.length, 2);
@@ -113,7 +120,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
     "DPoP says invalid_token, Bearer says use_dpop_nonce (two headers)": ['DPoP error="invalid_token"', 'Bearer error="use_dpop_nonce"'],
   };
   for (const [name, header] of Object.entries(notNonceChallenges)) {
-    it(`no nonce challenge (${name}): a refusal — refreshed at the IdP, re-sent with the new token`, async () => {
+    it(`no nonce challenge (${name}): a refusal — refreshed at the IdP, re-sent with the new token`, bounded, async () => {
       server.script(nonceChallenge(header, "fresh-nonce"));
       await client().say({ text: "x" });
       assert.equal(server.seen.length, 2);
@@ -133,7 +140,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
     "two DPoP-Nonce headers": ["nonce-a", "nonce-b"],
   };
   for (const [name, nonce] of Object.entries(brokenNonces)) {
-    it(`a nonce challenge with ${name}: fails at once naming the server's answer, not re-sent with the old nonce`, async () => {
+    it(`a nonce challenge with ${name}: fails at once naming the server's answer, not re-sent with the old nonce`, bounded, async () => {
       server.script(nonceChallenge('DPoP error="use_dpop_nonce"', nonce));
       const error = await client()
         .say({ text: "x" })
@@ -142,7 +149,7 @@ describe("DPoP nonce challenges on the wire (real IdP with nonces, recording ser
           (e: unknown) => e,
         );
       assert.ok(error instanceof ConnectError, String(error));
-      assert.equal(error.code, Code.Unauthenticated);
+      assert.equal(error.code, Code.Unauthenticated, error.message);
       assert.equal(server.seen.length, 1, "not re-sent");
       assert.match(error.message, /use_dpop_nonce/);
       assert.match(error.message, /DPoP-Nonce/);

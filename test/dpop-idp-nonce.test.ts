@@ -15,6 +15,7 @@ import { createTokenManager, loginWithDeviceCode, type TokenEndpointResponse, ty
 import { fileStore } from "../src/node.js";
 import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 describe("the IdP's DPoP nonce, from the login to the manager's first refresh (real IdP, nonces required)", () => {
   let idp: Idp;
@@ -27,9 +28,9 @@ describe("the IdP's DPoP nonce, from the login to the manager's first refresh (r
     dir = await mkdtemp(join(tmpdir(), "connect-oidc-dpop-nonce-"));
   });
   after(async () => {
-    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
     await idp.close();
     await rm(dir, { recursive: true, force: true });
+    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
   });
 
   const base = () => ({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, dpop: true as const });
@@ -59,7 +60,7 @@ describe("the IdP's DPoP nonce, from the login to the manager's first refresh (r
     return { tokenRequests: idp.stats.byGrantType.refresh_token, useDpopNonce: idp.stats.errors.use_dpop_nonce ?? 0 };
   };
 
-  it("memoryStore: the manager's first refresh carries the login's nonce (one token request, no use_dpop_nonce)", async () => {
+  it("memoryStore: the manager's first refresh carries the login's nonce (one token request, no use_dpop_nonce)", bounded, async () => {
     const login = await deviceLogin();
     const tokens = createTokenManager({ ...base(), onEvent: (e) => events.push(e) });
     await tokens.setTokens(login);
@@ -67,7 +68,7 @@ describe("the IdP's DPoP nonce, from the login to the manager's first refresh (r
     tokens.close();
   });
 
-  it("fileStore, a second manager of the same process reading the login: no use_dpop_nonce either", async () => {
+  it("fileStore, a second manager of the same process reading the login: no use_dpop_nonce either", bounded, async () => {
     const path = join(dir, `${randomUUID()}.json`);
     const login = await deviceLogin();
     const first = createTokenManager({ ...base(), store: fileStore(path), onEvent: (e) => events.push(e) });
