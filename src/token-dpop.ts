@@ -14,7 +14,8 @@ import {
   storedForm,
 } from "./dpop-key.js";
 import { createNonceCache, createProofSigner, type ProofSigner } from "./dpop-proof.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure } from "./errors.js";
+import { type BearerAnswer, createBearerAnswers } from "./dpop-bearer-answers.js";
+import { ConfigurationError, DPoPKeyError } from "./errors.js";
 import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "./types.js";
 
 export interface TokenDPoPDeps {
@@ -47,29 +48,12 @@ export interface TokenDPoP {
   /**
    * Why the identity provider's answer to a DPoP token request (its `token_type`) cannot be
    * used, or undefined for DPoP-bound tokens. Bearer tokens never are (no silent downgrade).
-   * See {@link BearerAnswer} for what each refusal means for the login.
+   * See `createBearerAnswers` for what each refusal means for the login.
    */
   bearerAnswer(tokenType: unknown, grant: "refresh_token" | "client_credentials"): BearerAnswer | undefined;
   /** The interceptor's proofs; only with DPoP on. */
   readonly prover: DPoPProver | undefined;
 }
-
-/**
- * A DPoP token request answered with bearer tokens. For a login (refresh), the first such
- * answer in a row is a failed refresh whose rotated refresh token is kept (`keepRotated`: the
- * old one is consumed) — a provider's passing fault; the second in a row ends the login with
- * `DPoPKeyError` "bearer-refresh" (nothing kept: refreshing on would rotate the refresh token
- * about once a minute for ever). For client credentials, a provider that has not bound one
- * token for this manager yet does not do DPoP for the client: a `ConfigurationError`, terminal;
- * one that has (and then answers bearer) is a failed grant, retried.
- */
-export interface BearerAnswer {
-  readonly error: Error;
-  readonly keepRotated: boolean;
-}
-
-/** Bearer answers in a row to a login's DPoP refreshes that end the login. */
-const BEARER_REFRESHES_ENDING_LOGIN = 2;
 
 /** Access tokens whose login is remembered: a token handed out just before a refresh still gets its own key. */
 const RECENT_LOGINS = 4;
@@ -135,30 +119,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
     );
   };
 
-  // Bearer answers in a row (a DPoP-bound answer or a new login starts again), and whether
-  // the provider has bound a token for this manager at all.
-  let bearerInARow = 0;
-  let boundSeen = false;
-  const bearerAnswer = (tokenType: unknown, grant: "refresh_token" | "client_credentials"): BearerAnswer | undefined => {
-    if (isDPoPTokenType(tokenType)) {
-      bearerInARow = 0;
-      boundSeen = true;
-      return undefined;
-    }
-    bearerInARow += 1;
-    const what = `the identity provider answered a DPoP token request of ${where} with bearer tokens (token_type is not DPoP)`;
-    if (grant === "client_credentials" && !boundSeen) {
-      const fix = "enable DPoP (RFC 9449) for this client at the provider, or create the token manager without `dpop`";
-      return { error: new ConfigurationError(`${upperFirst(what)}: it does not bind this client's tokens: ${fix}`), keepRotated: false };
-    }
-    if (grant === "refresh_token" && bearerInARow >= BEARER_REFRESHES_ENDING_LOGIN) {
-      const message = `${upperFirst(what)}, ${bearerInARow} times in a row: it no longer binds this login's tokens to its key, and bearer tokens are never used in their place. Check that DPoP is enabled for this client at the provider, then log in again`;
-      return { error: new DPoPKeyError("bearer-refresh", message), keepRotated: false };
-    }
-    const next = grant === "refresh_token" ? "; the login ends if the next refresh is answered so too" : "";
-    return { error: new ExchangeFailure(`${what}${next}`, {}), keepRotated: true };
-  };
-
+  const bearerAnswers = createBearerAnswers(where);
   const nonces = createNonceCache();
   const prover: DPoPProver = {
     async proof(request) {
@@ -180,7 +141,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
 
   return {
     keyOfResponse(response) {
-      bearerInARow = 0; // a new login
+      bearerAnswers.newLogin();
       const dpopBound = isDPoPTokenType(response.token_type);
       if (deps.algorithm === undefined) {
         if (dpopBound || response.dpopKey !== undefined) {
@@ -215,7 +176,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
     },
     problem,
     remember,
-    bearerAnswer,
+    bearerAnswer: bearerAnswers.check,
     prover: deps.algorithm === undefined ? undefined : prover,
   };
 }
@@ -227,5 +188,3 @@ async function assertPair(stored: StoredDPoPKey, keyPair: CryptoKeyPair): Promis
   const signature = await crypto.subtle.sign(params, keyPair.privateKey, data);
   if (!(await crypto.subtle.verify(params, keyPair.publicKey, signature, data))) throw new Error("the key pair does not match");
 }
-
-const upperFirst = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
