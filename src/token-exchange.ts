@@ -5,7 +5,7 @@
  * Holds no manager state: everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ConfigurationError, ExchangeFailure, ReauthRequiredError } from "./errors.js";
+import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
@@ -99,8 +99,11 @@ async function afterTerminal(
   // Tell the other processes: this refresh token is dead. They then stop without asking the
   // identity provider (which would count each of them as another invalid_grant). Only for a
   // dead grant: a refusal of this process's client settings (invalid_client, invalid_scope,
-  // a bare 401) says nothing of the login other processes share.
-  const deadGrant = failureFacts(terminal.error).error === "invalid_grant";
+  // a bare 401) says nothing of the login other processes share. A login ended by bearer
+  // answers is dead too: its stored refresh token was consumed by the answer refused.
+  const deadGrant =
+    failureFacts(terminal.error).error === "invalid_grant" ||
+    (terminal.error instanceof DPoPKeyError && terminal.error.reason === "bearer-refresh");
   if (deadGrant && used?.refreshToken !== undefined && again?.refreshToken === used.refreshToken) {
     const { refreshToken: _dead, ...withoutRefreshToken } = again;
     await deps.store.save(withoutRefreshToken).catch(() => {});

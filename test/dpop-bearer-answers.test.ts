@@ -14,6 +14,8 @@ import {
   ConfigurationError,
   createTokenManager,
   DPoPKeyError,
+  memoryStore,
+  ReauthRequiredError,
   TokenRefreshError,
   type TokenEvent,
   type TokenManager,
@@ -75,17 +77,18 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     return error;
   };
 
-  const loggedIn = async () => {
+  const loggedIn = async (store = memoryStore()) => {
     const { login, dpopKey } = await boundLogin(idp);
     leaks.remember(login.access_token, login.refresh_token, login.id_token);
-    tokens = createTokenManager({ ...base(), clientId: idp.clientId });
+    tokens = createTokenManager({ ...base(), clientId: idp.clientId, store });
     await tokens.setTokens({ ...login, dpopKey });
     idp.resetStats();
     return { tokens, held: login.access_token };
   };
 
   it("a login: the second bearer answer in a row ends it (DPoPKeyError bearer-refresh); then no more refreshes", bounded, async () => {
-    const { tokens, held } = await loggedIn();
+    const store = memoryStore();
+    const { tokens, held } = await loggedIn(store);
     idp.rewriteTokenResponse(asBearer);
     const first = await failure(tokens.getAccessToken({ rejected: held }));
     assert.ok(first instanceof TokenRefreshError, String(first));
@@ -106,6 +109,17 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
       assert.ok(again instanceof DPoPKeyError, `minute ${minute}: ${String(again)}`);
     }
     assert.equal(answered("refresh_token"), 2, "no refresh after the login ended");
+    // Another manager sharing the store (another process's view): the consumed refresh token
+    // is gone from it, so it needs a new login too, without presenting that token to the IdP.
+    const other = createTokenManager({ ...base(), clientId: idp.clientId, store });
+    try {
+      const otherError = await failure(other.getAccessToken({ rejected: held }));
+      assert.ok(otherError instanceof ReauthRequiredError, String(otherError));
+      assert.equal(idp.stats.invalidGrant, 0, "the consumed refresh token was never presented");
+      assert.equal(answered("refresh_token"), 2);
+    } finally {
+      other.close();
+    }
     const terminal = events.filter((e) => e.type === "refresh-failed" && e.terminal);
     assert.equal(terminal.length, 1);
     assert.ok(events.some((e) => e.type === "reauth-required" && e.error instanceof DPoPKeyError));
