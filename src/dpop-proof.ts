@@ -74,6 +74,19 @@ const MAX_NONCE_LENGTH = 1024;
 /** RFC 9449 §8.1: `nonce = 1*NQCHAR` (printable ASCII but `"` and `\`). */
 const NONCE = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
+/**
+ * What is wrong with a `DPoP-Nonce` header value (`Headers.get`: null when absent, several
+ * joined with ", "), or undefined for a nonce. Never quotes the value.
+ */
+export function nonceProblem(value: string | null | undefined): string | undefined {
+  if (value === null || value === undefined) return "no DPoP-Nonce header";
+  if (value === "") return "an empty DPoP-Nonce header";
+  if (value.length > MAX_NONCE_LENGTH) return `a DPoP-Nonce of ${value.length} characters (at most ${MAX_NONCE_LENGTH} are taken)`;
+  if (!NONCE.test(value))
+    return "a DPoP-Nonce that is not a nonce (RFC 9449 §8.1: printable ASCII, no space, quote or backslash; or several headers)";
+  return undefined;
+}
+
 /** Server nonces, one per origin (scheme, host, port), the latest a server sent. */
 export interface NonceCache {
   get(url: string): string | undefined;
@@ -97,7 +110,7 @@ export function createNonceCache(): NonceCache {
     },
     set(url, nonce) {
       const origin = originOf(url);
-      if (origin === undefined || typeof nonce !== "string" || nonce.length > MAX_NONCE_LENGTH || !NONCE.test(nonce)) return;
+      if (origin === undefined || typeof nonce !== "string" || nonceProblem(nonce) !== undefined) return;
       nonces.delete(origin);
       if (nonces.size >= MAX_ORIGINS) nonces.delete(nonces.keys().next().value as string);
       nonces.set(origin, nonce);

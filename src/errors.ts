@@ -280,6 +280,7 @@ export class ExchangeFailure extends Error {
  *   unusable: "the stored key cannot be used: log in again",
  *   "not-bound": "this login was made without dpop: log in again with dpop",
  *   unexpected: "this login is DPoP-bound: create the token manager with dpop",
+ *   "bearer-refresh": "the provider stopped binding tokens: check DPoP at the provider, log in again",
  * };
  * ```
  */
@@ -291,7 +292,9 @@ export type DPoPKeyErrorReason =
   /** The manager uses DPoP, but the login's tokens are bearer tokens. */
   | "not-bound"
   /** The login's tokens are DPoP-bound, but the manager was created without `dpop`. */
-  | "unexpected";
+  | "unexpected"
+  /** The identity provider answered the login's DPoP refreshes with bearer tokens, twice in a row. */
+  | "bearer-refresh";
 
 /**
  * A login that cannot be used as it is with DPoP (RFC 9449): its key is missing or

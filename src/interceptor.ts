@@ -6,8 +6,10 @@
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
 import { abortable } from "./abortable.js";
+import { nonceProblem } from "./dpop-proof.js";
 import { ConfigurationError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
+import { hasChallengeError } from "./www-authenticate.js";
 
 /**
  * Options of {@link createAuthInterceptor}.
@@ -207,6 +209,8 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       }
       // A nonce challenge: the nonce is noted and the next proof carries it; no new token for it.
       const nonceChallenge = dpop !== undefined && isNonceChallenge(error);
+      const unusable = nonceChallenge ? unusableNonceChallenge(req.url, error) : undefined;
+      if (unusable !== undefined) throw unusable;
       const fresh = nonceChallenge ? sent : await token(req.signal, sent);
       if (!nonceChallenge && fresh === sent) throw error;
       try {
@@ -272,14 +276,32 @@ function httpMethod(req: UnaryRequest | StreamRequest, useHttpGet: boolean): str
 }
 
 /**
- * A DPoP nonce challenge (RFC 9449 §9): `WWW-Authenticate: DPoP error="use_dpop_nonce"`
- * with a `DPoP-Nonce` to use.
+ * A DPoP nonce challenge (RFC 9449 §9): a `DPoP` challenge with `error="use_dpop_nonce"`
+ * among the `WWW-Authenticate` challenges (another scheme's `error` is not one), whether or
+ * not its `DPoP-Nonce` can be used.
  */
-function isNonceChallenge(error: unknown): boolean {
+function isNonceChallenge(error: unknown): error is ConnectError {
   if (!(error instanceof ConnectError) || error.code !== Code.Unauthenticated) return false;
-  const challenge = error.metadata.get("www-authenticate");
-  if (challenge === null || !error.metadata.has("dpop-nonce")) return false;
-  return /(^|,)\s*dpop(\s|,|$)/i.test(challenge) && /\berror\s*=\s*"?use_dpop_nonce"?/i.test(challenge);
+  return hasChallengeError(error.metadata.get("www-authenticate"), "DPoP", "use_dpop_nonce");
+}
+
+/**
+ * A nonce challenge whose `DPoP-Nonce` cannot be used: re-sending with the old nonce would
+ * only be refused again, so the call fails now, naming the server's broken answer.
+ */
+function unusableNonceChallenge(url: string, challenge: ConnectError): ConnectError | undefined {
+  const problem = nonceProblem(challenge.metadata.get("dpop-nonce"));
+  if (problem === undefined) return undefined;
+  const cause = new Error(`the server at ${new URL(url).origin} asked for a DPoP nonce (use_dpop_nonce) but sent ${problem}`, {
+    cause: challenge,
+  });
+  return new ConnectError(
+    `Not authenticated (${cause.message}): the call was not re-sent; the server must send a valid DPoP-Nonce with its challenge`,
+    Code.Unauthenticated,
+    challenge.metadata,
+    undefined,
+    cause,
+  );
 }
 
 /**

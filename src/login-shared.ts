@@ -4,6 +4,7 @@
  */
 import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
+import { idpDPoPHandle } from "./dpop-idp-nonce.js";
 import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTokenType } from "./dpop-key.js";
 import { ConfigurationError, LoginError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
@@ -70,7 +71,8 @@ export async function loginDPoP(name: string, options: LoginOptions, config: oid
   if (algorithm === undefined) return undefined;
   const key = await generateDPoPKey(algorithm, true);
   const lib = await loadOpenidClient();
-  return { key, handle: lib.getDPoPHandle(config, key.keyPair) };
+  // The provider's nonce this handle learns is kept for the token manager's first refresh.
+  return { key, handle: idpDPoPHandle(lib, config, key.keyPair) };
 }
 
 /**

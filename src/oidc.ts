@@ -16,6 +16,7 @@
 import type * as oidc from "openid-client";
 import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
 import { MAX_TIMER_MS } from "./clock.js";
+import { idpDPoPHandle } from "./dpop-idp-nonce.js";
 import { summarizeFailure } from "./failure.js";
 import { retryAfterMs } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
@@ -264,12 +265,13 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     return (await exchange(current, run)).result;
   };
 
-  // One DPoP handle per key pair and configuration: it keeps the identity provider's nonce.
+  // One DPoP handle per key pair and configuration: it keeps the identity provider's nonce,
+  // and starts with the one the login (or an earlier manager) of this process learned.
   let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
   const dpopOptions = (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
     if (keyPair === undefined) return undefined;
     if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
-      dpopHandle = { config, keyPair, options: { DPoP: lib.getDPoPHandle(config, keyPair) } };
+      dpopHandle = { config, keyPair, options: { DPoP: idpDPoPHandle(lib, config, keyPair) } };
     }
     return dpopHandle.options;
   };

@@ -14,6 +14,7 @@ import {
   storedForm,
 } from "./dpop-key.js";
 import { createNonceCache, createProofSigner, type ProofSigner } from "./dpop-proof.js";
+import { type BearerAnswer, createBearerAnswers } from "./dpop-bearer-answers.js";
 import { ConfigurationError, DPoPKeyError } from "./errors.js";
 import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "./types.js";
 
@@ -44,6 +45,12 @@ export interface TokenDPoP {
   problem(login: StoredTokens): DPoPKeyError | undefined;
   /** The manager holds `login` now: its access token's key is remembered for proofs. */
   remember(login: StoredTokens | undefined): void;
+  /**
+   * Why the identity provider's answer to a DPoP token request (its `token_type`) cannot be
+   * used, or undefined for DPoP-bound tokens. Bearer tokens never are (no silent downgrade).
+   * See `createBearerAnswers` for what each refusal means for the login.
+   */
+  bearerAnswer(tokenType: unknown, grant: "refresh_token" | "client_credentials"): BearerAnswer | undefined;
   /** The interceptor's proofs; only with DPoP on. */
   readonly prover: DPoPProver | undefined;
 }
@@ -91,24 +98,28 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
   };
 
   const problem = (login: StoredTokens): DPoPKeyError | undefined => {
-    const bound = login.tokenType === "DPoP" || login.dpopKey !== undefined;
+    // Only the token type says the tokens are bound: a key stored beside bearer tokens binds nothing.
+    const dpopBound = login.tokenType === "DPoP";
     if (deps.algorithm === undefined) {
-      return bound
+      return dpopBound || login.dpopKey !== undefined
         ? new DPoPKeyError(
             "unexpected",
             `The login of ${where} is DPoP-bound, but this token manager was created without \`dpop\`: pass \`dpop: true\` (its tokens are never sent as bearer tokens)`,
           )
         : undefined;
     }
-    if (login.dpopKey !== undefined) return undefined;
-    return bound
-      ? new DPoPKeyError("missing", `The login of ${where} is DPoP-bound, but its DPoP key is missing from the store: log in again`)
-      : new DPoPKeyError(
-          "not-bound",
-          `This token manager uses DPoP, but the login of ${where} holds bearer tokens: log in again with the same \`dpop\` option`,
-        );
+    if (dpopBound) {
+      return login.dpopKey !== undefined
+        ? undefined
+        : new DPoPKeyError("missing", `The login of ${where} is DPoP-bound, but its DPoP key is missing from the store: log in again`);
+    }
+    return new DPoPKeyError(
+      "not-bound",
+      `This token manager uses DPoP, but the login of ${where} holds bearer tokens${login.dpopKey !== undefined ? " (a DPoP key is stored with them, but they are not bound to it)" : ""}: log in again with the same \`dpop\` option`,
+    );
   };
 
+  const bearerAnswers = createBearerAnswers(where);
   const nonces = createNonceCache();
   const prover: DPoPProver = {
     async proof(request) {
@@ -130,6 +141,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
 
   return {
     keyOfResponse(response) {
+      bearerAnswers.newLogin();
       const dpopBound = isDPoPTokenType(response.token_type);
       if (deps.algorithm === undefined) {
         if (dpopBound || response.dpopKey !== undefined) {
@@ -164,6 +176,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
     },
     problem,
     remember,
+    bearerAnswer: bearerAnswers.check,
     prover: deps.algorithm === undefined ? undefined : prover,
   };
 }

@@ -5,7 +5,7 @@
  * Holds no manager state: everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
+import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
@@ -26,7 +26,7 @@ export interface ExchangeDeps {
    */
   readonly requestTokens: (refreshToken: string | undefined, dpop: CryptoKeyPair | undefined) => Promise<GrantResult>;
   /** DPoP on: the login's key (a new one for a grant without a login), its key pair, and what a login lacks. */
-  readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem">;
+  readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem" | "bearerAnswer">;
   readonly wallNow: () => number;
   /** The stored login if it belongs to this issuer and client; otherwise undefined. */
   readonly ours: (stored: StoredTokens | undefined) => StoredTokens | undefined;
@@ -99,8 +99,11 @@ async function afterTerminal(
   // Tell the other processes: this refresh token is dead. They then stop without asking the
   // identity provider (which would count each of them as another invalid_grant). Only for a
   // dead grant: a refusal of this process's client settings (invalid_client, invalid_scope,
-  // a bare 401) says nothing of the login other processes share.
-  const deadGrant = failureFacts(terminal.error).error === "invalid_grant";
+  // a bare 401) says nothing of the login other processes share. A login ended by bearer
+  // answers is dead too: its stored refresh token was consumed by the answer refused.
+  const deadGrant =
+    failureFacts(terminal.error).error === "invalid_grant" ||
+    (terminal.error instanceof DPoPKeyError && terminal.error.reason === "bearer-refresh");
   if (deadGrant && used?.refreshToken !== undefined && again?.refreshToken === used.refreshToken) {
     const { refreshToken: _dead, ...withoutRefreshToken } = again;
     await deps.store.save(withoutRefreshToken).catch(() => {});
@@ -136,7 +139,9 @@ async function grantAndSave(
   const result = unusableRefused(bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair)), refreshToken);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
-      const failed = failure(result.error, isTerminal(failureFacts(result.error)));
+      // Our own verdicts on an answer (bearer tokens for DPoP: bearerRefused) are final too.
+      const final = result.error instanceof ConfigurationError || result.error instanceof ReauthRequiredError;
+      const failed = failure(result.error, final || isTerminal(failureFacts(result.error)));
       return result.retryAfterMs === undefined ? failed : { ...failed, retryAfterMs: result.retryAfterMs };
     }
     // The answer was rejected, but the provider rotated the refresh token: the old one is
@@ -175,15 +180,18 @@ async function dpopKeyFor(
 
 /**
  * A DPoP request answered with bearer tokens (the provider does not bind them): not used,
- * never a silent downgrade. A new refresh token in it is kept like one of any rejected answer.
+ * never a silent downgrade. While the login goes on, a new refresh token in it is kept like
+ * one of any rejected answer; when the answer ends it (`TokenDPoP.bearerAnswer`), nothing is.
  */
 function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
-  if (!result.ok || deps.dpop === undefined || isDPoPTokenType(result.response.token_type)) return result;
+  if (!result.ok || deps.dpop === undefined) return result;
+  const refused = deps.dpop.bearerAnswer(result.response.token_type, deps.grant);
+  if (refused === undefined) return result;
   const rotated = result.response.refresh_token;
   return {
     ok: false,
-    error: new ExchangeFailure("the identity provider answered a DPoP token request with bearer tokens (token_type is not DPoP)", {}),
-    ...(isTokenString(rotated) ? { rotatedRefreshToken: rotated } : {}),
+    error: refused.error,
+    ...(refused.keepRotated && isTokenString(rotated) ? { rotatedRefreshToken: rotated } : {}),
   };
 }
 

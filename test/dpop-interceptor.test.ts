@@ -7,8 +7,6 @@
  * identity provider needed: no refresh happens here).
  */
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -20,66 +18,24 @@ import { createProofSigner } from "../src/dpop-proof.js";
 import { createAuthInterceptor, createTokenManager, type TokenManager } from "../src/index.js";
 import { createDpopVerifier } from "./support/dpop-verify.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { attemptBudget, bounded } from "./support/dpop-attempt-budget.js";
+import { type DpopRecorder, nonceChallenge, type RecordedCall, startDpopRecorder } from "./support/dpop-recorder.js";
 
-interface Seen {
-  readonly method: string;
-  readonly url: string;
-  readonly authorization: string | undefined;
-  readonly dpop: string | undefined;
-}
-
-/** A listener that records requests; answers 401 use_dpop_nonce when a challenge is set, else an empty Connect message. */
-async function recorder() {
-  const seen: Seen[] = [];
-  let challenge: string | undefined;
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      const origin = `http://${req.headers.host}`;
-      seen.push({
-        method: req.method ?? "",
-        url: new URL(req.url ?? "/", origin).href,
-        authorization: req.headers.authorization,
-        dpop: req.headers.dpop as string | undefined,
-      });
-      if (challenge !== undefined) {
-        const nonce = challenge;
-        challenge = undefined;
-        res.writeHead(401, {
-          "content-type": "application/json",
-          "www-authenticate": 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"',
-          "dpop-nonce": nonce,
-        });
-        res.end(JSON.stringify({ code: "unauthenticated", message: "use_dpop_nonce" }));
-        return;
-      }
-      // An empty SayResponse in the transport's default (binary) format.
-      res.writeHead(200, { "content-type": "application/proto" });
-      res.end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    challengeWith(nonce: string) {
-      challenge = nonce;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
+const CHALLENGE = 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"';
 
 describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
   const TOKEN = `at-${"x".repeat(40)}`;
-  let a: Awaited<ReturnType<typeof recorder>>;
-  let b: Awaited<ReturnType<typeof recorder>>;
+  let a: DpopRecorder;
+  let b: DpopRecorder;
+  // Every call: at most one retry, else it fails at once naming the bound (never a spin).
+  const budget = attemptBudget();
   let tokens: TokenManager;
   let thumbprint: string;
   const leaks = createLeakScanner();
 
   before(async () => {
-    a = await recorder();
-    b = await recorder();
+    a = await startDpopRecorder();
+    b = await startDpopRecorder();
     const dpopKey = await generateDPoPKey("ES256", true);
     thumbprint = (await createProofSigner("ES256", dpopKey.keyPair)).thumbprint;
     const privateJwk = await crypto.subtle.exportKey("jwk", dpopKey.keyPair.privateKey);
@@ -91,22 +47,23 @@ describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
     tokens.close();
     await a.close();
     await b.close();
+    assert.equal(budget.overruns, 0, "calls retried more than once");
   });
 
-  const verify = (seen: Seen) =>
+  const verify = (seen: RecordedCall) =>
     createDpopVerifier().verify({ proof: seen.dpop, accessToken: TOKEN, boundJkt: thumbprint, method: seen.method, url: seen.url });
 
   // Say, as a side-effect-free method: the Connect transport sends it as GET with `useHttpGet`.
   const sayAsGet = { ...EchoService.method.say, idempotency: MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS };
 
-  it("a Connect GET call: the proof says GET, for the URL without its query", async () => {
+  it("a Connect GET call: the proof says GET, for the URL without its query", bounded, async () => {
     for (const useHttpGet of [true, false]) {
-      a.seen.length = 0;
+      a.reset();
       const transport = createConnectTransport({
         baseUrl: a.baseUrl,
         httpVersion: "1.1",
         useHttpGet: true,
-        interceptors: [createAuthInterceptor(tokens, { useHttpGet })],
+        interceptors: [createAuthInterceptor(tokens, { useHttpGet }), budget.interceptor],
       });
       await transport.unary(sayAsGet, undefined, undefined, undefined, { text: "hello" }).catch((e: unknown) => {
         leaks.assertClean(e, "error");
@@ -126,17 +83,17 @@ describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
     }
   });
 
-  it("a nonce challenge: re-sent once with the nonce; the nonce stays with its origin; each proof is new", async () => {
-    a.seen.length = 0;
-    b.seen.length = 0;
-    const interceptors = [createAuthInterceptor(tokens)];
+  it("a nonce challenge: re-sent once with the nonce; the nonce stays with its origin; each proof is new", bounded, async () => {
+    a.reset();
+    b.reset();
+    const interceptors = [createAuthInterceptor(tokens), budget.interceptor];
     const toA = createClient(EchoService, createConnectTransport({ baseUrl: a.baseUrl, httpVersion: "1.1", interceptors }));
     const toB = createClient(EchoService, createConnectTransport({ baseUrl: b.baseUrl, httpVersion: "1.1", interceptors }));
-    a.challengeWith("nonce-of-a");
+    a.script(nonceChallenge(CHALLENGE, "nonce-of-a"));
     await toA.say({ text: "1" });
     await toB.say({ text: "2" });
     await toA.say({ text: "3" });
-    const claims = (seen: Seen) => decodeJwt(seen.dpop!);
+    const claims = (seen: RecordedCall) => decodeJwt(seen.dpop!);
     assert.deepEqual(
       a.seen.map((s) => claims(s).nonce),
       [undefined, "nonce-of-a", "nonce-of-a"],
@@ -151,8 +108,8 @@ describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
     for (const s of b.seen) assert.equal(claims(s).htu, `${b.baseUrl}/connectoidc.test.v1.EchoService/Say`);
   });
 
-  it("a second nonce challenge on the re-sent call is not retried again", async () => {
-    a.seen.length = 0;
+  it("a second nonce challenge on the re-sent call is not retried again", bounded, async () => {
+    a.reset();
     const client = createClient(
       EchoService,
       createConnectTransport({
@@ -160,9 +117,10 @@ describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
         httpVersion: "1.1",
         interceptors: [
           createAuthInterceptor(tokens),
+          budget.interceptor,
           // Inside the auth interceptor: every attempt meets a challenge.
           (next) => async (req) => {
-            a.challengeWith(`n-${a.seen.length}`);
+            a.script(nonceChallenge(CHALLENGE, `n-${a.seen.length}`));
             return next(req);
           },
         ],
@@ -173,18 +131,18 @@ describe("DPoP proofs on the wire (real transports, recorded requests)", () => {
       (e: unknown) => e,
     );
     assert.ok(error instanceof ConnectError, String(error));
-    assert.equal(error.code, Code.Unauthenticated);
+    assert.equal(error.code, Code.Unauthenticated, error.message);
     assert.equal(a.seen.length, 2, "one retry, never two");
     assert.equal(await tokens.getAccessToken(), TOKEN, "a nonce challenge is no refusal of the token");
     leaks.assertClean(error, "error");
   });
 
-  it("a bearer provider: authorization Bearer, no DPoP header", async () => {
-    a.seen.length = 0;
+  it("a bearer provider: authorization Bearer, no DPoP header", bounded, async () => {
+    a.reset();
     const bearer = { getAccessToken: async () => TOKEN };
     const client = createClient(
       EchoService,
-      createConnectTransport({ baseUrl: a.baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(bearer)] }),
+      createConnectTransport({ baseUrl: a.baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(bearer), budget.interceptor] }),
     );
     await client.say({ text: "x" });
     assert.equal(a.seen[0]?.authorization, `Bearer ${TOKEN}`);

@@ -19,6 +19,7 @@ import { keyringForTests } from "./support/keyring-for-tests.js";
 import type { PrivateKeyring } from "./support/keyring-session.js";
 import { killAll, refreshedCount, type SharedStore, startCallers, startWorker, type Target, totals } from "./support/process-fleet.js";
 import { startServer } from "./support/server.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 const TTL_S = 3;
 const PROCESSES = 4;
@@ -101,7 +102,7 @@ async function sharedDPoPLogin(t: TestContext, store: SharedStore): Promise<void
 }
 
 describe("processes sharing one DPoP login on a fileStore", () => {
-  test(`${PROCESSES} processes, one key, rotating server nonces: 0 invalid_grant, 0 failed calls`, async (t) => {
+  test(`${PROCESSES} processes, one key, rotating server nonces: 0 invalid_grant, 0 failed calls`, bounded, async (t) => {
     await sharedDPoPLogin(t, { kind: "file", path: join(folder, "dpop", "tokens.json") });
   });
 });
@@ -112,7 +113,7 @@ describe("processes sharing one DPoP login on a keyringStore (gnome-keyring, pri
   after(async () => {
     if (typeof keyring !== "string") await keyring.stop();
   });
-  test(`${PROCESSES} processes, one key, rotating server nonces: 0 invalid_grant, 0 failed calls`, async (t) => {
+  test(`${PROCESSES} processes, one key, rotating server nonces: 0 invalid_grant, 0 failed calls`, bounded, async (t) => {
     const session = keyring as PrivateKeyring;
     await sharedDPoPLogin(t, { kind: "keyring", service: `connect-oidc-dpop-${process.pid}`, account: "user", env: session.env });
   });

@@ -26,13 +26,14 @@ import { keyringValueLimit } from "../src/node/keyring-store.js";
 import { parseStoredTokens, serializeStoredTokens } from "../src/stored-tokens.js";
 import { accessTokenHash, createDpopVerifier } from "./support/dpop-verify.js";
 import { createDpopNonces } from "./support/dpop-nonces.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0LXVzZXIiLCJjbmYiOnt9fQ.c2lnbmF0dXJlLW9mLWEtdGVzdC10b2tlbg";
 const URL_ = "https://api.example.com:8443/connectoidc.test.v1.EchoService/Say?encoding=json&message=x#frag";
 
 describe("DPoP proofs", () => {
   for (const algorithm of DPOP_ALGORITHMS) {
-    it(`${algorithm}: a proof the resource server's verifier accepts, with every claim RFC 9449 asks for`, async () => {
+    it(`${algorithm}: a proof the resource server's verifier accepts, with every claim RFC 9449 asks for`, bounded, async () => {
       const key = await generateDPoPKey(algorithm, false);
       const signer = await createProofSigner(algorithm, key.keyPair);
       const now = Math.floor(Date.now() / 1000);
@@ -58,7 +59,7 @@ describe("DPoP proofs", () => {
     });
   }
 
-  it("every proof is new (jti), names its own request, and fails anywhere else", async () => {
+  it("every proof is new (jti), names its own request, and fails anywhere else", bounded, async () => {
     const key = await generateDPoPKey("ES256", false);
     const signer = await createProofSigner("ES256", key.keyPair);
     const now = Date.now() / 1000;
@@ -80,7 +81,7 @@ describe("DPoP proofs", () => {
     assert.equal(refused.ok ? "ok" : refused.reason, "jkt-mismatch");
   });
 
-  it("a proof without a server nonce is refused by a nonce server; with the current one it passes", async () => {
+  it("a proof without a server nonce is refused by a nonce server; with the current one it passes", bounded, async () => {
     const key = await generateDPoPKey("ES256", false);
     const signer = await createProofSigner("ES256", key.keyPair);
     const nonces = createDpopNonces();
@@ -106,12 +107,12 @@ describe("DPoP proofs", () => {
     assert.equal(withNonce.ok, true);
   });
 
-  it("htu is the URL without query and fragment", () => {
+  it("htu is the URL without query and fragment", bounded, () => {
     assert.equal(htuOf("http://127.0.0.1:8080/s.v1.S/M?connect=v1&message=e30#x"), "http://127.0.0.1:8080/s.v1.S/M");
     assert.equal(htuOf("https://API.example.com:443/p"), "https://api.example.com/p");
   });
 
-  it("the thumbprint is jose's (RFC 7638) for every algorithm", async () => {
+  it("the thumbprint is jose's (RFC 7638) for every algorithm", bounded, async () => {
     for (const algorithm of DPOP_ALGORITHMS) {
       const { keyPair } = await generateDPoPKey(algorithm, false);
       const jwk = await publicJwkOf(algorithm, keyPair.publicKey);
@@ -119,14 +120,14 @@ describe("DPoP proofs", () => {
     }
   });
 
-  it("base64url has no padding and the URL-safe alphabet", () => {
+  it("base64url has no padding and the URL-safe alphabet", bounded, () => {
     assert.equal(base64url(new Uint8Array([0xfb, 0xff])), "-_8");
     assert.equal(base64url(new Uint8Array(0)), "");
   });
 });
 
 describe("DPoP nonce cache", () => {
-  it("keeps the latest nonce per origin and ignores what is not a nonce", () => {
+  it("keeps the latest nonce per origin and ignores what is not a nonce", bounded, () => {
     const cache = createNonceCache();
     cache.set("http://127.0.0.1:1/a", "one");
     cache.set("http://127.0.0.1:2/a", "two");
@@ -142,7 +143,7 @@ describe("DPoP nonce cache", () => {
     assert.equal(cache.get("not a url"), undefined);
   });
 
-  it("forgets the least recently set origin beyond 100", () => {
+  it("forgets the least recently set origin beyond 100", bounded, () => {
     const cache = createNonceCache();
     for (let port = 1; port <= 101; port += 1) cache.set(`http://127.0.0.1:${port}/`, `n${port}`);
     assert.equal(cache.get("http://127.0.0.1:1/"), undefined);
@@ -152,7 +153,7 @@ describe("DPoP nonce cache", () => {
 });
 
 describe("DPoP keys as stores keep them", () => {
-  it("dpop option: true is ES256, an algorithm is taken, anything else is a ConfigurationError", () => {
+  it("dpop option: true is ES256, an algorithm is taken, anything else is a ConfigurationError", bounded, () => {
     assert.equal(dpopAlgorithm("x", undefined), undefined);
     assert.equal(dpopAlgorithm("x", true), "ES256");
     assert.equal(dpopAlgorithm("x", {}), "ES256");
@@ -162,7 +163,7 @@ describe("DPoP keys as stores keep them", () => {
     }
   });
 
-  it("a store that serializes gets JWKs (public without d); reading them back signs with a non-extractable key", async () => {
+  it("a store that serializes gets JWKs (public without d); reading them back signs with a non-extractable key", bounded, async () => {
     const login = await generateDPoPKey("ES256", true);
     const stored = await storedForm(login, false);
     assert.ok("privateJwk" in stored);
@@ -176,7 +177,7 @@ describe("DPoP keys as stores keep them", () => {
     assert.equal(signer.thumbprint, original.thumbprint, "the same key");
   });
 
-  it("a store that keeps objects gets a CryptoKeyPair whose private key cannot be exported", async () => {
+  it("a store that keeps objects gets a CryptoKeyPair whose private key cannot be exported", bounded, async () => {
     for (const extractable of [true, false]) {
       const stored = await storedForm(await generateDPoPKey("ES256", extractable), true);
       assert.ok("keyPair" in stored);
@@ -186,7 +187,7 @@ describe("DPoP keys as stores keep them", () => {
     }
   });
 
-  it("the stored login round-trips with its key and binding; a key held as CryptoKeys is never written", async () => {
+  it("the stored login round-trips with its key and binding; a key held as CryptoKeys is never written", bounded, async () => {
     const dpopKey = await storedForm(await generateDPoPKey("ES256", true), false);
     const login = {
       version: 1 as const,
@@ -203,7 +204,7 @@ describe("DPoP keys as stores keep them", () => {
     assert.throws(() => serializeStoredTokens({ ...login, dpopKey: inMemory }), ConfigurationError);
   });
 
-  it("a corrupt key or binding is TokenStoreError corrupt, never quoting the key", async () => {
+  it("a corrupt key or binding is TokenStoreError corrupt, never quoting the key", bounded, async () => {
     const dpopKey = await storedForm(await generateDPoPKey("ES256", true), false);
     assert.ok("privateJwk" in dpopKey);
     const secret = String(dpopKey.privateJwk.d);
@@ -237,7 +238,7 @@ describe("DPoP keys as stores keep them", () => {
     );
   });
 
-  it("a login with an ES256 key fits the Windows keyring limit; an RSA key fits once the access token goes", async () => {
+  it("a login with an ES256 key fits the Windows keyring limit; an RSA key fits once the access token goes", bounded, async () => {
     const accessToken = "a".repeat(1000);
     const base = {
       version: 1 as const,

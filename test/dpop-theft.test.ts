@@ -19,6 +19,7 @@ import { type Idp, startIdp, type TokenResponse } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { type RecordedRequest, startServer, type TestServer } from "./support/server.js";
 import { KINDS, type Kind, serverFor, transportFor } from "./support/transports.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 /** What one call sends: the authorization header and the proof for the request it is on. */
 type Credentials = (request: { readonly method: string; readonly url: string; readonly nonce: string | undefined }) => Promise<{
@@ -59,13 +60,14 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
     thief = await createProofSigner((await generateKeyPair("ES256")) as CryptoKeyPair);
   });
   after(async () => {
-    for (const value of seen) leaks.assertClean(value, "server record or error");
+    // Servers closed first: a failed check must not leave a listener keeping the run alive.
     await h1.close();
     await h2.close();
     await idp.close();
+    for (const value of seen) leaks.assertClean(value, "server record or error");
   });
 
-  it("the IdP bound the login to the owner's key", () => {
+  it("the IdP bound the login to the owner's key", bounded, () => {
     assert.equal(login.token_type.toLowerCase(), "dpop");
     const cnf = JSON.parse(Buffer.from(login.access_token.split(".")[1] ?? "", "base64url").toString()).cnf;
     assert.deepEqual(cnf, { jkt: ownerJkt });
@@ -131,7 +133,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
 
   for (const kind of KINDS) {
     describe(kind, () => {
-      it("the owner passes once it has the server's nonce; without it the answer is use_dpop_nonce with the nonce", async () => {
+      it("the owner passes once it has the server's nonce; without it the answer is use_dpop_nonce with the nonce", bounded, async () => {
         nonces.delete(serverFor(kind, h1, h2));
         const first = await call(kind, asOwner());
         assert.equal(first.result, "refused");
@@ -148,7 +150,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
         assert.equal(stream.result, "ok", "server-streaming too");
       });
 
-      it("the access token replayed as a bearer is refused, with or without the owner's proof", async () => {
+      it("the access token replayed as a bearer is refused, with or without the owner's proof", bounded, async () => {
         const bare = await call(kind, async () => ({ authorization: `Bearer ${login.access_token}` }));
         assert.deepEqual(
           [bare.result, bare.code, bare.challenge],
@@ -164,7 +166,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
         assert.equal((await call(kind, asOwner())).result, "ok", "the owner still passes");
       });
 
-      it("the access token with a proof from the thief's own key is refused", async () => {
+      it("the access token with a proof from the thief's own key is refused", bounded, async () => {
         const stolen = await call(kind, async ({ method, url, nonce }) => ({
           authorization: `${dpopToken}${login.access_token}`,
           dpop: await thief.sign({ htm: method, htu: url, accessToken: login.access_token, nonce }),
@@ -174,7 +176,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
         assert.notEqual(stolen.record.dpop?.jkt, ownerJkt);
       });
 
-      it("a proof seen on the wire, sent again, is refused (jti replay)", async () => {
+      it("a proof seen on the wire, sent again, is refused (jti replay)", bounded, async () => {
         let captured: string | undefined;
         const capture: Credentials = async (request) => {
           const sent = await asOwner()(request);
@@ -187,7 +189,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
         assert.equal(replayed.challenge, 'DPoP error="invalid_dpop_proof", error_description="jti-replayed"');
       });
 
-      it("a proof for another URL or another method is refused", async () => {
+      it("a proof for another URL or another method is refused", bounded, async () => {
         const otherPath = await call(kind, async (request) => asOwner({ htu: request.url.replace("/Say", "/Countdown") })(request));
         assert.equal(otherPath.challenge, 'DPoP error="invalid_dpop_proof", error_description="htu-mismatch"');
         const otherHost = await call(kind, async (request) => asOwner({ htu: request.url.replace("127.0.0.1", "localhost") })(request));
@@ -197,7 +199,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
         for (const refused of [otherPath, otherHost, otherMethod]) assert.equal(refused.code, Code.Unauthenticated);
       });
 
-      it("a proof made long ago (stale iat) is refused", async () => {
+      it("a proof made long ago (stale iat) is refused", bounded, async () => {
         const stale = await call(kind, asOwner({ iat: Math.floor(Date.now() / 1000) - 300 }));
         assert.equal(stale.challenge, 'DPoP error="invalid_dpop_proof", error_description="iat-outside-window"');
         const future = await call(kind, asOwner({ iat: Math.floor(Date.now() / 1000) + 300 }));
@@ -206,7 +208,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
     });
   }
 
-  it("server nonces rotate (rotateNonce, nonceRotateMs): the previous one still passes, answers carry the new one", async () => {
+  it("server nonces rotate (rotateNonce, nonceRotateMs): the previous one still passes, answers carry the new one", bounded, async () => {
     const server = h1;
     const old = server.dpop.currentNonce;
     assert.ok(old);
@@ -233,7 +235,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
     }
   });
 
-  it("openid-client's own proofs (fetchProtectedResource) pass, after a nonce challenge it reads and retries", async () => {
+  it("openid-client's own proofs (fetchProtectedResource) pass, after a nonce challenge it reads and retries", bounded, async () => {
     const config = await idp.cliConfig();
     const handle = oidc.getDPoPHandle(config, ownerKeys);
     const url = new URL(`${h1.baseUrl}/connectoidc.test.v1.EchoService/Say`);
@@ -258,7 +260,7 @@ describe("DPoP theft (real IdP, real DPoP servers, every transport)", () => {
     );
   });
 
-  it("the refresh token is bound too: without the key, or with the thief's, the IdP refuses it", async () => {
+  it("the refresh token is bound too: without the key, or with the thief's, the IdP refuses it", bounded, async () => {
     const config = await idp.cliConfig();
     const refreshToken = login.refresh_token as string;
     const attempts = [

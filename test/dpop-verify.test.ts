@@ -11,6 +11,7 @@ import { createDpopNonces } from "./support/dpop-nonces.js";
 import { createProofSigner, type ProofClaims, type ProofSigner } from "./support/dpop-proof.js";
 import { accessTokenHash, createDpopVerifier, type DpopProofInput, dpopTokenOf } from "./support/dpop-verify.js";
 import { createLeakScanner } from "./support/leaks.js";
+import { bounded } from "./support/dpop-attempt-budget.js";
 
 const URL_SAY = "http://127.0.0.1:4000/connectoidc.test.v1.EchoService/Say";
 const TOKEN = `eyJhbGciOiJSUzI1NiJ9.${"a".repeat(40)}.${"s".repeat(40)}`;
@@ -38,21 +39,21 @@ async function refusalOf(signer: ProofSigner, jkt: string, proofClaims: ProofCla
 }
 
 describe("dpop-verify: the proof check", () => {
-  it("accepts a correct proof and names its key's RFC 7638 thumbprint", async () => {
+  it("accepts a correct proof and names its key's RFC 7638 thumbprint", bounded, async () => {
     const { signer, jkt } = await setup();
     const verifier = createDpopVerifier({ nowSeconds: () => NOW });
     const result = await verifier.verify(input(await signer.sign(claims()), jkt));
     assert.deepEqual(result, { ok: true, jkt, nonce: undefined });
   });
 
-  it("accepts RSA (PS256) and Ed25519 keys too", async () => {
+  it("accepts RSA (PS256) and Ed25519 keys too", bounded, async () => {
     for (const alg of ["PS256", "Ed25519"]) {
       const { signer, jkt } = await setup(alg);
       assert.equal(await refusalOf(signer, jkt, claims()), "accepted", alg);
     }
   });
 
-  it("refuses a missing, repeated or malformed proof", async () => {
+  it("refuses a missing, repeated or malformed proof", bounded, async () => {
     const { signer, jkt } = await setup();
     const verifier = createDpopVerifier({ nowSeconds: () => NOW });
     const proof = await signer.sign(claims());
@@ -64,7 +65,7 @@ describe("dpop-verify: the proof check", () => {
     assert.deepEqual(reasons, ["missing-proof", "missing-proof", "multiple-proofs", "malformed-proof", "bad-signature"]);
   });
 
-  it("refuses a wrong typ, a symmetric alg, a signature by another key, a private key in the header", async () => {
+  it("refuses a wrong typ, a symmetric alg, a signature by another key, a private key in the header", bounded, async () => {
     const { keys, signer, jkt } = await setup();
     assert.equal(await refusalOf(signer, jkt, claims({ typ: "JWT" })), "wrong-typ");
 
@@ -93,7 +94,7 @@ describe("dpop-verify: the proof check", () => {
     assert.deepEqual(reasons, ["bad-alg", "bad-signature", "malformed-proof"]);
   });
 
-  it("refuses a proof for another method or URL; a query on either side is ignored", async () => {
+  it("refuses a proof for another method or URL; a query on either side is ignored", bounded, async () => {
     const { signer, jkt } = await setup();
     assert.equal(await refusalOf(signer, jkt, claims({ htm: "GET" })), "htm-mismatch");
     assert.equal(await refusalOf(signer, jkt, claims({ htu: URL_SAY.replace("/Say", "/Countdown") })), "htu-mismatch");
@@ -104,7 +105,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(await refusalOf(signer, jkt, claims({ htm: "GET" }), { method: "GET", url: `${URL_SAY}?message=abc` }), "accepted");
   });
 
-  it("refuses an iat more than the window away, either way (60 s by default)", async () => {
+  it("refuses an iat more than the window away, either way (60 s by default)", bounded, async () => {
     const { signer, jkt } = await setup();
     assert.equal(await refusalOf(signer, jkt, claims({ iat: NOW - 60 })), "accepted");
     assert.equal(await refusalOf(signer, jkt, claims({ iat: NOW + 60 })), "accepted");
@@ -115,7 +116,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(result.ok ? "accepted" : result.reason, "iat-outside-window");
   });
 
-  it("refuses a proof for another token (ath), a token bound to another key, an unbound token", async () => {
+  it("refuses a proof for another token (ath), a token bound to another key, an unbound token", bounded, async () => {
     const { signer, jkt } = await setup();
     assert.equal(await refusalOf(signer, jkt, claims({ accessToken: `${TOKEN}x` })), "ath-mismatch");
     assert.equal(await refusalOf(signer, jkt, claims({ accessToken: undefined })), "ath-mismatch");
@@ -126,7 +127,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(unbound.ok ? "accepted" : unbound.reason, "token-not-bound");
   });
 
-  it("refuses a replayed proof (same jti), and forgets a jti once its proof is too old to pass", async () => {
+  it("refuses a replayed proof (same jti), and forgets a jti once its proof is too old to pass", bounded, async () => {
     const { signer, jkt } = await setup();
     let now = NOW;
     const verifier = createDpopVerifier({ nowSeconds: () => now });
@@ -146,7 +147,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(verifier.replayCacheSize, 1, "expired jtis dropped");
   });
 
-  it("with nonces: a proof without one or with a stale one answers use_dpop_nonce; current and previous pass", async () => {
+  it("with nonces: a proof without one or with a stale one answers use_dpop_nonce; current and previous pass", bounded, async () => {
     const { signer, jkt } = await setup();
     let n = 0;
     const nonces = createDpopNonces({ newNonce: () => `nonce-${++n}` });
@@ -167,7 +168,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(await check("nonce-3"), "ok nonce-3");
   });
 
-  it("nonces rotate on their monotonic clock; after two idle periods the old one is stale too", () => {
+  it("nonces rotate on their monotonic clock; after two idle periods the old one is stale too", bounded, () => {
     let ms = 0;
     let n = 0;
     const nonces = createDpopNonces({ rotateMs: 1000, nowMs: () => ms, newNonce: () => `n${++n}` });
@@ -182,7 +183,7 @@ describe("dpop-verify: the proof check", () => {
     assert.equal(nonces.current(), "n3");
   });
 
-  it("reads the DPoP scheme only, and no result holds the proof or the token", async () => {
+  it("reads the DPoP scheme only, and no result holds the proof or the token", bounded, async () => {
     assert.equal(dpopTokenOf(`DPoP ${TOKEN}`), TOKEN);
     assert.equal(dpopTokenOf(`dpop  ${TOKEN} `), TOKEN);
     assert.equal(dpopTokenOf(`Bearer ${TOKEN}`), undefined);

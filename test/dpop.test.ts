@@ -36,6 +36,7 @@ import { type Idp, startIdp } from "./support/idp.js";
 import { createLeakScanner } from "./support/leaks.js";
 import { hashToken, type RecordedRequest, startServer, type TestServer } from "./support/server.js";
 import { hasBidi, KINDS, serverFor, transportFor, webOnly } from "./support/transports.js";
+import { attemptBudget, bounded } from "./support/dpop-attempt-budget.js";
 
 describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () => {
   let idp: Idp;
@@ -45,6 +46,8 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
   const leaks = createLeakScanner();
   const seen: unknown[] = [];
   const events: TokenEvent[] = [];
+  // Every call: at most one retry, else it fails at once naming the bound (never a spin).
+  const budget = attemptBudget();
 
   before(async () => {
     idp = await startIdp({ accessTokenTtl: 600, dpop: { requireNonce: true } });
@@ -53,13 +56,18 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
     dir = await mkdtemp(join(tmpdir(), "connect-oidc-dpop-"));
   });
   after(async () => {
-    assert.ok(leaks.count > 0);
-    for (const e of events) leaks.assertClean(e, `event ${e.type}`);
-    for (const value of seen) leaks.assertClean(value, "error or server record");
-    await h1.close();
-    await h2.close();
-    await idp.close();
-    await rm(dir, { recursive: true, force: true });
+    // Servers closed whatever the checks say: an open listener would keep the run from ending.
+    try {
+      assert.equal(budget.overruns, 0, "calls retried more than once");
+      assert.ok(leaks.count > 0);
+      for (const e of events) leaks.assertClean(e, `event ${e.type}`);
+      for (const value of seen) leaks.assertClean(value, "error or server record");
+    } finally {
+      await h1.close();
+      await h2.close();
+      await idp.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   const base = () => ({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
@@ -120,7 +128,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
   };
 
   describe("logins", () => {
-    it("loginWithBrowser binds the code (dpop_jkt) and the tokens to a new key", async () => {
+    it("loginWithBrowser binds the code (dpop_jkt) and the tokens to a new key", bounded, async () => {
       idp.resetStats();
       const { login, opened } = await browserLogin();
       const jkt = await thumbprintOf(login);
@@ -131,7 +139,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       assert.equal(idp.stats.errors.use_dpop_nonce, 1, "the IdP's nonce demand was answered once");
     });
 
-    it("loginWithDeviceCode binds the tokens to a new key (ES384 when asked)", async () => {
+    it("loginWithDeviceCode binds the tokens to a new key (ES384 when asked)", bounded, async () => {
       let approval: Promise<void> | undefined;
       const login = await loginWithDeviceCode({
         ...base(),
@@ -152,7 +160,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       tokens.close();
     });
 
-    it("a bad dpop option is a ConfigurationError at once", async () => {
+    it("a bad dpop option is a ConfigurationError at once", bounded, async () => {
       await assert.rejects(
         loginWithDeviceCode({ ...base(), dpop: { algorithm: "HS256" as never }, onUserCode: () => {} }),
         ConfigurationError,
@@ -176,7 +184,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         ({ login } = await browserLogin());
         jkt = await thumbprintOf(login);
         await tokens.setTokens(login);
-        client = createClient(EchoService, transportFor(kind, h1, h2, [createAuthInterceptor(tokens)]));
+        client = createClient(EchoService, transportFor(kind, h1, h2, [createAuthInterceptor(tokens), budget.interceptor]));
         // A nonce unknown to the client: its first call meets use_dpop_nonce.
         server.dpop.rotateNonce();
         server.dpop.rotateNonce();
@@ -191,7 +199,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         return all;
       };
 
-      it("unary: use_dpop_nonce, then the call re-sent once with the nonce; later calls carry it at once", async () => {
+      it("unary: use_dpop_nonce, then the call re-sent once with the nonce; later calls carry it at once", bounded, async () => {
         const res = await client.say({ text: randomUUID() });
         assert.equal(res.subject, idp.accountId);
         const first = await requests();
@@ -213,7 +221,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         assert.equal(idp.stats.byGrantType.refresh_token, 0, "no refresh for a nonce");
       });
 
-      it("server-streaming: use_dpop_nonce before the first message, re-sent once", async () => {
+      it("server-streaming: use_dpop_nonce before the first message, re-sent once", bounded, async () => {
         const got: number[] = [];
         for await (const m of client.countdown({ count: 3 })) got.push(m.count);
         assert.deepEqual(got, [3, 2, 1]);
@@ -237,7 +245,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         );
       };
 
-      it("a revoked token: one refresh (with a proof), the call re-sent once; unary and server-streaming", async () => {
+      it("a revoked token: one refresh (with a proof), the call re-sent once; unary and server-streaming", bounded, async () => {
         await client.say({ text: "learn the nonce" });
         server.revoke(login.access_token);
         server.resetStats();
@@ -262,7 +270,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         leaks.remember(await tokens.getAccessToken());
       });
 
-      it("a stale nonce and a revoked token in one call: one retry covers both (the refusal carries the nonce)", async () => {
+      it("a stale nonce and a revoked token in one call: one retry covers both (the refusal carries the nonce)", bounded, async () => {
         server.revoke(login.access_token);
         await revokedThenAccepted();
         leaks.remember(await tokens.getAccessToken());
@@ -275,7 +283,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         server.setRejectAll(true);
         try {
           const error = await fails(call());
-          assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
+          assert.equal(ConnectError.from(error).code, Code.Unauthenticated, String(error));
           assert.deepEqual(
             (await requests()).map((r) => r.reason),
             ["reject-all", "reject-all"],
@@ -286,14 +294,15 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         leaks.remember(await tokens.getAccessToken());
       };
 
-      it("never two retries (unary)", () => refusedTwice(() => client.say({ text: randomUUID() })));
+      it("never two retries (unary)", bounded, () => refusedTwice(() => client.say({ text: randomUUID() })));
 
-      it("never two retries (server-streaming)", () =>
+      it("never two retries (server-streaming)", bounded, () =>
         refusedTwice(async () => {
           for await (const _ of client.countdown({ count: 2 }));
-        }));
+        }),
+      );
 
-      it("nonces rotating mid-session: no call fails", async () => {
+      it("nonces rotating mid-session: no call fails", bounded, async () => {
         let failed = 0;
         for (let i = 0; i < 12; i += 1) {
           if (i % 3 === 0) server.dpop.rotateNonce();
@@ -313,7 +322,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       });
 
       if (!webOnly(kind)) {
-        it("client-streaming (and bidi): never re-sent; the nonce learned from the refusal serves the next call", async () => {
+        it("client-streaming (and bidi): never re-sent; the nonce learned from the refusal serves the next call", bounded, async () => {
           const first = await fails(
             client.collect(
               (async function* () {
@@ -346,7 +355,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
   }
 
   describe("the key with the login, and never a bearer fallback", () => {
-    it("memoryStore keeps a CryptoKeyPair whose private key cannot be exported", async () => {
+    it("memoryStore keeps a CryptoKeyPair whose private key cannot be exported", bounded, async () => {
       const store = memoryStore();
       const tokens = manager({ store });
       const { login } = await browserLogin();
@@ -358,7 +367,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       tokens.close();
     });
 
-    it("fileStore keeps the key as JWKs: a second manager (another process's view) signs with the same key", async () => {
+    it("fileStore keeps the key as JWKs: a second manager (another process's view) signs with the same key", bounded, async () => {
       const path = join(dir, `${randomUUID()}.json`);
       const a = manager({ store: fileStore(path) });
       const { login } = await browserLogin();
@@ -370,7 +379,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       a.close();
       const b = manager({ store: fileStore(path) });
       h1.resetStats();
-      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b)]));
+      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b), budget.interceptor]));
       await client.say({ text: "from b" });
       const last = h1.stats.requests.at(-1);
       assert.equal(last?.auth, "accepted");
@@ -378,7 +387,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       b.close();
     });
 
-    it("a stored DPoP login whose key is gone: DPoPKeyError missing, no request sent", async () => {
+    it("a stored DPoP login whose key is gone: DPoPKeyError missing, no request sent", bounded, async () => {
       const { path } = await loginInFile();
       const { dpopKey: _gone, ...withoutKey } = JSON.parse(await readFile(path, "utf8")) as StoredTokens;
       await writeFile(path, JSON.stringify(withoutKey));
@@ -387,7 +396,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       assert.ok(error instanceof DPoPKeyError);
       assert.equal(error.reason, "missing");
       h1.resetStats();
-      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b)]));
+      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b), budget.interceptor]));
       const callError = await fails(client.say({ text: "x" }));
       assert.equal(ConnectError.from(callError).code, Code.Unauthenticated);
       assert.ok(ConnectError.from(callError).cause instanceof DPoPKeyError);
@@ -401,7 +410,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       plain.close();
     });
 
-    it("a corrupt stored key: TokenStoreError corrupt, never quoting it", async () => {
+    it("a corrupt stored key: TokenStoreError corrupt, never quoting it", bounded, async () => {
       const { path } = await loginInFile();
       const stored = JSON.parse(await readFile(path, "utf8")) as { dpopKey: { privateJwk: { d: string } } };
       const d = stored.dpopKey.privateJwk.d;
@@ -413,7 +422,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       assert.equal(error.reason, "corrupt");
     });
 
-    it("a key that does not match its public part: DPoPKeyError unusable", async () => {
+    it("a key that does not match its public part: DPoPKeyError unusable", bounded, async () => {
       const { path } = await loginInFile();
       const other = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"])) as CryptoKeyPair;
       const otherD = (await crypto.subtle.exportKey("jwk", other.privateKey)).d!;
@@ -423,7 +432,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       await writeFile(path, JSON.stringify(stored));
       const bEvents: TokenEvent[] = [];
       const b = manager({ store: fileStore(path), onEvent: (e) => bEvents.push(e) });
-      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b)]));
+      const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(b), budget.interceptor]));
       h1.resetStats();
       const refreshes = idp.stats.byGrantType.refresh_token;
       const error = await fails(client.say({ text: "x" }));
@@ -436,7 +445,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       b.close();
     });
 
-    it("a dpop manager given a bearer login, or a plain manager given a DPoP login: ConfigurationError", async () => {
+    it("a dpop manager given a bearer login, or a plain manager given a DPoP login: ConfigurationError", bounded, async () => {
       const bearer = await idp.login({ scope: "openid offline_access api" });
       leaks.remember(bearer.access_token, bearer.refresh_token);
       await assert.rejects(manager().setTokens(bearer), ConfigurationError);
@@ -445,7 +454,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       await assert.rejects(manager().setTokens({ ...login, dpopKey: undefined }), ConfigurationError);
     });
 
-    it("a dpop manager over a store holding a bearer login: DPoPKeyError not-bound", async () => {
+    it("a dpop manager over a store holding a bearer login: DPoPKeyError not-bound", bounded, async () => {
       const path = join(dir, `${randomUUID()}.json`);
       const plain = createTokenManager({ ...base(), store: fileStore(path) });
       const bearer = await idp.login({ scope: "openid offline_access api" });
@@ -457,7 +466,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       assert.equal(error.reason, "not-bound");
     });
 
-    it("bearer tokens for a DPoP request: the login is a LoginError, a refresh fails and keeps the old token", async () => {
+    it("bearer tokens for a DPoP request: the login is a LoginError, a refresh fails and keeps the old token", bounded, async () => {
       idp.rewriteTokenResponse((body) => ({ ...body, token_type: "Bearer" }));
       try {
         const error = await fails(browserLogin());
@@ -483,7 +492,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
       watched.close();
     });
 
-    it("client credentials with dpop: the manager makes the key; calls pass", async () => {
+    it("client credentials with dpop: the manager makes the key; calls pass", bounded, async () => {
       const tokens = createTokenManager({
         ...base(),
         clientId: idp.serviceClient.clientId,
@@ -493,7 +502,7 @@ describe("DPoP with connect-oidc (real IdP with nonces, real DPoP servers)", () 
         dpop: true,
         onEvent: (e) => events.push(e),
       });
-      const client = createClient(EchoService, transportFor("connect-h2", h1, h2, [createAuthInterceptor(tokens)]));
+      const client = createClient(EchoService, transportFor("connect-h2", h1, h2, [createAuthInterceptor(tokens), budget.interceptor]));
       const res = await client.say({ text: "service" });
       assert.ok(res);
       const token = await tokens.getAccessToken();
