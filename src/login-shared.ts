@@ -5,7 +5,7 @@
 import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
 import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTokenType } from "./dpop-key.js";
-import { ConfigurationError, LoginError } from "./errors.js";
+import { ConfigurationError, LoginError, ProviderConfigurationError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
 import { discover, loadOpenidClient } from "./oidc.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
@@ -91,7 +91,10 @@ export function loginResult(name: string, response: oidc.TokenEndpointResponse, 
   return { ...plain, dpopKey: dpop.key };
 }
 
-/** @internal Discovery for a login: abortable, failures as `LoginError`. */
+/**
+ * @internal Discovery for a login: abortable; a wrong issuer as `ProviderConfigurationError`
+ * (fix the options, not the login), other failures as `LoginError`.
+ */
 export function discoverForLogin(name: string, options: LoginOptions): Promise<oidc.Configuration> {
   return step(
     discover({
@@ -100,7 +103,10 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
       ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
     }),
     options.signal,
-    (error) => loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
+    (error) =>
+      error instanceof ProviderConfigurationError
+        ? new ProviderConfigurationError(error.reason, `${name}: ${error.message}`, { cause: error.cause })
+        : loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
   );
 }
 

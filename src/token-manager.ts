@@ -197,6 +197,14 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
     locked,
     random: options.random ?? Math.random,
     backoff: options.backoff,
+    request: {
+      issuer: settings.issuer,
+      clientId: settings.clientId,
+      grant: settings.grant,
+      credentials: credentialsOf(options),
+      ...(options.scope !== undefined ? { scope: options.scope } : {}),
+      ...(options.resource !== undefined ? { resource: options.resource } : {}),
+    },
     exchange: {
       store,
       grant: settings.grant,
@@ -329,6 +337,13 @@ async function getAccessToken(
     }
     await abortable(wait, signal);
   }
+}
+
+/** How the client proves itself, as a refusal of its credentials names it. */
+function credentialsOf(options: TokenManagerOptions): "secret" | "private-key" | "none" {
+  if (options.clientAuthentication === "none") return "none";
+  if (options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined) return "private-key";
+  return options.clientSecret !== undefined ? "secret" : "none";
 }
 
 /** Every option checked at the door; the settings the rules need. */
