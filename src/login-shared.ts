@@ -7,6 +7,7 @@ import { abortable } from "./abortable.js";
 import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTokenType } from "./dpop-key.js";
 import { ConfigurationError, LoginError, ProviderConfigurationError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
+import { tokenRequestMisconfiguration } from "./misconfiguration.js";
 import { discover, loadOpenidClient } from "./oidc.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
 import { checkIssuer, checkString } from "./options.js";
@@ -108,6 +109,30 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
         ? new ProviderConfigurationError(error.reason, `${name}: ${error.message}`, { cause: error.cause })
         : loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
   );
+}
+
+/**
+ * @internal A failed request of a login: a `ProviderConfigurationError` when the identity
+ * provider refuses the client's settings (unknown client, a scope or grant it may not have:
+ * logging in again cannot help), else a `LoginError` with `message`.
+ */
+export function loginRequestFailure(
+  name: string,
+  grant: "authorization_code" | "device_code",
+  options: LoginOptions,
+  message: string,
+  error: unknown,
+): Error {
+  const misconfiguration = tokenRequestMisconfiguration(summarizeFailure(error), {
+    issuer: new URL(options.issuer).href.replace(/\/$/, ""),
+    clientId: options.clientId,
+    grant,
+    credentials: "none",
+    scope: options.scope ?? DEFAULT_LOGIN_SCOPE,
+    ...(options.resource !== undefined ? { resource: options.resource } : {}),
+  });
+  if (misconfiguration === undefined) return loginFailure(message, error);
+  return new ProviderConfigurationError(misconfiguration.reason, `${name}: ${misconfiguration.message}`, { cause: misconfiguration.cause });
 }
 
 /**

@@ -5,13 +5,13 @@
  */
 import { ExchangeFailure, ProviderConfigurationError } from "./errors.js";
 import { describeFailure, failureFacts, libraryCode } from "./failure.js";
-import { type FailureFacts, failureKind } from "./policy.js";
+import { type FailureFacts, failureKind, type GrantType } from "./policy.js";
 
 /** The settings a token-endpoint refusal is explained with. */
 export interface RequestSettings {
   readonly issuer: string;
   readonly clientId: string;
-  readonly grant: "refresh_token" | "client_credentials";
+  readonly grant: GrantType;
   /** How the client proves itself: a secret, a private key, or nothing (a public client). */
   readonly credentials: "secret" | "private-key" | "none";
   readonly scope?: string;
@@ -97,7 +97,7 @@ export function tokenRequestMisconfiguration(error: Error, settings: RequestSett
 
 function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfigurationError["reason"], string] {
   const answered = facts.error ?? `HTTP ${facts.status ?? "error"}`;
-  const grant = settings.grant === "client_credentials" ? "client credentials" : "refresh token";
+  const grant = settings.grant.replace("_", " ");
   switch (facts.error) {
     case "invalid_scope":
       return ["scope", `the identity provider refused the scope ${JSON.stringify(settings.scope ?? "")} (invalid_scope): check \`scope\``];

@@ -134,7 +134,7 @@ export interface FailureFacts {
  *   the provider refuses the grant and says nothing a retry could change; for client
  *   credentials configuration.
  */
-export function failureKind(facts: FailureFacts, grant: "refresh_token" | "client_credentials" = "refresh_token"): FailureKind {
+export function failureKind(facts: FailureFacts, grant: GrantType = "refresh_token"): FailureKind {
   const { status, error } = facts;
   if (status !== undefined && (status >= 500 || status === 408 || status === 429 || status < 400)) return "transient";
   const noLogin = grant === "client_credentials";
@@ -147,6 +147,9 @@ export function failureKind(facts: FailureFacts, grant: "refresh_token" | "clien
 }
 
 export type FailureKind = "transient" | "reauth" | "configuration";
+
+/** The grants whose refusals `failureKind` reads: only client credentials have no login behind them. */
+export type GrantType = "refresh_token" | "client_credentials" | "authorization_code" | "device_code";
 
 /** Retrying the same grant can never succeed: a dead login, or settings the provider refuses. */
 export function isTerminal(facts: FailureFacts): boolean {

@@ -18,6 +18,7 @@ import {
   type LoginOptions,
   loginDPoP,
   loginFailure,
+  loginRequestFailure,
   loginResult,
   step,
 } from "../login-shared.js";
@@ -231,13 +232,15 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
               return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
             }
             if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
-            return loginFailure(`The identity provider refused the browser login (${code})`, error);
+            return loginRequestFailure(name, "authorization_code", options, `The identity provider refused the browser login (${code})`, {
+              error: code,
+            });
           }
           const nonceFailure = nonceFailureCode(error);
           if (nonceFailure !== undefined) {
             return loginFailure(`The browser login failed: the ID token does not carry this login's nonce (${nonceFailure})`, error);
           }
-          return loginFailure(`The browser login failed: ${describeFailure(error)}`, error);
+          return loginRequestFailure(name, "authorization_code", options, `The browser login failed: ${describeFailure(error)}`, error);
         },
       ),
       interrupted,
