@@ -8,9 +8,12 @@
  * answer after the configuration has worked is retried with backoff.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import {
   ConfigurationError,
@@ -22,8 +25,9 @@ import {
   type TokenManagerOptions,
   TokenRefreshError,
   TokenStoreError,
+  type TokenStoreErrorReason,
 } from "../src/index.js";
-import { fileStore, keyringStore } from "../src/node.js";
+import { keyringStore } from "../src/node.js";
 import { redisStore } from "../src/redis.js";
 import { boundLogin } from "./support/dpop-bound-login.js";
 import { type Idp, startIdp } from "./support/idp.js";
@@ -296,23 +300,14 @@ describe("failure kinds: every failure says whether to log in again, fix the con
       fix: /\/proc\/connect-oidc-failure-kinds/,
       todo: "fileStore under /proc hangs on this branch; helper trust-files makes it fail fast (src/node/file-store.ts): enable after merging",
       run: async () => {
-        const seen: TokenEvent[] = [];
-        const m = manager({ store: fileStore("/proc/connect-oidc-failure-kinds/tokens.json") }, seen, createManualClock());
-        const tokens = await idp.login({ scope: LOGIN_SCOPE });
-        leaks.remember(tokens.access_token, tokens.refresh_token);
-        const attempted = m.setTokens(tokens).then(
-          () => assert.fail("a login saved under /proc"),
-          (error: unknown): Attempt => ({ error, seen }),
-        );
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const bound = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Error("fileStore under /proc did not fail within 10 s")), 10 * SECOND);
-        });
-        try {
-          return await Promise.race([attempted, bound]);
-        } finally {
-          clearTimeout(timer);
-        }
+        // In a child process: a save that never ends (Node's recursive mkdir under /proc)
+        // would keep this one alive; the child is killed at the bound.
+        leaks.remember("worker-access-token-0123456789abcdef", "worker-refresh-token-0123456789abcdef");
+        const outcome = await saveInChild("/proc/connect-oidc-failure-kinds/tokens.json", 10 * SECOND);
+        assert.ok(outcome.error !== undefined, "the save under /proc succeeded");
+        assert.equal(outcome.error.name, "TokenStoreError", outcome.error.message);
+        // The child's error, rebuilt with its class, reason and message for the row's checks.
+        return { error: new TokenStoreError(outcome.error.reason as TokenStoreErrorReason, outcome.error.message), seen: [] };
       },
     },
   ];
@@ -410,6 +405,28 @@ describe("failure kinds: every failure says whether to log in again, fix the con
     }
   });
 });
+
+/** Save a login to fileStore(path) in a child process, killed (and failed) after `boundMs`. */
+async function saveInChild(
+  path: string,
+  boundMs: number,
+): Promise<{ ok?: true; error?: { name: string; code: string; reason: string; message: string } }> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", fileURLToPath(new URL("./support/store-save-worker.ts", import.meta.url)), path],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  const timer = setTimeout(() => child.kill("SIGKILL"), boundMs);
+  const [code, signal] = (await once(child, "exit")) as [number | null, string | null];
+  clearTimeout(timer);
+  if (signal === "SIGKILL") assert.fail(`fileStore(${path}).save() did not end within ${boundMs} ms`);
+  assert.equal(code, 0, `the worker exited with ${code}`);
+  return JSON.parse(output.trim());
+}
 
 /** A loopback port nothing listens on: bound, then closed. */
 async function aClosedPort(): Promise<number> {
