@@ -96,7 +96,14 @@ export function tokenRequestMisconfiguration(error: Error, settings: RequestSett
 }
 
 function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfigurationError["reason"], string] {
-  const answered = facts.error ?? `HTTP ${facts.status ?? "error"}`;
+  // The OAuth code alone where it says it all; with the status where it does not (a 401 challenge's `invalid_token`).
+  const status = `HTTP ${facts.status ?? "error"}`;
+  const answered =
+    facts.error === undefined
+      ? status
+      : facts.status === 401 && facts.error !== "invalid_client"
+        ? `${status} ${facts.error}`
+        : facts.error;
   const grant = settings.grant.replace("_", " ");
   switch (facts.error) {
     case "invalid_scope":
