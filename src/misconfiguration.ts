@@ -141,8 +141,11 @@ function clientRefused(answered: string, settings: RequestSettings): string {
       return `the identity provider refused this client's credentials (${answered}): check \`clientId\`, \`clientSecret\` and \`clientAuthentication\``;
     case "private-key":
       return `the identity provider refused this client's credentials (${answered}): check \`clientId\`, \`clientPrivateKey\` (and its \`kid\`) and \`clientAuthentication\``;
-    case "none":
-      return `the identity provider refused client "${settings.clientId}" (${answered}): check \`clientId\` (a public client registered at ${settings.issuer}), or give the client's \`clientSecret\` if it has one`;
+    case "none": {
+      // The token manager takes a secret; the logins are for public clients only.
+      const secret = settings.grant === "refresh_token" || settings.grant === "client_credentials";
+      return `the identity provider refused client "${settings.clientId}" (${answered}): check \`clientId\` (a public client registered at ${settings.issuer})${secret ? ", or give the client's `clientSecret` if it has one" : ""}`;
+    }
   }
 }
 

@@ -18,6 +18,7 @@ import { Redis } from "ioredis";
 import {
   ConfigurationError,
   createTokenManager,
+  loginWithDeviceCode,
   ProviderConfigurationError,
   ReauthRequiredError,
   type TokenEvent,
@@ -27,7 +28,7 @@ import {
   TokenStoreError,
   type TokenStoreErrorReason,
 } from "../src/index.js";
-import { keyringStore } from "../src/node.js";
+import { keyringStore, loginWithBrowser } from "../src/node.js";
 import { redisStore } from "../src/redis.js";
 import { boundLogin } from "./support/dpop-bound-login.js";
 import { type Idp, startIdp } from "./support/idp.js";
@@ -115,6 +116,20 @@ describe("failure kinds: every failure says whether to log in again, fix the con
     );
     return { error, manager: m, clock, seen };
   };
+
+  const deviceLogin = () => ({
+    issuer: proxy.origin,
+    clientId: idp.clientId,
+    allowInsecureRequests: true as const,
+    onUserCode: () => assert.fail("no user code for a refused configuration"),
+  });
+  const loginFails = async (login: () => Promise<unknown>): Promise<Attempt> => ({
+    error: await login().then(
+      () => assert.fail("the login succeeded"),
+      (e: unknown) => e,
+    ),
+    seen: [],
+  });
 
   const service = (extra: Partial<TokenManagerOptions> = {}): Partial<TokenManagerOptions> => ({
     clientId: idp.serviceClient.clientId,
@@ -204,6 +219,41 @@ describe("failure kinds: every failure says whether to log in again, fix the con
       reason: "grant",
       fix: /refused the refresh token grant of client "test-service" \(invalid_request\): check `grant` and `clientId`/,
       run: () => attempt({ clientId: idp.serviceClient.clientId, clientSecret: idp.serviceClient.clientSecret }, true),
+    },
+    {
+      name: "loginWithDeviceCode at a wrong issuer path (discovery answers 404)",
+      kind: "configuration",
+      errorClass: ProviderConfigurationError,
+      code: "ERR_PROVIDER_CONFIGURATION",
+      reason: "issuer",
+      fix: /^loginWithDeviceCode: the discovery document at http:\/\/127\.0\.0\.1:\d+\/wrong\/\.well-known\/openid-configuration answered 404: check `issuer`$/,
+      run: () => loginFails(() => loginWithDeviceCode({ ...deviceLogin(), issuer: `${proxy.origin}/wrong` })),
+    },
+    {
+      name: "loginWithBrowser at an issuer alias",
+      kind: "configuration",
+      errorClass: ProviderConfigurationError,
+      code: "ERR_PROVIDER_CONFIGURATION",
+      reason: "issuer-mismatch",
+      fix: /^loginWithBrowser: the provider calls itself http:\/\/127\.0\.0\.1:\d+, not http:\/\/localhost:\d+ .*: use that as `issuer`$/,
+      run: () =>
+        loginFails(() =>
+          loginWithBrowser({
+            issuer: `http://localhost:${proxy.port}`,
+            clientId: idp.clientId,
+            allowInsecureRequests: true,
+            openBrowser: () => assert.fail("no browser for a wrong issuer"),
+          }),
+        ),
+    },
+    {
+      name: "loginWithDeviceCode with an unknown client id (oidc-provider: invalid_client)",
+      kind: "configuration",
+      errorClass: ProviderConfigurationError,
+      code: "ERR_PROVIDER_CONFIGURATION",
+      reason: "client",
+      fix: /^loginWithDeviceCode: the identity provider refused client "no-such-cli" \(invalid_client\): check `clientId` \(a public client registered at http:\/\/127\.0\.0\.1:\d+\)$/,
+      run: () => loginFails(() => loginWithDeviceCode({ ...deviceLogin(), clientId: "no-such-cli" })),
     },
     {
       name: "an http:// issuer without allowInsecureRequests (thrown by the factory)",
@@ -328,9 +378,8 @@ describe("failure kinds: every failure says whether to log in again, fix the con
         assert.ok(error instanceof ConfigurationError || error instanceof TokenStoreError, "a configuration failure");
         assert.doesNotMatch(e.message, /log in/i, "a configuration failure never says to log in");
       }
-      if (error instanceof ProviderConfigurationError) {
+      if (error instanceof ProviderConfigurationError && m !== undefined && clock !== undefined) {
         // Raised once, then failed fast: no further request reaches the identity provider.
-        assert.ok(m !== undefined && clock !== undefined);
         const requests = proxy.requests;
         assert.ok(requests > before, "the proxy saw the failing request");
         for (let i = 0; i < 3; i += 1) {

@@ -187,7 +187,13 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     const interrupted = new Promise<never>((_resolve, reject) => {
       // Clamped: a timeout over about 24.8 days would overflow setTimeout and fire at once.
       timer = setTimeout(
-        () => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)),
+        () =>
+          reject(
+            new LoginError(
+              // The provider shows a wrong client id or redirect URI in the browser, never to this listener.
+              `The browser login timed out after ${formatDuration(timeoutMs)}: if the browser showed an error from the identity provider, check \`clientId\` and the redirect URI registered for it (\`redirectPort\`, \`redirectPath\`)`,
+            ),
+          ),
         clampDelay(timeoutMs),
       );
       if (signal !== undefined) {
