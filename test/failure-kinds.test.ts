@@ -288,8 +288,8 @@ describe("failure kinds: every failure says whether to log in again, fix the con
         const seen: TokenEvent[] = [];
         const clock = createManualClock();
         const m = manager({ issuer: idp.issuer }, seen, clock);
-        const { login, dpopKey } = await boundLogin(idp);
-        leaks.remember(login.access_token, login.refresh_token);
+        const { login, dpopKey, dpopJwk } = await boundLogin(idp);
+        leaks.remember(login.access_token, login.refresh_token, dpopJwk.privateJwk.d);
         const error = await m.setTokens({ ...login, dpopKey }).then(
           () => assert.fail("a DPoP-bound login was taken by a bearer manager"),
           (e: unknown) => e,
