@@ -136,7 +136,9 @@ const MAX_ROUNDS = 4;
  * before it expires (when min(refreshWindowMs, 25 % of its lifetime) remains), shares one
  * refresh among concurrent callers and — through the store's lock — among processes,
  * backs off when the identity provider is down, and stops asking it once the refresh token
- * is dead (`reauth-required`, then `ReauthRequiredError` until `setTokens`).
+ * is dead (`reauth-required`, then `ReauthRequiredError` until `setTokens`) or once it has
+ * refused options that never worked in this process (`misconfigured`, then
+ * `ProviderConfigurationError`: fix the issuer, client id, secret, scope, ...).
  *
  * @example
  * ```ts
