@@ -18,7 +18,9 @@ import { Redis } from "ioredis";
 import {
   ConfigurationError,
   createTokenManager,
+  DPoPKeyError,
   loginWithDeviceCode,
+  memoryStore,
   ProviderConfigurationError,
   ReauthRequiredError,
   type TokenEvent,
@@ -292,6 +294,28 @@ describe("failure kinds: every failure says whether to log in again, fix the con
         leaks.remember(login.access_token, login.refresh_token, dpopJwk.privateJwk.d);
         const error = await m.setTokens({ ...login, dpopKey }).then(
           () => assert.fail("a DPoP-bound login was taken by a bearer manager"),
+          (e: unknown) => e,
+        );
+        return { error, manager: m, clock, seen };
+      },
+    },
+    {
+      name: "a DPoP login in the store, read by a manager without dpop (a new bearer login also helps)",
+      kind: "reauth",
+      errorClass: DPoPKeyError,
+      code: "ERR_REAUTH_REQUIRED",
+      reason: "unexpected",
+      fix: /is DPoP-bound, but this token manager was created without `dpop`: pass `dpop: true`/,
+      run: async () => {
+        const store = memoryStore();
+        const clock = createManualClock();
+        const { login, dpopKey, dpopJwk } = await boundLogin(idp);
+        leaks.remember(login.access_token, login.refresh_token, dpopJwk.privateJwk.d);
+        await manager({ issuer: idp.issuer, store, dpop: true }, [], clock).setTokens({ ...login, dpopKey });
+        const seen: TokenEvent[] = [];
+        const m = manager({ issuer: idp.issuer, store }, seen, clock);
+        const error = await m.getAccessToken().then(
+          () => assert.fail("a DPoP-bound token was handed out as a bearer token"),
           (e: unknown) => e,
         );
         return { error, manager: m, clock, seen };
