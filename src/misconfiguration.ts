@@ -75,7 +75,12 @@ export function discoveryFailure(error: unknown, issuer: string | URL): Error {
       { cause: summary(error) },
     );
   }
-  const reached = status !== undefined ? "" : `${networkCode(error) ? ` (${networkCode(error)})` : ""}; if this persists, check \`issuer\``;
+  const network = networkCode(error);
+  const tls = network !== undefined && /CERT|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(network);
+  const reached =
+    status !== undefined
+      ? ""
+      : `${network !== undefined ? ` (${network})` : ""}; if this persists, check \`issuer\`${tls ? " (a private CA: NODE_EXTRA_CA_CERTS)" : ""}`;
   return new ExchangeFailure(`${describeFailure(error)} at ${url}${reached}`, {
     ...facts,
     ...(code !== undefined ? { code } : {}),
@@ -155,11 +160,11 @@ function summary(error: unknown): ExchangeFailure {
   return new ExchangeFailure(describeFailure(error), { ...failureFacts(error), ...(code !== undefined ? { code } : {}) });
 }
 
-/** The first system error code in a fetch failure's cause chain (ECONNREFUSED, ENOTFOUND, ...). */
+/** The first system or TLS error code in a fetch failure's cause chain (ECONNREFUSED, ENOTFOUND, CERT_HAS_EXPIRED, ...). */
 function networkCode(error: unknown, depth = 0): string | undefined {
   if (typeof error !== "object" || error === null || depth > 5) return undefined;
   const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (typeof code === "string" && /^E[A-Z]+$|^UND_ERR_[A-Z_]+$/.test(code)) return code;
+  if (typeof code === "string" && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) && !code.startsWith("OAUTH_")) return code;
   if (Array.isArray(errors)) for (const e of errors) return networkCode(e, depth + 1);
   return networkCode(cause, depth + 1);
 }
