@@ -110,6 +110,8 @@ function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfi
         ? `${status} ${facts.error}`
         : facts.error;
   const grant = settings.grant.replace("_", " ");
+  // The logins have no `grant` option: their client must be registered for the grant they use.
+  const options = settings.grant === "refresh_token" || settings.grant === "client_credentials" ? "`grant` and `clientId`" : "`clientId`";
   switch (facts.error) {
     case "invalid_scope":
       return ["scope", `the identity provider refused the scope ${JSON.stringify(settings.scope ?? "")} (invalid_scope): check \`scope\``];
@@ -124,7 +126,7 @@ function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfi
     case "invalid_grant":
       return [
         "grant",
-        `the identity provider refused the ${grant} grant of client "${settings.clientId}" (${answered}): check \`grant\` and \`clientId\`, and that the client is registered for that grant`,
+        `the identity provider refused the ${grant} grant of client "${settings.clientId}" (${answered}): check ${options}, and that the client is registered for that grant`,
       ];
   }
   if (facts.error === undefined && (facts.status === 404 || facts.status === 405)) {
@@ -134,10 +136,7 @@ function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfi
     ];
   }
   if (facts.status === 401 || facts.error === "invalid_client") return ["client", clientRefused(answered, settings)];
-  return [
-    "grant",
-    `the identity provider refused the ${grant} grant of client "${settings.clientId}" (${answered}): check \`clientId\` and \`grant\``,
-  ];
+  return ["grant", `the identity provider refused the ${grant} grant of client "${settings.clientId}" (${answered}): check ${options}`];
 }
 
 function clientRefused(answered: string, settings: RequestSettings): string {

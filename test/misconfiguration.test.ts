@@ -65,6 +65,18 @@ describe("misconfiguration: the words of a configuration failure", () => {
     const token404 = tokenRequestMisconfiguration(new ExchangeFailure("x", { status: 404 }), settings);
     assert.equal(token404?.reason, "token-endpoint");
     assert.match(token404?.message ?? "", /answered 404: check `issuer`/);
+    const login = { ...settings, grant: "authorization_code" as const, credentials: "none" as const };
+    const unauthorized = tokenRequestMisconfiguration(new ExchangeFailure("x", { error: "unauthorized_client" }), login);
+    assert.match(
+      unauthorized?.message ?? "",
+      /refused the authorization code grant of client "svc" \(unauthorized_client\): check `clientId`, and/,
+    );
+    assert.doesNotMatch(unauthorized?.message ?? "", /`grant`|clientSecret/, "the logins have neither option");
+    assert.equal(
+      tokenRequestMisconfiguration(new ExchangeFailure("x", { status: 400, error: "invalid_grant" }), login),
+      undefined,
+      "an expired code: the login's",
+    );
     assert.equal(tokenRequestMisconfiguration(new ExchangeFailure("x", { status: 503 }), settings), undefined);
     assert.equal(
       tokenRequestMisconfiguration(new ExchangeFailure("x", { status: 400, error: "temporarily_unavailable" }), settings),
