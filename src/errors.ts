@@ -30,6 +30,7 @@ export type ConnectOidcErrorCode =
   | "ERR_TOKEN_STORE"
   | "ERR_LOGIN"
   | "ERR_CONFIGURATION"
+  | "ERR_PROVIDER_CONFIGURATION"
   | "ERR_MANAGER_CLOSED";
 
 /**
@@ -212,8 +213,10 @@ export class LoginError extends ConnectOidcError {
 }
 
 /**
- * Options that cannot work (bad issuer URL, missing client id, ...), thrown at once by the
- * factory or function that got them.
+ * Fix the configuration: options that cannot work (bad issuer URL, missing client id, ...),
+ * thrown at once by the factory or function that got them, and — as its subclass
+ * {@link ProviderConfigurationError} — options the identity provider refuses. Neither
+ * passes by waiting or by logging in again; the message names the option to change.
  *
  * @example
  * ```ts
@@ -227,8 +230,82 @@ export class LoginError extends ConnectOidcError {
  * ```
  */
 export class ConfigurationError extends ConnectOidcError {
-  static override readonly code = "ERR_CONFIGURATION";
-  override readonly code = "ERR_CONFIGURATION";
+  static override readonly code: ConfigurationErrorCode = "ERR_CONFIGURATION";
+  override readonly code: ConfigurationErrorCode = "ERR_CONFIGURATION";
+}
+
+/** The codes of the {@link ConfigurationError} family. */
+export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
+
+/**
+ * Which option the identity provider's answer shows to be wrong: `switch (err.reason)` narrows.
+ *
+ * @example
+ * ```ts
+ * import type { ProviderConfigurationErrorReason } from "connect-oidc";
+ *
+ * const option: Record<ProviderConfigurationErrorReason, string> = {
+ *   issuer: "issuer",
+ *   "issuer-mismatch": "issuer",
+ *   "token-endpoint": "issuer",
+ *   insecure: "allowInsecureRequests",
+ *   client: "clientId / clientSecret / clientAuthentication",
+ *   grant: "grant",
+ *   scope: "scope",
+ *   resource: "resource",
+ * };
+ * ```
+ */
+export type ProviderConfigurationErrorReason =
+  /** No discovery document at the issuer (404 or another refusal, or not a discovery document). */
+  | "issuer"
+  /** The discovery document names another issuer (an alias such as `localhost` for `127.0.0.1`). */
+  | "issuer-mismatch"
+  /** The token endpoint the provider names answers 404/405. */
+  | "token-endpoint"
+  /** The provider names an http:// endpoint and `allowInsecureRequests` is not set. */
+  | "insecure"
+  /** The provider refused the client (`invalid_client`, any 401): unknown client id, wrong secret or key. */
+  | "client"
+  /** The client may not use this grant (`unauthorized_client`, `unsupported_grant_type`, `invalid_request`, or `invalid_grant` to client credentials). */
+  | "grant"
+  /** The client may not have the requested scope (`invalid_scope`). */
+  | "scope"
+  /** The requested resource is unknown to the provider (`invalid_target`). */
+  | "resource";
+
+/**
+ * The identity provider refused this configuration (a wrong issuer path, an issuer alias,
+ * an unknown client id, a wrong secret, a scope or grant the client may not have) before it
+ * ever worked in this process. A {@link ConfigurationError} (`instanceof` holds) with its
+ * own code and a `reason`; the message names what was tried and the option to change. The
+ * token manager raises it once (event `misconfigured`), then fails every call with it
+ * without asking the provider again, until `setTokens`. Once the configuration has worked
+ * in this process, the same answer is taken to pass (a provider's deploy) and retried with
+ * backoff as a `TokenRefreshError` whose `cause` is this error.
+ *
+ * @example
+ * ```ts
+ * import { ProviderConfigurationError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof ProviderConfigurationError) {
+ *     console.error(`Fix the configuration (${error.reason}): ${error.message}`);
+ *     process.exitCode = 78; // EX_CONFIG
+ *   }
+ * }
+ * ```
+ */
+export class ProviderConfigurationError extends ConfigurationError {
+  static override readonly code: ConfigurationErrorCode = "ERR_PROVIDER_CONFIGURATION";
+  override readonly code: ConfigurationErrorCode = "ERR_PROVIDER_CONFIGURATION";
+  readonly reason: ProviderConfigurationErrorReason;
+  constructor(reason: ProviderConfigurationErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
 }
 
 /**

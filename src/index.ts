@@ -27,11 +27,14 @@ export type { DPoPAlgorithm, DPoPKey, DPoPOption, StoredDPoPKey } from "./dpop-k
 export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions } from "./login-device.js";
 export {
   ConfigurationError,
+  type ConfigurationErrorCode,
   ConnectOidcError,
   type ConnectOidcErrorCode,
   DPoPKeyError,
   type DPoPKeyErrorReason,
   LoginError,
+  ProviderConfigurationError,
+  type ProviderConfigurationErrorReason,
   ReauthRequiredError,
   TokenManagerClosedError,
   TokenRefreshError,

@@ -13,6 +13,7 @@ import {
   type LoginOptions,
   loginDPoP,
   loginFailure,
+  loginRequestFailure,
   loginResult,
   step,
 } from "./login-shared.js";
@@ -117,7 +118,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   const authorization = await step(
     oidc.initiateDeviceAuthorization(config, { scope: options.scope ?? DEFAULT_LOGIN_SCOPE, ...resource }),
     signal,
-    (error) => loginFailure(`Device login could not start: ${describeFailure(error)}`, error),
+    (error) => loginRequestFailure(name, "device_code", options, `Device login could not start: ${describeFailure(error)}`, error),
   );
 
   const lifetimeS = usableLifetimeS(authorization.expires_in) ?? DEFAULT_DEVICE_CODE_LIFETIME_S;
@@ -166,7 +167,7 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
         if (code === "access_denied") {
           return loginFailure("The device login was denied at the identity provider", error);
         }
-        return loginFailure(`Device login failed: ${describeFailure(error)}`, error);
+        return loginRequestFailure(name, "device_code", options, `Device login failed: ${describeFailure(error)}`, error);
       },
     );
     return loginResult(name, response, dpop);

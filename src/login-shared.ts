@@ -6,8 +6,9 @@ import type * as oidc from "openid-client";
 import { abortable } from "./abortable.js";
 import { idpDPoPHandle } from "./dpop-idp-nonce.js";
 import { type DPoPKey, type DPoPOption, dpopAlgorithm, generateDPoPKey, isDPoPTokenType } from "./dpop-key.js";
-import { ConfigurationError, LoginError } from "./errors.js";
+import { ConfigurationError, LoginError, ProviderConfigurationError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
+import { tokenRequestMisconfiguration } from "./misconfiguration.js";
 import { discover, loadOpenidClient } from "./oidc.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
 import { checkIssuer, checkString } from "./options.js";
@@ -93,7 +94,10 @@ export function loginResult(name: string, response: oidc.TokenEndpointResponse, 
   return { ...plain, dpopKey: dpop.key };
 }
 
-/** @internal Discovery for a login: abortable, failures as `LoginError`. */
+/**
+ * @internal Discovery for a login: abortable; a wrong issuer as `ProviderConfigurationError`
+ * (fix the options, not the login), other failures as `LoginError`.
+ */
 export function discoverForLogin(name: string, options: LoginOptions): Promise<oidc.Configuration> {
   return step(
     discover({
@@ -102,8 +106,35 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
       ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
     }),
     options.signal,
-    (error) => loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
+    (error) =>
+      error instanceof ProviderConfigurationError
+        ? new ProviderConfigurationError(error.reason, `${name}: ${error.message}`, { cause: error.cause })
+        : loginFailure(`${name}: discovery of ${new URL(options.issuer).href} failed: ${describeFailure(error)}`, error),
   );
+}
+
+/**
+ * @internal A failed request of a login: a `ProviderConfigurationError` when the identity
+ * provider refuses the client's settings (unknown client, a scope or grant it may not have:
+ * logging in again cannot help), else a `LoginError` with `message`.
+ */
+export function loginRequestFailure(
+  name: string,
+  grant: "authorization_code" | "device_code",
+  options: LoginOptions,
+  message: string,
+  error: unknown,
+): Error {
+  const misconfiguration = tokenRequestMisconfiguration(summarizeFailure(error), {
+    issuer: new URL(options.issuer).href.replace(/\/$/, ""),
+    clientId: options.clientId,
+    grant,
+    credentials: "none",
+    scope: options.scope ?? DEFAULT_LOGIN_SCOPE,
+    ...(options.resource !== undefined ? { resource: options.resource } : {}),
+  });
+  if (misconfiguration === undefined) return loginFailure(message, error);
+  return new ProviderConfigurationError(misconfiguration.reason, `${name}: ${misconfiguration.message}`, { cause: misconfiguration.cause });
 }
 
 /**

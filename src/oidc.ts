@@ -18,6 +18,7 @@ import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientA
 import { MAX_TIMER_MS } from "./clock.js";
 import { idpDPoPHandle } from "./dpop-idp-nonce.js";
 import { summarizeFailure } from "./failure.js";
+import { discoveryFailure } from "./misconfiguration.js";
 import { retryAfterMs } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
 import type { Clock, TokenEndpointResponse } from "./types.js";
@@ -83,15 +84,21 @@ export function loadOpenidClient(): Promise<OpenidClient> {
 
 /**
  * Discover the issuer with the client's settings applied (timeout, http for loopback), and
- * the client authentication method chosen from what the provider lists.
+ * the client authentication method chosen from what the provider lists. Fails with a
+ * `ProviderConfigurationError` when the answer shows the issuer is wrong (see misconfiguration.ts).
  */
 export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
   const lib = await loadOpenidClient();
-  const discovered = await lib.discovery(new URL(options.issuer), options.clientId, undefined, lib.None(), {
-    timeout: timeoutSeconds(options),
-    ...(options.allowInsecureRequests ? { execute: [lib.allowInsecureRequests] } : {}),
-    ...(fetchImpl !== undefined ? { [lib.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
-  });
+  const discovered = await lib
+    .discovery(new URL(options.issuer), options.clientId, undefined, lib.None(), {
+      timeout: timeoutSeconds(options),
+      ...(options.allowInsecureRequests ? { execute: [lib.allowInsecureRequests] } : {}),
+      ...(fetchImpl !== undefined ? { [lib.customFetch]: fetchImpl as oidc.CustomFetch } : {}),
+    })
+    .catch((error: unknown) => {
+      // A wrong issuer is a ProviderConfigurationError; an outage a failure naming the URL tried.
+      throw discoveryFailure(error, options.issuer);
+    });
   const server = discovered.serverMetadata();
   if (chooseClientAuthentication(options, server.token_endpoint_auth_methods_supported) === "none") return discovered;
   return configure(lib, { ...server }, options, fetchImpl);

@@ -102,8 +102,16 @@ export function retryAfterMs(header: string | null | undefined, wallNow: number)
   return Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS);
 }
 
-/** OAuth error codes after which retrying the same grant can never succeed. */
-const TERMINAL_ERRORS = new Set(["invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"]);
+/** OAuth error codes that refuse the client's settings, not the login: fix the configuration. */
+const CONFIGURATION_ERRORS = new Set([
+  "invalid_client",
+  "unauthorized_client",
+  "unsupported_grant_type",
+  "invalid_scope",
+  "invalid_target",
+  // oidc-provider's answer to a grant the client is not registered for; no retry changes it.
+  "invalid_request",
+]);
 
 export interface FailureFacts {
   /** HTTP status of the token endpoint's answer, if one arrived. */
@@ -113,18 +121,37 @@ export interface FailureFacts {
 }
 
 /**
- * Terminal failures need a new login; everything else may pass. Classified by what the
- * answer means, not only by the codes RFC 6749 names, because providers bend §5.2:
+ * Which of three a failed token request is: `transient` (wait: it may pass), `reauth` (the
+ * login is dead: log in again) or `configuration` (the provider refuses this client's
+ * settings: fix them). Classified by what the answer means, not only by the codes RFC 6749
+ * names, because providers bend §5.2:
  * - no answer (network, timeout), 5xx, 408 and 429: transient;
- * - an OAuth error code: terminal when retrying the grant can never work (`invalid_grant`,
- *   `invalid_client`, ...), or on a 401 (the client is not accepted, whatever the code);
- * - any other 4xx without a parsable OAuth error (an empty body, an HTML page): terminal —
- *   the provider refuses the request and says nothing a retry could change.
+ * - `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
+ *   `invalid_target`, `invalid_request`, any 401, a 404/405 (no token endpoint there): configuration;
+ * - `invalid_grant`: reauth — for client credentials (no login to renew) configuration;
+ * - another parsable OAuth code (`temporarily_unavailable`, ...): transient;
+ * - any other 4xx without a parsable OAuth error (an empty body, an HTML page): reauth —
+ *   the provider refuses the grant and says nothing a retry could change; for client
+ *   credentials configuration.
  */
-export function isTerminal(facts: FailureFacts): boolean {
+export function failureKind(facts: FailureFacts, grant: GrantType = "refresh_token"): FailureKind {
   const { status, error } = facts;
-  if (status === undefined) return error !== undefined && TERMINAL_ERRORS.has(error);
-  if (status >= 500 || status === 408 || status === 429 || status < 400) return false;
-  if (error !== undefined) return TERMINAL_ERRORS.has(error) || status === 401;
-  return true;
+  if (status !== undefined && (status >= 500 || status === 408 || status === 429 || status < 400)) return "transient";
+  const noLogin = grant === "client_credentials";
+  if (error !== undefined && CONFIGURATION_ERRORS.has(error)) return "configuration";
+  if (error === "invalid_grant") return noLogin ? "configuration" : "reauth";
+  if (status === undefined) return "transient";
+  if (status === 401 || status === 404 || status === 405) return "configuration";
+  if (error !== undefined) return "transient";
+  return noLogin ? "configuration" : "reauth";
+}
+
+export type FailureKind = "transient" | "reauth" | "configuration";
+
+/** The grants whose refusals `failureKind` reads: only client credentials have no login behind them. */
+export type GrantType = "refresh_token" | "client_credentials" | "authorization_code" | "device_code";
+
+/** Retrying the same grant can never succeed: a dead login, or settings the provider refuses. */
+export function isTerminal(facts: FailureFacts): boolean {
+  return failureKind(facts) !== "transient";
 }

@@ -63,6 +63,8 @@ export function decide(state: State, now: Now, background: boolean, settings: Se
       return settings.grant === "client_credentials"
         ? { do: "refresh", reason: "startup" }
         : { do: "fail", error: noLogin(settings), reauth: true };
+    case "misconfigured":
+      return background ? IDLE : { do: "fail", error: state.error };
     case "reauth-required":
       if (background) return IDLE;
       return now.monotonic - state.checkedAt >= REAUTH_RECHECK_MS ? { do: "recheck" } : { do: "fail", error: state.error };

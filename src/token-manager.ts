@@ -136,7 +136,9 @@ const MAX_ROUNDS = 4;
  * before it expires (when min(refreshWindowMs, 25 % of its lifetime) remains), shares one
  * refresh among concurrent callers and — through the store's lock — among processes,
  * backs off when the identity provider is down, and stops asking it once the refresh token
- * is dead (`reauth-required`, then `ReauthRequiredError` until `setTokens`).
+ * is dead (`reauth-required`, then `ReauthRequiredError` until `setTokens`) or once it has
+ * refused options that never worked in this process (`misconfigured`, then
+ * `ProviderConfigurationError`: fix the issuer, client id, secret, scope, ...).
  *
  * @example
  * ```ts
@@ -197,6 +199,14 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
     locked,
     random: options.random ?? Math.random,
     backoff: options.backoff,
+    request: {
+      issuer: settings.issuer,
+      clientId: settings.clientId,
+      grant: settings.grant,
+      credentials: credentialsOf(options),
+      ...(options.scope !== undefined ? { scope: options.scope } : {}),
+      ...(options.resource !== undefined ? { resource: options.resource } : {}),
+    },
     exchange: {
       store,
       grant: settings.grant,
@@ -329,6 +339,13 @@ async function getAccessToken(
     }
     await abortable(wait, signal);
   }
+}
+
+/** How the client proves itself, as a refusal of its credentials names it. */
+function credentialsOf(options: TokenManagerOptions): "secret" | "private-key" | "none" {
+  if (options.clientAuthentication === "none") return "none";
+  if (options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined) return "private-key";
+  return options.clientSecret !== undefined ? "secret" : "none";
 }
 
 /** Every option checked at the door; the settings the rules need. */

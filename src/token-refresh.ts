@@ -1,10 +1,16 @@
 /**
  * One refresh at a time per manager: start it (or join the one in flight), run the
  * exchange under the store's lock, and turn its result into the manager's next input —
- * new tokens, a scheduled retry, or re-login required.
+ * new tokens, a scheduled retry, re-login required, or the configuration refused.
+ *
+ * A refusal of the configuration (see misconfiguration.ts) is final only while the
+ * configuration has never worked in this process: once the identity provider has granted
+ * tokens to these options, the same answer did not come from a change of them (a
+ * provider's deploy serving 404 for a minute) and is retried with backoff.
  */
-import { ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { describeFailure, summarizeFailure } from "./failure.js";
+import { type RequestSettings, tokenRequestMisconfiguration } from "./misconfiguration.js";
 import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "./policy.js";
 import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
 import type { Machine } from "./token-machine.js";
@@ -17,14 +23,33 @@ export interface RefreshDeps {
   readonly locked: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly random: () => number;
   readonly backoff: BackoffOptions | undefined;
+  /** The settings a refusal of the configuration is explained with. */
+  readonly request: RequestSettings;
 }
 
 /** Returns `refresh(reason)`: settles (never rejects) when the refresh is over. */
-export function createRefresher({ machine, exchange, locked, random, backoff }: RefreshDeps): (reason: RefreshReason) => Promise<void> {
+export function createRefresher({
+  machine,
+  exchange,
+  locked,
+  random,
+  backoff,
+  request,
+}: RefreshDeps): (reason: RefreshReason) => Promise<void> {
+  // The identity provider granted tokens to this configuration in this process.
+  let worked = false;
   const run = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
     try {
       const result = await locked(() => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore }));
-      if (result.ok) return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
+      if (result.ok) {
+        worked ||= !result.outcome.adopted;
+        return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
+      }
+      const misconfiguration = tokenRequestMisconfiguration(result.error, request);
+      if (misconfiguration !== undefined) {
+        if (!worked) return machine.apply({ type: "misconfigured", flight, error: misconfiguration });
+        return machine.apply(failedInput(flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));
+      }
       if (result.reauth || result.terminal) return machine.apply(reauthInput(flight, result.error, result.terminal));
       machine.apply(failedInput(flight, result.error, result.kept, result.retryAfterMs ?? 0));
     } catch (error) {
@@ -64,7 +89,7 @@ export function createRefresher({ machine, exchange, locked, random, backoff }: 
       demandRetryAt: monotonic + Math.max(DEMAND_RETRY_MS, retryAfterMs),
       ...(kept !== undefined ? { kept } : {}),
       error: new TokenRefreshError(
-        `Could not refresh the access token: ${describeFailure(error)}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
+        `Could not refresh the access token: ${describeFailure(error)}${error instanceof ConfigurationError ? " (these settings worked before in this process: taken to pass)" : ""}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
         { cause: summarizeFailure(error), retryAt: wall + delay },
       ),
     };

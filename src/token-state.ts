@@ -8,12 +8,13 @@
  *   ready ──refresh──▶ refreshing ──done──▶ ready
  *                                 └─failed─▶ backing-off ──refresh──▶ refreshing
  *                                 └─terminal─▶ reauth-required ──(another login in the store)──▶ ready
+ *                                 └─refused settings, never worked─▶ misconfigured
  *   any ──setTokens──▶ ready        any ──signOut──▶ empty        any ──close──▶ closed
  *
  * A result whose flight is no longer the state's (the login was replaced, the manager
  * closed, meanwhile) is dropped here and nowhere else.
  */
-import type { ReauthRequiredError, TokenRefreshError } from "./errors.js";
+import type { ProviderConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
 import { forcedRefreshDelay, isUsable, type TokenTimes } from "./policy.js";
 import { sameLogin } from "./stored-tokens.js";
 import type { RefreshReason, StoredTokens, TokenEvent } from "./types.js";
@@ -92,6 +93,13 @@ export type State =
       /** Monotonic ms: when the store was last looked at for another process's login. */
       readonly checkedAt: number;
     }
+  /**
+   * The identity provider refused this configuration before it ever worked in this process
+   * (wrong issuer, unknown client, wrong secret, a scope it may not have): only a change of
+   * options (a new manager) helps, or a new login (`setTokens`) to try again. Callers fail
+   * fast with `error`; the provider is not asked again.
+   */
+  | { readonly kind: "misconfigured"; readonly login: Login | undefined; readonly error: ProviderConfigurationError }
   | { readonly kind: "closed" };
 
 export type Input =
@@ -118,6 +126,8 @@ export type Input =
       readonly terminal: boolean;
       readonly at: number;
     }
+  /** The refresh's answer shows the configuration is wrong, and it never worked in this process. */
+  | { readonly type: "misconfigured"; readonly flight: Flight; readonly error: ProviderConfigurationError }
   /** The store was read outside a refresh (after a failed save): what it holds now. */
   | { readonly type: "store-seen"; readonly stored: StoredTokens | undefined }
   | { readonly type: "refused"; readonly token: string }
@@ -193,6 +203,9 @@ export function transition(state: State, input: Input): State {
         checkedAt: input.at,
       };
     }
+    case "misconfigured":
+      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
+      return { kind: "misconfigured", login: state.login, error: input.error };
     case "store-seen":
       if (state.kind === "empty") return input.stored === undefined ? { kind: "empty" } : { kind: "empty", inStore: input.stored };
       return withLogin(state, (login) => ({ ...login, inStore: input.stored }));
@@ -295,6 +308,11 @@ export function entryEvents(previous: State, next: State, wallNow: number, monot
       return [
         ...(next.terminal ? [{ type: "refresh-failed", error: next.error, terminal: true } as const] : []),
         { type: "reauth-required", error: next.error },
+      ];
+    case "misconfigured":
+      return [
+        { type: "refresh-failed", error: next.error, terminal: true },
+        { type: "misconfigured", error: next.error },
       ];
     default:
       return [];

@@ -220,6 +220,9 @@ export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
  *     case "reauth-required":
  *       console.error("Logged out: run `my-cli login`.");
  *       break;
+ *     case "misconfigured":
+ *       console.error(`Check the configuration: ${event.error.message}`);
+ *       break;
  *     case "login-expiring":
  *       console.error(`Your login ends at ${new Date(event.expiresAt).toLocaleString()}: log in again soon.`);
  *       break;
@@ -238,6 +241,12 @@ export type TokenEvent =
       readonly terminal: boolean;
     }
   | { readonly type: "reauth-required"; readonly error: Error }
+  /**
+   * The identity provider refused this configuration (issuer, client id, secret, scope,
+   * grant) before it ever worked in this process: fix the options. Once; every call then
+   * fails with `error` (a `ProviderConfigurationError`) without asking the provider.
+   */
+  | { readonly type: "misconfigured"; readonly error: Error }
   /**
    * The login ends at `expiresAt` (the provider's refresh-token lifetime) and that is now
    * less than `loginExpiringMs` away: ask the user to log in again at a good moment. Once

@@ -17,7 +17,13 @@ import { createClient } from "@connectrpc/connect";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { EchoService, SayResponseSchema } from "../gen/connectoidc/test/v1/echo_pb.js";
-import { createAuthInterceptor, createTokenManager, ReauthRequiredError, TokenRefreshError } from "../src/index.js";
+import {
+  createAuthInterceptor,
+  createTokenManager,
+  ProviderConfigurationError,
+  ReauthRequiredError,
+  TokenRefreshError,
+} from "../src/index.js";
 import { createFileLock } from "../src/node.js";
 import { startIdp } from "./support/idp.js";
 import { managerSuite } from "./support/manager-suite.js";
@@ -102,11 +108,14 @@ describe("faults: the identity provider's transport", () => {
     assert.equal(s.idp.stats.invalidGrant, invalid);
   });
 
-  it("invalid_client (401 with an OAuth error): terminal, one reauth-required", async () => {
+  it("invalid_client (401 with an OAuth error) before any success: a configuration failure, one misconfigured, no re-login", async () => {
     const { manager, seen, login } = await setup();
     s.idp.setTokenOutage(401, { body: { error: "invalid_client" }, headers: { "content-type": "application/json" } });
-    assert.ok((await rejects(manager.getAccessToken({ rejected: login.access_token }))) instanceof ReauthRequiredError);
-    assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
+    const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
+    assert.ok(error instanceof ProviderConfigurationError, String(error));
+    assert.match(error.message, /\(invalid_client\): check `clientId`/);
+    assert.equal(seen.filter((e) => e.type === "misconfigured").length, 1);
+    assert.ok(!seen.some((e) => e.type === "reauth-required"));
   });
 });
 

@@ -9,7 +9,14 @@ import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { inspect } from "node:util";
-import { ConfigurationError, type DeviceCodeInfo, type DeviceCodeLoginOptions, LoginError, loginWithDeviceCode } from "../src/index.js";
+import {
+  ConfigurationError,
+  type DeviceCodeInfo,
+  type DeviceCodeLoginOptions,
+  LoginError,
+  loginWithDeviceCode,
+  ProviderConfigurationError,
+} from "../src/index.js";
 import { loginWithBrowser } from "../src/node.js";
 import { createHeadlessBrowser, type HeadlessPage } from "./support/headless-browser.js";
 import { type Idp, startIdp } from "./support/idp.js";
@@ -330,7 +337,12 @@ describe("loginWithBrowser: the loopback listener", () => {
     ["a space", "access denied", invalidCode],
     ["a quote and a line break", 'x"\nINFO forged log line', invalidCode],
     ["200 characters", "x".repeat(200), invalidCode],
-    ["a valid code", "invalid_scope", /^The identity provider refused the browser login \(invalid_scope\)$/],
+    // A refusal of the client's settings: fix the configuration (a ProviderConfigurationError), not the login.
+    [
+      "a valid code",
+      "invalid_scope",
+      /^loginWithBrowser: the identity provider refused the scope "openid offline_access" \(invalid_scope\): check `scope`$/,
+    ],
   ] as const) {
     it(`an error redirect whose error holds ${what}: the LoginError names it only if valid, and repeats no other parameter`, async () => {
       const browser = createHeadlessBrowser();
@@ -352,7 +364,7 @@ describe("loginWithBrowser: the loopback listener", () => {
           },
         }),
       );
-      assert.ok(err instanceof LoginError, String(err));
+      assert.ok(err instanceof (error === "invalid_scope" ? ProviderConfigurationError : LoginError), String(err));
       assert.match(err.message, expected);
       const printed = inspect(err, { depth: Number.POSITIVE_INFINITY, showHidden: true });
       assert.ok(error === "invalid_scope" || !err.message.includes(error), "the message repeats the error");

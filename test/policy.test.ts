@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import {
   backoffDelay,
   forcedRefreshDelay,
+  failureKind,
   isTerminal,
   isUsable,
   MAX_RETRY_AFTER_MS,
@@ -86,7 +87,33 @@ describe("refresh policy", () => {
     assert.ok(!isTerminal({ status: 408 }));
     assert.ok(!isTerminal({ status: 429, error: "invalid_grant" }));
     assert.ok(!isTerminal({ status: 502 }));
-    assert.ok(!isTerminal({ status: 400, error: "invalid_request" }), "a parsable code that may pass");
+    assert.ok(!isTerminal({ status: 400, error: "temporarily_unavailable" }), "a parsable code that may pass");
+    assert.ok(isTerminal({ status: 400, error: "invalid_request" }), "the same request can never pass");
+  });
+
+  it("tells the three kinds apart: wait, log in again, fix the configuration", () => {
+    const table: [Parameters<typeof failureKind>[0], "refresh_token" | "client_credentials", string][] = [
+      [{}, "refresh_token", "transient"],
+      [{ status: 503 }, "client_credentials", "transient"],
+      [{ status: 429, error: "invalid_client" }, "refresh_token", "transient"],
+      [{ status: 408 }, "client_credentials", "transient"],
+      [{ status: 400, error: "temporarily_unavailable" }, "client_credentials", "transient"],
+      [{ status: 400, error: "invalid_grant" }, "refresh_token", "reauth"],
+      [{ status: 400, error: "invalid_grant" }, "client_credentials", "configuration"],
+      [{ status: 400 }, "refresh_token", "reauth"],
+      [{ status: 403 }, "client_credentials", "configuration"],
+      [{ status: 401, error: "invalid_client" }, "refresh_token", "configuration"],
+      [{ status: 401 }, "refresh_token", "configuration"],
+      [{ status: 404 }, "refresh_token", "configuration"],
+      [{ status: 405 }, "client_credentials", "configuration"],
+      [{ status: 400, error: "invalid_scope" }, "refresh_token", "configuration"],
+      [{ status: 400, error: "invalid_target" }, "client_credentials", "configuration"],
+      [{ status: 400, error: "unauthorized_client" }, "refresh_token", "configuration"],
+      [{ status: 400, error: "unsupported_grant_type" }, "client_credentials", "configuration"],
+      [{ status: 400, error: "invalid_request" }, "refresh_token", "configuration"],
+      [{ error: "invalid_scope" }, "refresh_token", "configuration"],
+    ];
+    for (const [facts, grant, kind] of table) assert.equal(failureKind(facts, grant), kind, `${JSON.stringify(facts)} ${grant}`);
   });
 
   it("reads Retry-After in seconds or as a date, capped", () => {

@@ -18,6 +18,7 @@ import {
   createAuthInterceptor,
   createTokenManager,
   memoryStore,
+  ProviderConfigurationError,
   ReauthRequiredError,
   TokenRefreshError,
   TokenStoreError,
@@ -393,11 +394,11 @@ describe("token manager: defects from review (real oidc-provider)", () => {
     it("a client-side refusal (invalid_client, invalid_scope) in one process leaves the shared login alone", async () => {
       const store = memoryStore();
       const { manager: good, login } = await setup({ store });
-      const bad = manage({ store, clock: createManualClock() });
       for (const error of ["invalid_client", "invalid_scope"]) {
+        const bad = manage({ store, clock: createManualClock() });
         // What a process with a wrong secret or a scope the client may not have is answered.
         s.idp.setTokenOutage(error === "invalid_client" ? 401 : 400, { body: { error }, headers: { "content-type": "application/json" } });
-        assert.ok((await rejects(bad.getAccessToken({ rejected: login.access_token }))) instanceof ReauthRequiredError);
+        assert.ok((await rejects(bad.getAccessToken({ rejected: login.access_token }))) instanceof ProviderConfigurationError);
         s.idp.setTokenOutage(undefined);
         assert.ok((await store.load())?.refreshToken !== undefined, `${error}: the refresh token is still stored`);
       }

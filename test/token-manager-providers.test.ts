@@ -6,7 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigurationError, ReauthRequiredError, TokenRefreshError, type TokenEvent, type TokenManager } from "../src/index.js";
+import {
+  ConfigurationError,
+  ProviderConfigurationError,
+  ReauthRequiredError,
+  TokenRefreshError,
+  type TokenEvent,
+  type TokenManager,
+} from "../src/index.js";
 import { createTokenManager, memoryStore, type TokenManagerOptions } from "../src/index.js";
 import { startIdp } from "./support/idp.js";
 import { managerSuite } from "./support/manager-suite.js";
@@ -17,34 +24,46 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
   const { leaks, events, setup, rejects } = s;
   const tokenRequests = () => s.idp.stats.tokenRequests;
 
-  describe("a refusal without a standard OAuth error is terminal: one request, one reauth-required, then fail fast", () => {
-    const refusals: [string, number, { body?: string | object; headers?: Record<string, string> }][] = [
-      ["400 with an empty body (a reused or revoked refresh token)", 400, { body: "" }],
-      ["403 with an empty body (a wrong client secret)", 403, { body: "" }],
-      ["403 with an HTML error page", 403, { body: "<html><body>Forbidden</body></html>", headers: { "content-type": "text/html" } }],
-      ["401 with a bare Basic challenge", 401, { body: "", headers: { "www-authenticate": 'Basic realm="sso"' } }],
+  describe("a refusal without a standard OAuth error is terminal: one request, one reauth-required (a 401: misconfigured), then fail fast", () => {
+    // A 401 refuses the client (its credentials), not the login: fix the configuration.
+    const refusals: [string, number, { body?: string | object; headers?: Record<string, string> }, "reauth" | "configuration"][] = [
+      ["400 with an empty body (a reused or revoked refresh token)", 400, { body: "" }, "reauth"],
+      ["403 with an empty body (a wrong client secret)", 403, { body: "" }, "reauth"],
+      [
+        "403 with an HTML error page",
+        403,
+        { body: "<html><body>Forbidden</body></html>", headers: { "content-type": "text/html" } },
+        "reauth",
+      ],
+      ["401 with a bare Basic challenge", 401, { body: "", headers: { "www-authenticate": 'Basic realm="sso"' } }, "configuration"],
       [
         "401 with a Bearer challenge naming another error",
         401,
         { body: "", headers: { "www-authenticate": 'Bearer error="invalid_token"' } },
+        "configuration",
       ],
-      ["400 with a JSON body that is no OAuth error", 400, { body: { message: "bad token" } }],
+      ["400 with a JSON body that is no OAuth error", 400, { body: { message: "bad token" } }, "reauth"],
     ];
-    for (const [name, status, answer] of refusals) {
+    for (const [name, status, answer, kind] of refusals) {
       it(name, async () => {
         const { manager, clock, seen, login } = await setup();
         s.idp.setTokenOutage(status, answer);
         const before = tokenRequests();
         const error = await rejects(manager.getAccessToken({ rejected: login.access_token }));
-        assert.ok(error instanceof ReauthRequiredError, String(error));
-        assert.match((error as Error).message, new RegExp(`${status}`));
-        if (!answer.headers?.["www-authenticate"]?.includes("error=")) assert.match((error as Error).message, /not a standard answer/);
+        const expected = kind === "reauth" ? ReauthRequiredError : ProviderConfigurationError;
+        assert.ok(error instanceof expected, String(error));
+        if (kind === "reauth") {
+          assert.match((error as Error).message, new RegExp(`${status}`));
+          if (!answer.headers?.["www-authenticate"]?.includes("error=")) assert.match((error as Error).message, /not a standard answer/);
+        } else {
+          assert.match((error as Error).message, new RegExp(`${status}.*check \`clientId\``));
+        }
         for (let i = 0; i < 20; i += 1) {
           await clock.advance(30_000);
-          assert.ok((await rejects(manager.getAccessToken())) instanceof ReauthRequiredError);
+          assert.ok((await rejects(manager.getAccessToken())) instanceof expected);
         }
         assert.equal(tokenRequests() - before, 1, "one request, then none");
-        assert.equal(seen.filter((e) => e.type === "reauth-required").length, 1);
+        assert.equal(seen.filter((e) => e.type === (kind === "reauth" ? "reauth-required" : "misconfigured")).length, 1);
       });
     }
   });

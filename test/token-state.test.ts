@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ReauthRequiredError, TokenManagerClosedError, TokenRefreshError } from "../src/errors.js";
+import { ProviderConfigurationError, ReauthRequiredError, TokenManagerClosedError, TokenRefreshError } from "../src/errors.js";
 import { decide, type Now, type Settings, serveUntil, wakeAt } from "../src/token-decision.js";
 import { entryEvents, type Flight, type Input, type Login, newLogin, type State, transition } from "../src/token-state.js";
 import type { StoredTokens } from "../src/types.js";
@@ -52,6 +52,9 @@ const reauth = (checkedAt = 0, l: Login | undefined = login()): State => ({
   terminal: true,
   checkedAt,
 });
+
+const configError = new ProviderConfigurationError("client", "the identity provider refused this client's credentials (invalid_client)");
+const misconfigured = (l: Login | undefined = login()): State => ({ kind: "misconfigured", login: l, error: configError });
 
 describe("transition table", () => {
   const f = flight();
@@ -162,6 +165,33 @@ describe("transition table", () => {
       { type: "rechecked", stored: tokens(1, { refreshToken: undefined }), at: 2000, wallNow: T0 },
       (s) => assert.ok(s.kind === "reauth-required" && s.checkedAt === 2000),
     ],
+    [
+      "refreshing + misconfigured (its flight) → misconfigured, the login kept",
+      refreshing(f),
+      { type: "misconfigured", flight: f, error: configError },
+      (s) => assert.ok(s.kind === "misconfigured" && s.error === configError && s.login?.tokens.accessToken === "access-1"),
+    ],
+    [
+      "refreshing + misconfigured (another flight) → unchanged",
+      refreshing(f),
+      { type: "misconfigured", flight: other, error: configError },
+      "refreshing",
+    ],
+    [
+      "misconfigured + refresh-started → misconfigured (no refresh there)",
+      misconfigured(),
+      { type: "refresh-started", flight: f },
+      "misconfigured",
+    ],
+    [
+      "misconfigured + rechecked → misconfigured (another login does not fix the options)",
+      misconfigured(),
+      { type: "rechecked", stored: tokens(7), at: 2000, wallNow: T0 },
+      "misconfigured",
+    ],
+    ["misconfigured + replaced (setTokens) → ready", misconfigured(), { type: "replaced", tokens: tokens(3) }, "ready"],
+    ["misconfigured + replaced (signOut) → empty", misconfigured(), { type: "replaced", tokens: undefined }, "empty"],
+    ["misconfigured + closed → closed", misconfigured(), { type: "closed" }, "closed"],
   ];
   for (const [name, from, input, expected] of cases) {
     it(name, () => {
@@ -210,6 +240,11 @@ describe("transition table", () => {
     );
     assert.deepEqual(entryEvents(dead, transition(dead, { type: "rechecked", stored: undefined, at: 5, wallNow: T0 }), T0, 0), []);
     assert.deepEqual(entryEvents(done, transition(done, { type: "accepted", token: "access-2" }), T0, 0), [], "a report announces nothing");
+    const wrong = transition(refreshing(f1), { type: "misconfigured", flight: f1, error: configError });
+    assert.deepEqual(entryEvents(refreshing(f1), wrong, T0, 0), [
+      { type: "refresh-failed", error: configError, terminal: true },
+      { type: "misconfigured", error: configError },
+    ]);
   });
 });
 
@@ -292,6 +327,18 @@ describe("decision table", () => {
       assert.equal(label, expected);
     });
   }
+
+  it("misconfigured: every caller fails fast with the configuration error, the timer does nothing, no wake", () => {
+    const state = transition(refreshing(f), { type: "misconfigured", flight: f, error: configError });
+    assert.equal(state.kind, "misconfigured");
+    for (const now of [at(MIN), at(2 * HOUR, 10 * HOUR)]) {
+      const d = decide(state, now, false, settings);
+      assert.ok(d.do === "fail" && d.error === configError && d.reauth !== true, JSON.stringify(d));
+      assert.equal(decide(state, now, true, settings).do, "idle");
+    }
+    assert.equal(wakeAt(state, settings), undefined);
+    assert.equal(serveUntil(state, settings), undefined);
+  });
 
   it("a closed manager fails with TokenManagerClosedError", () => {
     const d = decide({ kind: "closed" }, at(0), false, settings);

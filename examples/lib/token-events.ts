@@ -22,6 +22,8 @@ export function describeTokenEvent(event: TokenEvent): string {
         : `⚠ Token refresh failed: ${event.error.message}${event.retryAt === undefined ? "" : ` (next attempt ${clockTime(event.retryAt)})`}`;
     case "reauth-required":
       return `✗ Re-login required: ${event.error.message}`;
+    case "misconfigured":
+      return `✗ Fix the configuration: ${event.error.message}`;
     case "login-expiring":
       return `⚠ The login ends at ${new Date(event.expiresAt).toLocaleString()}: log in again when convenient`;
   }

@@ -18,6 +18,7 @@ import {
   type LoginOptions,
   loginDPoP,
   loginFailure,
+  loginRequestFailure,
   loginResult,
   step,
 } from "../login-shared.js";
@@ -186,7 +187,13 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
     const interrupted = new Promise<never>((_resolve, reject) => {
       // Clamped: a timeout over about 24.8 days would overflow setTimeout and fire at once.
       timer = setTimeout(
-        () => reject(new LoginError(`The browser login timed out after ${formatDuration(timeoutMs)}`)),
+        () =>
+          reject(
+            new LoginError(
+              // The provider shows a wrong client id or redirect URI in the browser, never to this listener.
+              `The browser login timed out after ${formatDuration(timeoutMs)}: if the browser showed an error from the identity provider, check \`clientId\` and the redirect URI registered for it (\`redirectPort\`, \`redirectPath\`)`,
+            ),
+          ),
         clampDelay(timeoutMs),
       );
       if (signal !== undefined) {
@@ -231,13 +238,15 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
               return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
             }
             if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
-            return loginFailure(`The identity provider refused the browser login (${code})`, error);
+            return loginRequestFailure(name, "authorization_code", options, `The identity provider refused the browser login (${code})`, {
+              error: code,
+            });
           }
           const nonceFailure = nonceFailureCode(error);
           if (nonceFailure !== undefined) {
             return loginFailure(`The browser login failed: the ID token does not carry this login's nonce (${nonceFailure})`, error);
           }
-          return loginFailure(`The browser login failed: ${describeFailure(error)}`, error);
+          return loginRequestFailure(name, "authorization_code", options, `The browser login failed: ${describeFailure(error)}`, error);
         },
       ),
       interrupted,
