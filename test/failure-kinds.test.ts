@@ -28,7 +28,6 @@ import {
   type TokenManagerOptions,
   TokenRefreshError,
   TokenStoreError,
-  type TokenStoreErrorReason,
 } from "../src/index.js";
 import { keyringStore, loginWithBrowser } from "../src/node.js";
 import { redisStore } from "../src/redis.js";
@@ -369,19 +368,18 @@ describe("failure kinds: every failure says whether to log in again, fix the con
     {
       name: "a fileStore path under /proc",
       kind: "configuration",
-      errorClass: TokenStoreError,
-      code: "ERR_TOKEN_STORE",
-      fix: /\/proc\/connect-oidc-failure-kinds/,
-      todo: "fileStore under /proc hangs on this branch; helper trust-files makes it fail fast (src/node/file-store.ts): enable after merging",
+      errorClass: ConfigurationError,
+      code: "ERR_CONFIGURATION",
+      fix: /\/proc\/connect-oidc-failure-kinds\/tokens\.json lies in \/proc.*Fix the configuration: give fileStore a path/,
       run: async () => {
-        // In a child process: a save that never ends (Node's recursive mkdir under /proc)
-        // would keep this one alive; the child is killed at the bound.
+        // In a child process, killed at the bound: a save that never ends (Node's recursive
+        // mkdir under /proc, as before fileStore refused such paths) must fail this row, not hang it.
         leaks.remember("worker-access-token-0123456789abcdef", "worker-refresh-token-0123456789abcdef");
         const outcome = await saveInChild("/proc/connect-oidc-failure-kinds/tokens.json", 10 * SECOND);
         assert.ok(outcome.error !== undefined, "the save under /proc succeeded");
-        assert.equal(outcome.error.name, "TokenStoreError", outcome.error.message);
-        // The child's error, rebuilt with its class, reason and message for the row's checks.
-        return { error: new TokenStoreError(outcome.error.reason as TokenStoreErrorReason, outcome.error.message), seen: [] };
+        assert.equal(outcome.error.name, "ConfigurationError", outcome.error.message);
+        // The child's error, rebuilt with its class and message for the row's checks.
+        return { error: new ConfigurationError(outcome.error.message), seen: [] };
       },
     },
   ];
