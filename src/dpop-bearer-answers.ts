@@ -7,12 +7,12 @@
  *   fault; the second in a row ends the login with `DPoPKeyError` "bearer-refresh", keeping
  *   nothing (refreshing on would rotate the refresh token at every backoff for ever);
  * - client credentials: a provider that has not bound one token for this manager yet does not
- *   do DPoP for the client — a `ConfigurationError`, final; one that has (and then answers
+ *   do DPoP for the client — a `ProviderConfigurationError` ("dpop"), final; one that has (and then answers
  *   bearer) gives a failed grant, retried with backoff.
  * A DPoP-bound answer or a new login starts the count again. Per manager, in memory.
  */
 import { isDPoPTokenType } from "./dpop-key.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure } from "./errors.js";
+import { DPoPKeyError, ExchangeFailure, ProviderConfigurationError } from "./errors.js";
 
 /** Why an answer cannot be used, and whether a refresh token in it is kept. */
 export interface BearerAnswer {
@@ -45,7 +45,10 @@ export function createBearerAnswers(where: string): BearerAnswers {
       const what = `the identity provider answered a DPoP token request of ${where} with bearer tokens (token_type is not DPoP)`;
       if (grant === "client_credentials" && !boundSeen) {
         const fix = "enable DPoP (RFC 9449) for this client at the provider, or create the token manager without `dpop`";
-        return { error: new ConfigurationError(`${upperFirst(what)}: it does not bind this client's tokens: ${fix}`), keepRotated: false };
+        return {
+          error: new ProviderConfigurationError("dpop", `${upperFirst(what)}: it does not bind this client's tokens: ${fix}`),
+          keepRotated: false,
+        };
       }
       if (grant === "refresh_token" && inARow >= BEARER_REFRESHES_ENDING_LOGIN) {
         const message = `${upperFirst(what)}, ${inARow} times in a row: it no longer binds this login's tokens to its key, and bearer tokens are never used in their place. Check that DPoP is enabled for this client at the provider, then log in again`;

@@ -253,6 +253,7 @@ export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGU
  *   grant: "grant",
  *   scope: "scope",
  *   resource: "resource",
+ *   dpop: "dpop (or DPoP at the provider)",
  * };
  * ```
  */
@@ -272,7 +273,9 @@ export type ProviderConfigurationErrorReason =
   /** The client may not have the requested scope (`invalid_scope`). */
   | "scope"
   /** The requested resource is unknown to the provider (`invalid_target`). */
-  | "resource";
+  | "resource"
+  /** The manager has `dpop`, but the provider answers this client's token requests with bearer tokens. */
+  | "dpop";
 
 /**
  * The identity provider refused this configuration (a wrong issuer path, an issuer alias,

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
   ConfigurationError,
+  ProviderConfigurationError,
   createTokenManager,
   DPoPKeyError,
   memoryStore,
@@ -27,13 +28,6 @@ import { createManualClock, type ManualClock } from "./support/manual-clock.js";
 import { bounded } from "./support/dpop-attempt-budget.js";
 
 const asBearer = (body: Record<string, unknown>) => ({ ...body, token_type: "Bearer" });
-
-/** The error and its causes. */
-const chain = (error: unknown): unknown[] => {
-  const out: unknown[] = [];
-  for (let e = error; e !== undefined && out.length < 10; e = (e as { cause?: unknown }).cause) out.push(e);
-  return out;
-};
 
 describe("a DPoP token request answered with bearer tokens (real IdP, manual clock)", () => {
   let idp: Idp;
@@ -152,8 +146,11 @@ describe("a DPoP token request answered with bearer tokens (real IdP, manual clo
     idp.resetStats();
     idp.rewriteTokenResponse(asBearer);
     const error = await failure(tokens.getAccessToken());
-    const config = chain(error).find((e) => e instanceof ConfigurationError) as ConfigurationError | undefined;
-    assert.ok(config !== undefined, `a ConfigurationError in ${String(error)}`);
+    assert.ok(error instanceof ProviderConfigurationError, `a ProviderConfigurationError: ${String(error)}`);
+    assert.ok(error instanceof ConfigurationError, "a ConfigurationError (fix the configuration)");
+    assert.equal(error.reason, "dpop");
+    assert.doesNotMatch(error.message, /log in/i, "client credentials never say to log in");
+    const config = error;
     assert.match(config.message, /bearer tokens/);
     assert.match(config.message, /enable DPoP .* for this client at the provider, or create the token manager without `dpop`/);
     for (let minute = 0; minute < 5; minute += 1) {
