@@ -12,7 +12,7 @@ import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } f
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import type { TokenDPoP } from "./token-dpop.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
-import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
+import type { LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
 
 export interface ExchangeDeps {
   readonly store: TokenStore;
@@ -40,6 +40,8 @@ export interface ExchangeRequest {
   readonly held: StoredTokens | undefined;
   /** The store's content as this process last saw it. */
   readonly inStore: StoredTokens | undefined;
+  /** What the store's lock handed over, if it can be lost while held: confirmed right before the request. */
+  readonly hold?: LockHold | undefined;
 }
 
 export type ExchangeResult =
@@ -77,7 +79,7 @@ export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeReq
   if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
   if (changed && stored === undefined && deps.grant === "refresh_token") return failure(deps.noLogin()); // signed out elsewhere
   const source = changed ? stored : request.held;
-  const result = await grantAndSave(deps, source, stored);
+  const result = await grantAndSave(deps, source, stored, request.hold);
   if (result.ok || !result.terminal) return result;
   return afterTerminal(deps, request, result, source, stored);
 }
@@ -94,7 +96,7 @@ async function afterTerminal(
   if (!sameLogin(again, seen) && again?.refreshToken !== used?.refreshToken) {
     const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
     if (adoptable(deps, again, request.reason, refused)) return adopted(again);
-    return grantAndSave(deps, again, again);
+    return grantAndSave(deps, again, again, request.hold);
   }
   // Tell the other processes: this refresh token is dead. They then stop without asking the
   // identity provider (which would count each of them as another invalid_grant). Only for a
@@ -119,11 +121,15 @@ function adoptable(deps: ExchangeDeps, stored: StoredTokens | undefined, reason:
   return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.refreshWindowMs);
 }
 
-/** Ask the identity provider, then save. `stored`: the store's content before (kept as `inStore` if the save fails). */
+/**
+ * Ask the identity provider, then save. `stored`: the store's content before (kept as
+ * `inStore` if the save fails); `hold`: the lock, confirmed right before the request.
+ */
 async function grantAndSave(
   deps: ExchangeDeps,
   source: StoredTokens | undefined,
   stored: StoredTokens | undefined,
+  hold: LockHold | undefined,
 ): Promise<ExchangeResult> {
   let refreshToken: string | undefined;
   if (deps.grant === "refresh_token") {
@@ -132,6 +138,10 @@ async function grantAndSave(
   }
   const key = await dpopKeyFor(deps, source);
   if (key.error !== undefined) return failure(key.error);
+  // A holder that stalled since its read may have lost the lock to a process that is
+  // presenting this same refresh token now: then this refresh is abandoned (it throws
+  // TokenStoreError "fenced", a transient failure) and the newer login stands.
+  await hold?.confirm();
   const sentAt = deps.wallNow();
   const result = unusableRefused(bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair)), refreshToken);
   if (!result.ok) {

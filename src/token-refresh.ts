@@ -9,12 +9,12 @@ import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "./policy.js"
 import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
 import type { Machine } from "./token-machine.js";
 import { type Flight, type Input, type RefreshOutcome, usableAt } from "./token-state.js";
-import type { RefreshReason, StoredTokens } from "./types.js";
+import type { LockHold, RefreshReason, StoredTokens } from "./types.js";
 
 export interface RefreshDeps {
   readonly machine: Machine;
   readonly exchange: ExchangeDeps;
-  readonly locked: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly locked: <T>(fn: (hold?: LockHold) => Promise<T>) => Promise<T>;
   readonly random: () => number;
   readonly backoff: BackoffOptions | undefined;
 }
@@ -23,7 +23,7 @@ export interface RefreshDeps {
 export function createRefresher({ machine, exchange, locked, random, backoff }: RefreshDeps): (reason: RefreshReason) => Promise<void> {
   const run = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
     try {
-      const result = await locked(() => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore }));
+      const result = await locked((hold) => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore, hold }));
       if (result.ok) return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
       if (result.reauth || result.terminal) return machine.apply(reauthInput(flight, result.error, result.terminal));
       machine.apply(failedInput(flight, result.error, result.kept, result.retryAfterMs ?? 0));
