@@ -5,7 +5,7 @@
  * Holds no manager state: everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ExchangeFailure, ReauthRequiredError } from "./errors.js";
+import { ExchangeFailure, ReauthRequiredError, TokenStoreError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
@@ -79,9 +79,29 @@ export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeReq
   if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
   if (changed && stored === undefined && deps.grant === "refresh_token") return failure(deps.noLogin()); // signed out elsewhere
   const source = changed ? stored : request.held;
-  const result = await grantAndSave(deps, source, stored, request.hold);
+  const result = await grantAndSave(deps, source, stored, request.hold).catch((error: unknown) =>
+    afterLockLost(deps, request, stored, error),
+  );
   if (result.ok || !result.terminal) return result;
   return afterTerminal(deps, request, result, source, stored);
+}
+
+/**
+ * The lock was lost before the request (LockHold.confirm threw "fenced"): the other holder
+ * has refreshed, or is refreshing. Its newer login is adopted if it is there now; otherwise
+ * the error stands (a transient failure: the next attempt waits for the lock).
+ */
+async function afterLockLost(
+  deps: ExchangeDeps,
+  request: ExchangeRequest,
+  seen: StoredTokens | undefined,
+  error: unknown,
+): Promise<ExchangeResult> {
+  if (!(error instanceof TokenStoreError && error.reason === "fenced")) throw error;
+  const newer = deps.ours(await deps.store.load());
+  const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
+  if (!sameLogin(newer, seen) && adoptable(deps, newer, request.reason, refused)) return adopted(newer);
+  throw error;
 }
 
 /** Terminal: another process may have rotated the token in between. Look once more. */
