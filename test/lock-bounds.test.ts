@@ -157,6 +157,11 @@ function suite(name: string, make: (lockTimeoutMs?: number) => Lockable) {
       assert.ok(again.ms < 300, `took ${Math.round(again.ms)} ms`);
     });
 
+    test("a timeout of 0 with nobody holding the lock: the lock is taken", async () => {
+      const lock = make(0);
+      assert.equal(await lock.lock(async () => "taken"), "taken");
+    });
+
     test("a signal aborted before the call: rejects at once with its reason, fn never runs", async () => {
       const lock = make();
       const controller = new AbortController();

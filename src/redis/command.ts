@@ -49,7 +49,7 @@ export function createCommands(client: RedisClient, key: string, leaseKey: strin
   };
 }
 
-export function unavailable(key: string, what: string, how: string, error?: unknown): TokenStoreError {
+function unavailable(key: string, what: string, how: string, error?: unknown): TokenStoreError {
   return new TokenStoreError(
     "unavailable",
     `Redis is unreachable or failing: ${what} of key "${key}": ${how}. Check the Redis server and the ` +

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { clampDelay } from "../clock.js";
 import { TokenStoreError } from "../errors.js";
 import { bounded } from "../lock-queue.js";
-import { type Commands, unavailable } from "./command.js";
+import type { Commands } from "./command.js";
 import { ACQUIRE, RELEASE, RENEW } from "./scripts.js";
 
 export interface LeaseSettings {
@@ -34,8 +34,9 @@ export interface LeaseWait {
 }
 
 /**
- * Waits for the lease until `wait.deadline` (TokenStoreError "lock-timeout"); rejects with
- * the signal's reason when it aborts, "unavailable" if Redis fails or does not answer in time.
+ * Waits for the lease until `wait.deadline` (TokenStoreError "lock-timeout": asked at least
+ * once, so the wait may exceed the deadline by one Redis call); rejects with the signal's
+ * reason when it aborts, "unavailable" if Redis fails or does not answer within timeoutMs.
  */
 export async function acquireLease(commands: Commands, settings: LeaseSettings, wait: LeaseWait): Promise<Lease> {
   const token = crypto.randomUUID(); // the global WebCrypto: importing the entry loads no node:crypto
@@ -43,8 +44,12 @@ export async function acquireLease(commands: Commands, settings: LeaseSettings, 
   for (;;) {
     let taken: unknown;
     try {
-      taken = await bounded(commands.run("taking the lease", ACQUIRE, [token, settings.leaseMs]), wait.signal, wait.deadline, () =>
-        unavailable(settings.key, "taking the lease", "no answer before lockTimeoutMs ran out"),
+      // Each attempt gets its answer (bounded by timeoutMs): only a Redis that does not answer is "unavailable".
+      taken = await bounded(
+        commands.run("taking the lease", ACQUIRE, [token, settings.leaseMs]),
+        wait.signal,
+        Number.POSITIVE_INFINITY,
+        timedOut,
       );
     } catch (error) {
       // Unanswered is not undone: the command may still run (ioredis's offline queue, a
