@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import { memoryStore, type TokenStore, TokenStoreError } from "../src/index.js";
+import { ConfigurationError, memoryStore, type TokenStore, TokenStoreError } from "../src/index.js";
 import { createFileLock } from "../src/node/lock.js";
 import { redisStore } from "../src/redis.js";
 import { type RedisServer, redisServerMissing, startRedisServer } from "./support/redis-server.js";
@@ -181,6 +181,12 @@ function suite(name: string, make: (lockTimeoutMs?: number) => Lockable) {
 
 /** A store's lock as a Lockable. */
 const lockOf = (store: TokenStore): Lockable => ({ lock: (fn, signal) => store.lock!(fn, signal) });
+
+test("memoryStore: a bad lockTimeoutMs is a ConfigurationError at once", () => {
+  for (const lockTimeoutMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, "30" as unknown as number]) {
+    assert.throws(() => memoryStore({ lockTimeoutMs }), ConfigurationError, String(lockTimeoutMs));
+  }
+});
 
 suite("memoryStore", (lockTimeoutMs) => lockOf(memoryStore(lockTimeoutMs === undefined ? {} : { lockTimeoutMs })));
 
