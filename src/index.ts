@@ -21,7 +21,7 @@
  */
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
-export { memoryStore } from "./memory-store.js";
+export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export type { ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
 export type { DPoPAlgorithm, DPoPKey, DPoPOption, StoredDPoPKey } from "./dpop-key.js";
 export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions } from "./login-device.js";
@@ -44,6 +44,7 @@ export {
 export type {
   Clock,
   DPoPProver,
+  LockHold,
   RefreshReason,
   StoredTokens,
   TokenEndpointResponse,

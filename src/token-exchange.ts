@@ -5,14 +5,14 @@
  * Holds no manager state: everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError } from "./errors.js";
+import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "./errors.js";
 import { describeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
 import type { TokenDPoP } from "./token-dpop.js";
 import { type RefreshOutcome, usableAt } from "./token-state.js";
-import type { RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
+import type { LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
 
 export interface ExchangeDeps {
   readonly store: TokenStore;
@@ -40,6 +40,8 @@ export interface ExchangeRequest {
   readonly held: StoredTokens | undefined;
   /** The store's content as this process last saw it. */
   readonly inStore: StoredTokens | undefined;
+  /** What the store's lock handed over, if it can be lost while held: confirmed right before the request. */
+  readonly hold?: LockHold | undefined;
 }
 
 export type ExchangeResult =
@@ -77,9 +79,29 @@ export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeReq
   if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
   if (changed && stored === undefined && deps.grant === "refresh_token") return failure(deps.noLogin()); // signed out elsewhere
   const source = changed ? stored : request.held;
-  const result = await grantAndSave(deps, source, stored);
+  const result = await grantAndSave(deps, source, stored, request.hold).catch((error: unknown) =>
+    afterLockLost(deps, request, stored, error),
+  );
   if (result.ok || !result.terminal) return result;
   return afterTerminal(deps, request, result, source, stored);
+}
+
+/**
+ * The lock was lost before the request (LockHold.confirm threw "fenced"): the other holder
+ * has refreshed, or is refreshing. Its newer login is adopted if it is there now; otherwise
+ * the error stands (a transient failure: the next attempt waits for the lock).
+ */
+async function afterLockLost(
+  deps: ExchangeDeps,
+  request: ExchangeRequest,
+  seen: StoredTokens | undefined,
+  error: unknown,
+): Promise<ExchangeResult> {
+  if (!(error instanceof TokenStoreError && error.reason === "fenced")) throw error;
+  const newer = deps.ours(await deps.store.load());
+  const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
+  if (!sameLogin(newer, seen) && adoptable(deps, newer, request.reason, refused)) return adopted(newer);
+  throw error;
 }
 
 /** Terminal: another process may have rotated the token in between. Look once more. */
@@ -94,7 +116,7 @@ async function afterTerminal(
   if (!sameLogin(again, seen) && again?.refreshToken !== used?.refreshToken) {
     const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
     if (adoptable(deps, again, request.reason, refused)) return adopted(again);
-    return grantAndSave(deps, again, again);
+    return grantAndSave(deps, again, again, request.hold);
   }
   // Tell the other processes: this refresh token is dead. They then stop without asking the
   // identity provider (which would count each of them as another invalid_grant). Only for a
@@ -122,11 +144,15 @@ function adoptable(deps: ExchangeDeps, stored: StoredTokens | undefined, reason:
   return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.refreshWindowMs);
 }
 
-/** Ask the identity provider, then save. `stored`: the store's content before (kept as `inStore` if the save fails). */
+/**
+ * Ask the identity provider, then save. `stored`: the store's content before (kept as
+ * `inStore` if the save fails); `hold`: the lock, confirmed right before the request.
+ */
 async function grantAndSave(
   deps: ExchangeDeps,
   source: StoredTokens | undefined,
   stored: StoredTokens | undefined,
+  hold: LockHold | undefined,
 ): Promise<ExchangeResult> {
   let refreshToken: string | undefined;
   if (deps.grant === "refresh_token") {
@@ -135,6 +161,10 @@ async function grantAndSave(
   }
   const key = await dpopKeyFor(deps, source);
   if (key.error !== undefined) return failure(key.error);
+  // A holder that stalled since its read may have lost the lock to a process that is
+  // presenting this same refresh token now: then this refresh is abandoned (it throws
+  // TokenStoreError "fenced", a transient failure) and the newer login stands.
+  await hold?.confirm();
   const sentAt = deps.wallNow();
   const result = unusableRefused(bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair)), refreshToken);
   if (!result.ok) {

@@ -25,7 +25,16 @@ import { createMachine, type Machine } from "./token-machine.js";
 import { createRefresher } from "./token-refresh.js";
 import { loginOf, type State } from "./token-state.js";
 import { createStoreReads, type StoreReads } from "./token-store-reads.js";
-import type { Clock, RefreshReason, StoredTokens, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "./types.js";
+import type {
+  Clock,
+  LockHold,
+  RefreshReason,
+  StoredTokens,
+  TokenEndpointResponse,
+  TokenEvent,
+  TokenProvider,
+  TokenStore,
+} from "./types.js";
 
 /**
  * Options of {@link createTokenManager}. Only `issuer` and `clientId` are required; the
@@ -185,7 +194,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       : isOurs;
   /** A stored login this manager can use as it is: another process's login is adopted only then. */
   const usable = (t: StoredTokens | undefined) => (ours(t) !== undefined && dpop.problem(t!) === undefined ? t : undefined);
-  const locked = <T>(fn: () => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
+  const locked = <T>(fn: (hold?: LockHold) => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
 
   const machine = createMachine({
     settings,

@@ -15,12 +15,12 @@ import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "./policy.js"
 import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
 import type { Machine } from "./token-machine.js";
 import { type Flight, type Input, type RefreshOutcome, usableAt } from "./token-state.js";
-import type { RefreshReason, StoredTokens } from "./types.js";
+import type { LockHold, RefreshReason, StoredTokens } from "./types.js";
 
 export interface RefreshDeps {
   readonly machine: Machine;
   readonly exchange: ExchangeDeps;
-  readonly locked: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly locked: <T>(fn: (hold?: LockHold) => Promise<T>) => Promise<T>;
   readonly random: () => number;
   readonly backoff: BackoffOptions | undefined;
   /** The settings a refusal of the configuration is explained with. */
@@ -40,7 +40,7 @@ export function createRefresher({
   let worked = false;
   const run = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
     try {
-      const result = await locked(() => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore }));
+      const result = await locked((hold) => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore, hold }));
       if (result.ok) {
         worked ||= !result.outcome.adopted;
         return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });

@@ -177,14 +177,46 @@ export interface TokenStore {
   load(): Promise<StoredTokens | undefined>;
   save(tokens: StoredTokens): Promise<void>;
   clear(): Promise<void>;
-  /** Cross-process mutual exclusion around a whole refresh. */
-  lock?<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /**
+   * Cross-process mutual exclusion around a whole refresh. A caller that waits should give
+   * up when `signal` aborts (rejecting with its reason) and after a timeout of the store's
+   * (TokenStoreError "lock-timeout"). A store whose lock can be lost while held (a lease)
+   * may pass `fn` a {@link LockHold}: the manager confirms it right before it asks the
+   * identity provider.
+   */
+  lock?<T>(fn: (hold?: LockHold) => Promise<T>, signal?: AbortSignal): Promise<T>;
   /**
    * The store keeps what `save` gets as it is, in this process (memoryStore does): a DPoP
    * key is then handed over as a CryptoKeyPair whose private key cannot be exported.
    * Default false: as JWKs, for stores that serialize (JSON, a file, a keyring).
    */
   readonly keepsCryptoKeys?: boolean;
+}
+
+/**
+ * What a store's `lock` may hand to `fn` when its lock can be lost while held (redisStore's
+ * lease runs out if its holder stalls): a way to make sure, right before a step that must
+ * not overlap another holder's, that the lock is still this caller's.
+ *
+ * @example
+ * ```ts
+ * import type { LockHold, TokenStore } from "connect-oidc";
+ *
+ * async function refreshUnder(store: TokenStore, send: () => Promise<void>): Promise<void> {
+ *   await store.lock!(async (hold?: LockHold) => {
+ *     await hold?.confirm(); // throws if another holder has the lock now
+ *     await send();
+ *   });
+ * }
+ * ```
+ */
+export interface LockHold {
+  /**
+   * Resolves if this caller still holds the lock (a lease is renewed for its full length);
+   * rejects with TokenStoreError "fenced" if it was lost (another holder has it, or wrote
+   * since this caller read), or with the store's error when it cannot tell.
+   */
+  confirm(): Promise<void>;
 }
 
 /**

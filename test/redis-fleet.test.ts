@@ -154,11 +154,17 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
     assert.equal(w.idp.stats.invalidGrant, 0, "the victim's refresh token was never used twice");
   });
 
+  const outcomes = {
+    "before-save": "its save is fenced off",
+    "in-lock": "no refresh under the lost lease",
+    "after-read": "it never sends the refresh token it read (the lease is confirmed right before the request)",
+  };
   for (const [grant, stall] of [
     ["client_credentials", "before-save"],
     ["refresh_token", "in-lock"],
+    ["refresh_token", "after-read"],
   ] as const) {
-    test(`${grant}: a holder SIGSTOPped past its lease (${stall}), then continued: ${stall === "before-save" ? "its save is fenced off" : "no refresh under the lost lease"}; nothing is lost`, async (t) => {
+    test(`${grant}: a holder SIGSTOPped past its lease (${stall}), then continued: ${outcomes[stall]}; nothing is lost`, async (t) => {
       const w = await world(t);
       const victim = startMachine(w.config({ grant, stall, durationMs: 12_000 }));
       const fleet = await startFleet(Array.from({ length: 3 }, () => w.config({ grant, durationMs: 9_000 })));
@@ -197,6 +203,11 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       assert.ok(versionMeanwhile > versionBefore, "the others stored newer logins while the victim was stopped");
       if (stall === "before-save") {
         assert.equal(report.reasons.fenced, 1, "the continued machine's save under the lost lease was refused");
+        assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+      } else if (stall === "after-read") {
+        // Others wrote while it was stopped: its confirmation before the request fails, and it
+        // adopts the newer login they stored instead of sending the refresh token it read.
+        assert.equal(report.reasons["confirm:fenced"], 1, "the continued machine found its lease lost before its request");
         assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
       } else {
         // Its read takes the lapsed lease again, unless another machine holds it at that moment:

@@ -47,17 +47,41 @@ local fields = redis.call('HMGET', KEYS[1], 'version', 'value')
 return { lease, tonumber(fields[1]) or 0, fields[2] }`;
 
 /**
+ * Is the lease still ours, right before a step that must not overlap another holder's (the
+ * request to the identity provider)? ARGV[1]: our lease token; ARGV[2]: the lease's PX;
+ * ARGV[3]: the version read under this lease, or "". Ours: renewed for a full lease (1).
+ * Ran out and nobody took it, and nobody wrote since our read: taken again (2). Otherwise 0.
+ */
+export const CONFIRM = `
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+if ARGV[3] ~= '' then
+  local current = 0
+  if redis.call('TYPE', KEYS[1]).ok == 'hash' then current = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0 end
+  if current ~= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 2`;
+
+/**
  * Write (or, ARGV[4] == "clear", remove) the login, fenced. ARGV[1]: our lease token or "";
- * ARGV[2]: the version we read under this lease, or "" if we read none; ARGV[3]: the value.
+ * ARGV[2]: the version we read under this lease (or last saw, see store.ts), or "" if none;
+ * ARGV[3]: the value; ARGV[5]: the version the value was sealed for (encryption binds it), or "".
  * - with a version read: written only if nobody wrote since (compare-and-set);
  * - without one, under a lease: written only while the lease is still ours;
- * - outside any lease: written.
- * A key of another type (a corrupt value) is replaced. Returns { written (1/0), version now }.
+ * - outside any lease: written;
+ * and in every case only as the version it was sealed for. A key of another type (a corrupt
+ * value) is replaced. Returns { written (1/0), version now }.
  */
 export const SAVE = `
 local kind = redis.call('TYPE', KEYS[1]).ok
 local current = 0
 if kind == 'hash' then current = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0 end
+if ARGV[5] ~= '' and current + 1 ~= tonumber(ARGV[5]) then return { 0, current } end
 if ARGV[2] ~= '' then
   if current ~= tonumber(ARGV[2]) then return { 0, current } end
 elseif ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then

@@ -5,19 +5,21 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { TokenStoreError } from "../errors.js";
+import { createLockQueue } from "../lock-queue.js";
 import { corrupt, parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
-import type { StoredTokens, TokenStore } from "../types.js";
+import type { LockHold, StoredTokens, TokenStore } from "../types.js";
 import { aesGcm, plainText } from "./cipher.js";
 import { createCommands } from "./command.js";
-import { acquireLease, type Lease } from "./lease.js";
+import { acquireLease, type Lease, leaseTimeout } from "./lease.js";
 import { checkRedisStoreOptions, type RedisStoreOptions } from "./options.js";
-import { LOAD, SAVE } from "./scripts.js";
+import { CONFIRM, LOAD, SAVE } from "./scripts.js";
 
 /**
  * What a `lock(fn)` of a store holds while `fn` runs: its lease (none while Redis is down
  * under `fallback: "local"`) and the login version read under it, which a save must still
  * find (compare-and-set). Found through AsyncLocalStorage, so `load` and `save` called from
- * `fn` know the lease they run under without any change to the TokenStore interface.
+ * `fn` know the lease they run under; `fn` also gets it as a LockHold, to confirm the lease
+ * right before the request to the identity provider.
  */
 interface Hold {
   readonly lease: Lease | undefined;
@@ -59,10 +61,12 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
   const cipher = options.encryptionKey === undefined ? plainText : aesGcm(options.encryptionKey, key);
   // One per store: a lock of another store (nested, or in fn's async work) is not this one's.
   const holds = new AsyncLocalStorage<Hold>();
-  // The login this process last read from or wrote to Redis: what `fallback: "local"` goes on with.
+  // The login this process last read from or wrote to Redis, and its version: what
+  // `fallback: "local"` goes on with, and what a save without a lease is compared with.
   let lastSeen: StoredTokens | undefined;
-  // Callers of this process queue here before asking Redis for the lease.
-  let tail: Promise<unknown> = Promise.resolve();
+  let lastVersion: number | undefined;
+  // Callers of this process wait here before asking Redis for the lease.
+  const queue = createLockQueue();
 
   const currentHold = (): Hold | undefined => {
     const hold = holds.getStore();
@@ -80,23 +84,68 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
     return true;
   };
 
-  const write = async (value: string, what: "saving" | "clearing"): Promise<void> => {
+  const fenced = (what: string) =>
+    new TokenStoreError(
+      "fenced",
+      `${where} was written by another process after this one read it, while this process's lease ` +
+        `had run out (it stalled for longer than leaseMs, ${settings.leaseMs} ms) or Redis was unreachable: ${what} refused, the newer login stands.`,
+    );
+
+  /** The version now in Redis (a key that is not a hash counts as 0: a save replaces it). */
+  const versionNow = async (): Promise<number> => {
+    const [, version] = (await commands.run("reading the login's version", LOAD, ["", settings.leaseMs])) as [number, number];
+    return Math.max(version, 0);
+  };
+
+  /** Writes `text` (undefined: removes the login), fenced; see SAVE in scripts.ts. */
+  const write = async (text: string | undefined, what: "saving" | "clearing"): Promise<void> => {
     const hold = currentHold();
-    const reply = await commands.run(`${what} the login`, SAVE, [
-      hold?.lease?.token ?? "",
-      hold?.version ?? "",
-      value,
-      what === "clearing" ? "clear" : "",
-    ]);
-    const [written, version] = reply as [number, number];
-    if (written !== 1) {
+    // Without a lease (Redis was down, fallback "local") a save is compared with the version
+    // this process last saw: if Redis runs it late, it cannot overwrite a login written since.
+    const compareWith = hold?.version ?? (hold !== undefined && hold.lease === undefined ? (lastVersion ?? 0) : undefined);
+    for (let attempt = 1; ; attempt += 1) {
+      // Encryption binds the version the value is written as: it must be known before.
+      const sealedFor = text !== undefined && cipher.bindsVersion ? (compareWith ?? (await versionNow())) + 1 : undefined;
+      const value = text === undefined ? "" : await cipher.seal(text, sealedFor ?? 0);
+      const reply = await commands.run(`${what} the login`, SAVE, [
+        hold?.lease?.token ?? "",
+        compareWith ?? "",
+        value,
+        text === undefined ? "clear" : "",
+        sealedFor ?? "",
+      ]);
+      const [written, version] = reply as [number, number];
+      if (written === 1) {
+        if (hold !== undefined) hold.version = version;
+        lastVersion = version;
+        return;
+      }
+      // Unfenced (no lock, no version): only a write between versionNow() and this save refuses it.
+      if (hold === undefined && compareWith === undefined && attempt < 3) continue;
+      throw fenced(what);
+    }
+  };
+
+  /** LockHold.confirm: the lease is still ours, right before the request to the identity provider. */
+  const confirm = async (hold: Hold): Promise<void> => {
+    if (hold.ended) throw fenced("confirming the lease after lock() returned");
+    if (hold.lease === undefined) return; // Redis down, fallback "local": a lock within this process
+    let reply: unknown;
+    try {
+      reply = await commands.run("confirming the lease", CONFIRM, [hold.lease.token, settings.leaseMs, hold.version ?? ""]);
+    } catch (error) {
+      if (fallingBack(error)) return;
+      throw error;
+    }
+    if (reply === 2) hold.lease.retaken();
+    if (reply === 0) {
       throw new TokenStoreError(
         "fenced",
-        `${where} was written by another process after this one read it, while this process's lease ` +
-          `had run out (it stalled for longer than leaseMs, ${settings.leaseMs} ms): ${what} refused, the newer login stands.`,
+        `This process's hold of ${leaseName} ran out after it read the login (it stalled for longer than leaseMs, ` +
+          `${settings.leaseMs} ms), and another process holds it now or stored a newer login: this refresh is ` +
+          `abandoned before its request to the identity provider, the newer login stands.`,
       );
     }
-    if (hold !== undefined) hold.version = version;
   };
 
   return {
@@ -121,14 +170,15 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
       }
       if (version < 0) throw corrupt(where, "it is not a hash");
       if (hold !== undefined) hold.version = version;
-      const login = value === null ? undefined : parseStoredTokens(await cipher.open(value, where), where);
+      const login = value === null ? undefined : parseStoredTokens(await cipher.open(value, where, version), where);
       lastSeen = login;
+      lastVersion = version;
       return login;
     },
 
     async save(tokens) {
       try {
-        await write(await cipher.seal(serializeStoredTokens(tokens)), "saving");
+        await write(serializeStoredTokens(tokens), "saving");
       } catch (error) {
         if (!fallingBack(error)) throw error;
       }
@@ -137,33 +187,39 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
 
     async clear() {
       try {
-        await write("", "clearing");
+        await write(undefined, "clearing");
       } catch (error) {
         if (!fallingBack(error)) throw error;
       }
       lastSeen = undefined;
     },
 
-    lock<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-      const run = tail.then(async () => {
-        signal?.throwIfAborted();
+    async lock<T>(fn: (hold?: LockHold) => Promise<T>, signal?: AbortSignal): Promise<T> {
+      // One bound for the whole wait, in line behind this process's callers and for the lease.
+      const started = performance.now();
+      const wait = {
+        signal,
+        deadline: started + settings.lockTimeoutMs,
+        timedOut: () => leaseTimeout(settings, performance.now() - started),
+      };
+      const leave = await queue.enter(signal, wait.deadline, wait.timedOut);
+      try {
         let lease: Lease | undefined;
         try {
-          lease = await acquireLease(commands, settings, signal);
+          lease = await acquireLease(commands, settings, wait);
         } catch (error) {
           if (!fallingBack(error)) throw error;
         }
         const hold: Hold = { lease, version: undefined, ended: false };
         try {
-          return await holds.run(hold, fn);
+          return await holds.run(hold, () => fn({ confirm: () => confirm(hold) }));
         } finally {
           hold.ended = true;
           await lease?.release();
         }
-      });
-      // The next caller of this process waits for this one, whatever its outcome.
-      tail = run.catch(() => {});
-      return run;
+      } finally {
+        leave();
+      }
     },
   };
 }

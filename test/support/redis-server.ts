@@ -16,6 +16,10 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /** SIGSTOP: it answers nothing (connections stay open, commands wait in their sockets) until `resume()`. */
+  pause(): void;
+  /** SIGCONT after `pause()`: it runs what waited, in the order it arrived on each connection. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -77,6 +81,8 @@ export async function startRedisServer(options: { appendOnly?: boolean; cluster?
     url: `redis://127.0.0.1:${port}`,
     stop,
     start,
+    pause: () => void child?.kill("SIGSTOP"),
+    resume: () => void child?.kill("SIGCONT"),
     async close() {
       await stop();
       await rm(dir, { recursive: true, force: true });

@@ -6,12 +6,14 @@
  * Usage: node --import tsx test/support/redis-worker.ts --config <JSON of WorkerConfig>
  * Prints {"kind":"ready"}, waits for "go" on stdin, calls EchoService.Say every 50–100 ms
  * for durationMs, then prints a report line shaped like process-worker.ts's (WorkerReport)
- * plus `reasons`: TokenStoreError reasons seen in events. With `stall`, the first time the
+ * plus `reasons`: TokenStoreError reasons seen in events (and `confirm:<reason>` when the
+ * lease was found lost right before a request to the identity provider). With `stall`, the first time the
  * store reaches that point under its lease the worker prints {"kind":"stalling"} and waits
  * for a "resume" line (the test SIGSTOPs it meanwhile: its lease renewals stop too).
  *
  * Nothing printed holds token material: failures and events are reported by name only.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -37,7 +39,12 @@ export interface WorkerConfig {
   readonly leaseMs?: number;
   readonly timeoutMs?: number;
   readonly fallback?: "none" | "local";
-  readonly stall?: "in-lock" | "before-save";
+  /**
+   * Where the first refresh under the lease stops for the test: "in-lock" before the read,
+   * "after-read" between the read and the request to the identity provider, "before-save"
+   * between the identity provider's answer and the save.
+   */
+  readonly stall?: "in-lock" | "after-read" | "before-save";
 }
 
 export interface RedisWorkerReport extends WorkerReport {
@@ -80,18 +87,33 @@ function openStore(): TokenStore {
     print({ kind: "stalling", at: Date.now() });
     await resumed;
   };
+  const inLock = new AsyncLocalStorage<true>();
   return {
-    load: () => store.load(),
+    async load() {
+      const login = await store.load();
+      if (config.stall === "after-read" && inLock.getStore() === true) await stall();
+      return login;
+    },
     clear: () => store.clear(),
     async save(tokens) {
       if (config.stall === "before-save") await stall();
       return store.save(tokens);
     },
     lock: (fn, signal) =>
-      store.lock!(async () => {
-        if (config.stall === "in-lock") await stall();
-        return fn();
-      }, signal),
+      store.lock!(
+        (hold) =>
+          inLock.run(true, async () => {
+            if (config.stall === "in-lock") await stall();
+            // Counted as "confirm:<reason>" when the lease is found lost right before the request.
+            const confirm = async () =>
+              hold?.confirm().catch((error: unknown) => {
+                count(reasons, `confirm:${storeReason(error) ?? "failed"}`);
+                throw error;
+              });
+            return fn(hold === undefined ? undefined : { confirm });
+          }),
+        signal,
+      ),
   };
 }
 
