@@ -67,19 +67,24 @@ for (const dpop of [false, true]) {
       idp = await startIdp({ accessTokenTtl: 3, ...dpopOption });
       server = await startServer({ idp, http2: false, ...dpopOption });
       proxy = await startCorsProxy(server.baseUrl);
-      const { login, dpopJwk } = await loginFor(idp, dpop);
       let delivered: (value: PageResults) => void = () => {};
       const delivery = new Promise<PageResults>((resolve) => {
         delivered = resolve;
       });
       page = await startPageServer(script, {
-        "GET /config": (): PageConfig => ({
-          issuer: idp.issuer,
-          clientId: idp.clientId,
-          api: proxy.url,
-          login: { ...login } as PageConfig["login"],
-          ...(dpopJwk !== undefined ? { dpopJwk } : {}),
-        }),
+        // The login is made when the page asks for it, not before Chromium starts: its 3 s
+        // token must still be valid when the page's first call carries it (a slow start on
+        // a loaded machine used to hand the page a token the server found expired).
+        "GET /config": async (): Promise<PageConfig> => {
+          const { login, dpopJwk } = await loginFor(idp, dpop);
+          return {
+            issuer: idp.issuer,
+            clientId: idp.clientId,
+            api: proxy.url,
+            login: { ...login } as PageConfig["login"],
+            ...(dpopJwk !== undefined ? { dpopJwk } : {}),
+          };
+        },
         "POST /revoke": (body) => {
           const { token } = JSON.parse(body) as { token: string };
           server.revoke(token);
