@@ -234,7 +234,23 @@ export class ConfigurationError extends ConnectOidcError {
   override readonly code: ConfigurationErrorCode = "ERR_CONFIGURATION";
 }
 
-/** The codes of the {@link ConfigurationError} family. */
+/**
+ * The codes of the {@link ConfigurationError} family: `switch (err.code)` narrows.
+ *
+ * @example
+ * ```ts
+ * import { ConfigurationError } from "connect-oidc";
+ *
+ * function fixHint(error: ConfigurationError): string {
+ *   switch (error.code) {
+ *     case "ERR_PROVIDER_CONFIGURATION":
+ *       return "the identity provider refused these options: " + error.message;
+ *     case "ERR_CONFIGURATION":
+ *       return error.message; // names the option and the fix
+ *   }
+ * }
+ * ```
+ */
 export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
 
 /**
