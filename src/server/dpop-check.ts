@@ -1,0 +1,133 @@
+/**
+ * The check of one DPoP proof (RFC 9449 §4.3) against the request and the verified access
+ * token: a JWS of `typ: dpop+jwt` with an allowed asymmetric `alg`, signed by the public key
+ * it embeds; `htm`/`htu` name this request (query and fragment ignored, so a Connect GET
+ * passes); `iat` within the window; `ath` is the token's hash; the token's `cnf.jkt` is the
+ * key's thumbprint; a current server nonce when nonces are on; and the `jti` seen for the
+ * first time — checked last, so a refused proof does not use up its `jti`.
+ */
+import { createHash } from "node:crypto";
+import { compactVerify } from "jose";
+import { createProofKeys, thumbprintOf } from "./proof-keys.js";
+import type { DPoPNonces, DPoPRefusalReason, ReplayCache } from "./types.js";
+
+export interface ProofInput {
+  readonly proof: string | null | undefined;
+  readonly accessToken: string;
+  /** The verified token's `cnf.jkt` (undefined: not bound). */
+  readonly boundJkt: string | undefined;
+  readonly method: string;
+  readonly url: string;
+}
+
+export type ProofResult =
+  | { readonly ok: true; readonly jkt: string; readonly nonce: string | undefined }
+  | { readonly ok: false; readonly reason: DPoPRefusalReason | "unavailable"; readonly jkt?: string; readonly nonce?: string };
+
+export interface ProofChecker {
+  check(input: ProofInput): Promise<ProofResult>;
+}
+
+export interface ProofCheckerOptions {
+  readonly algorithms: readonly string[];
+  readonly iatWindowSeconds: number;
+  readonly nonces: DPoPNonces | undefined;
+  readonly replayCache: ReplayCache;
+  readonly keyCacheSize: number;
+  /** Wall clock, epoch ms. */
+  readonly now: () => number;
+}
+
+const MAX_PROOF_LENGTH = 8192;
+const decoder = new TextDecoder();
+
+function isDPoPTyp(typ: unknown): boolean {
+  return typeof typ === "string" && /^(application\/)?dpop\+jwt$/i.test(typ);
+}
+
+/** The proof's protected header, parsed without verification (its key comes from it). */
+function headerOf(proof: string): Record<string, unknown> | undefined {
+  const dot = proof.indexOf(".");
+  if (dot <= 0) return undefined;
+  try {
+    const header: unknown = JSON.parse(decoder.decode(Buffer.from(proof.slice(0, dot), "base64url")));
+    return typeof header === "object" && header !== null && !Array.isArray(header) ? (header as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The URL without query and fragment, normalized; undefined when it is not a URL. */
+export function htuOf(url: string): string | undefined {
+  if (!URL.canParse(url)) return undefined;
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+}
+
+/** base64url(SHA-256(token)), a proof's `ath`. */
+export function accessTokenHash(token: string): string {
+  return createHash("sha256").update(token, "ascii").digest("base64url");
+}
+
+export function createProofChecker(options: ProofCheckerOptions): ProofChecker {
+  const keys = createProofKeys(options.keyCacheSize);
+  const { algorithms, iatWindowSeconds, nonces, replayCache, now } = options;
+
+  const check = async (input: ProofInput): Promise<ProofResult> => {
+    const proof = input.proof?.trim();
+    if (!proof) return { ok: false, reason: "missing-proof" };
+    if (proof.includes(",")) return { ok: false, reason: "multiple-proofs" };
+    if (proof.length > MAX_PROOF_LENGTH) return { ok: false, reason: "malformed-proof" };
+    const header = headerOf(proof);
+    if (!header) return { ok: false, reason: "malformed-proof" };
+    if (!isDPoPTyp(header.typ)) return { ok: false, reason: "wrong-typ" };
+    const alg = header.alg;
+    if (typeof alg !== "string" || !algorithms.includes(alg)) return { ok: false, reason: "bad-alg" };
+    const jwk = header.jwk;
+    if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) return { ok: false, reason: "malformed-proof" };
+    const jkt = thumbprintOf(jwk as Record<string, unknown>);
+    if (jkt === undefined) return { ok: false, reason: "malformed-proof" };
+
+    let payload: Record<string, unknown>;
+    try {
+      const key = await keys.keyFor(jwk as Record<string, unknown>, jkt, alg);
+      const verified = await compactVerify(proof, key, { algorithms: [alg] });
+      payload = JSON.parse(decoder.decode(verified.payload)) as Record<string, unknown>;
+      if (typeof payload !== "object" || payload === null) return { ok: false, reason: "malformed-proof" };
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      return { ok: false, reason: code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad-signature" : "malformed-proof" };
+    }
+    return checkClaims(input, payload, jkt);
+  };
+
+  const checkClaims = async (input: ProofInput, payload: Record<string, unknown>, jkt: string): Promise<ProofResult> => {
+    const nonce = typeof payload.nonce === "string" ? payload.nonce : undefined;
+    const refuse = (reason: DPoPRefusalReason | "unavailable"): ProofResult =>
+      nonce === undefined ? { ok: false, reason, jkt } : { ok: false, reason, jkt, nonce };
+    const { jti, htm, htu, iat, ath } = payload;
+    if (typeof jti !== "string" || jti === "" || jti.length > 256 || typeof iat !== "number") return refuse("malformed-proof");
+    if (htm !== input.method) return refuse("htm-mismatch");
+    const expectedHtu = htuOf(input.url);
+    if (typeof htu !== "string" || expectedHtu === undefined || htuOf(htu) !== expectedHtu) return refuse("htu-mismatch");
+    const nowSeconds = now() / 1000;
+    if (Math.abs(nowSeconds - iat) > iatWindowSeconds) return refuse("iat-outside-window");
+    if (ath !== accessTokenHash(input.accessToken)) return refuse("ath-mismatch");
+    if (input.boundJkt === undefined) return refuse("token-not-bound");
+    if (input.boundJkt !== jkt) return refuse("jkt-mismatch");
+    if (nonces) {
+      if (nonce === undefined) return refuse("nonce-missing");
+      if (!nonces.accepts(nonce)) return refuse("nonce-stale");
+    }
+    try {
+      // Remembered until its iat leaves the window (then the iat check refuses it anyway).
+      const first = await replayCache.use(`${jkt}:${jti}`, Math.max(1, iat + iatWindowSeconds - nowSeconds + 1));
+      if (!first) return refuse("jti-replayed");
+    } catch {
+      return refuse("unavailable");
+    }
+    return { ok: true, jkt, nonce };
+  };
+
+  return { check };
+}
