@@ -1,14 +1,15 @@
 /**
- * An example AgentSessionService that only accepts OIDC access tokens it can verify:
- * a JWT (`typ: at+jwt`, RS256) signed by the issuer's keys (JWKS), for this audience,
- * not expired — with no clock tolerance, so an expired token is refused for real.
+ * An example AgentSessionService that only accepts OIDC access tokens it can verify, with
+ * connect-oidc/server (`createTokenVerifier` + `createAuthServerInterceptor`): a JWT
+ * (`typ: at+jwt`, RS256) signed by the issuer's keys (JWKS), for this audience, not
+ * expired — with no clock tolerance, so an expired token is refused for real.
  *
  * With `--dpop` it accepts only DPoP-bound tokens (RFC 9449): `authorization: DPoP <token>`
  * and a `DPoP` proof for this very request, signed by the key the token is bound to
  * (`cnf.jkt`), fresh (`iat` within 60 s, `jti` never seen), carrying the server's current
- * nonce, which rotates (`--dpop-nonce-every`, default 30 s). A bearer token, a token with
- * another key's proof or a replayed proof is refused. The proof check is the test
- * suite's (test/support/dpop-verify.ts, done with jose).
+ * nonce, which changes every time step (`--dpop-nonce-every`, default 30 s; derived from a
+ * secret, see `createDPoPNonces`). A bearer token, a token with another key's proof or a
+ * replayed proof is refused.
  *
  *   tsx examples/server.ts --issuer https://login.example.com --audience https://api.example.com [--port 8080] [--h2c] [--dpop]
  *
@@ -19,12 +20,10 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { pathToFileURL } from "node:url";
-import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import { AgentSessionService, Decision, type IngestEventRequest } from "../gen/agent/v1/session_pb.js";
-import { createDpopNonces } from "../test/support/dpop-nonces.js";
-import { createDpopVerifier, dpopTokenOf } from "../test/support/dpop-verify.js";
+import { createAuthServerInterceptor, createDPoPNonces, createTokenVerifier, type TokenRefusal, verifiedTokenKey } from "../src/server.js";
 import { parseCli, runMain } from "./lib/cli.js";
 import { parseDuration } from "./lib/duration.js";
 
@@ -44,8 +43,8 @@ export interface ExampleServerOptions {
   /** The answer to an event; default: {@link defaultDecision}. */
   readonly decide?: (event: IngestEventRequest) => Decision;
   /**
-   * Accept only DPoP-bound tokens with a valid proof (RFC 9449), nonces required, rotated
-   * every `nonceRotateMs` (default 30 s). Default: bearer tokens.
+   * Accept only DPoP-bound tokens with a valid proof (RFC 9449), nonces required, a new one
+   * every `nonceRotateMs` (default 30 s, at least 1 s). Default: bearer tokens.
    */
   readonly dpop?: { readonly nonceRotateMs?: number };
 }
@@ -98,14 +97,29 @@ export function defaultDecision(event: IngestEventRequest): Decision {
   return Decision.ALLOW;
 }
 
-const kSubject = createContextKey<string>("", { description: "verified JWT sub" });
+/** A subject for every verified token (a client credentials token's is its client). */
+const subjectOf = (ctx: HandlerContext) => {
+  const token = ctx.values.get(verifiedTokenKey);
+  return token?.subject ?? token?.clientId ?? "";
+};
+
+/** connect-oidc/server's refusal, in this server's counters. */
+function rejectReasonOf(refusal: TokenRefusal): RejectReason {
+  switch (refusal.reason) {
+    case "missing":
+    case "malformed":
+    case "expired":
+      return refusal.reason;
+    default:
+      return refusal.error === "use_dpop_nonce" ? "nonce" : refusal.error === "invalid_dpop_proof" ? "proof" : "invalid";
+  }
+}
 
 const fingerprint = (token: string) => createHash("sha256").update(token).digest("base64url");
 
 export async function startExampleServer(options: ExampleServerOptions): Promise<ExampleServer> {
   const { issuer, audience } = options;
   if (!issuer || !audience) throw new Error("startExampleServer: `issuer` and `audience` are required");
-  const jwks = createRemoteJWKSet(new URL(options.jwksUri ?? (await discoverJwksUri(issuer))));
   const decide = options.decide ?? defaultDecision;
 
   const revoked = new Set<string>();
@@ -121,65 +135,54 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
   };
 
   const dpop = options.dpop;
-  const nonces = dpop ? createDpopNonces({ rotateMs: dpop.nonceRotateMs ?? 30_000 }) : undefined;
-  const proofs = dpop ? createDpopVerifier({ nonces }) : undefined;
+  // connect-oidc/server does the checking; this server counts its verdicts.
+  const verifier = createTokenVerifier({
+    issuer,
+    audience,
+    ...(options.jwksUri ? { jwksUri: options.jwksUri } : {}),
+    algorithms: ["RS256"],
+    clockToleranceSeconds: 0,
+    allowInsecureRequests: new URL(issuer).protocol === "http:",
+    ...(dpop
+      ? {
+          dpop: {
+            required: true,
+            // Stateless nonces: every server given the same secret agrees (random here: one process).
+            nonces: createDPoPNonces({ stepSeconds: (dpop.nonceRotateMs ?? 30_000) / 1000 }),
+          },
+        }
+      : {}),
+  });
   const scheme = dpop ? "DPoP" : "Bearer";
 
-  const refuse = (reason: RejectReason, message: string, cause?: unknown, description: string = reason) => {
-    stats.rejected[reason]++;
-    // RFC 6750 §3 / RFC 9449 §7.1: tell the client why, so it knows whether a new token or a nonce may help.
-    const error = reason === "nonce" ? "use_dpop_nonce" : reason === "proof" ? "invalid_dpop_proof" : "invalid_token";
-    const header: Record<string, string> = { "www-authenticate": `${scheme} error="${error}", error_description="${description}"` };
-    if (nonces) header["dpop-nonce"] = nonces.current();
-    return new ConnectError(message, Code.Unauthenticated, header, undefined, cause);
-  };
-
-  const authenticate: Interceptor = (next) => async (req) => {
-    const authorization = req.header.get("authorization");
-    if (authorization === null) throw refuse("missing", `missing ${scheme} token`);
-    const token = dpop ? dpopTokenOf(authorization) : /^Bearer +(\S+)\s*$/i.exec(authorization)?.[1];
-    if (token === undefined) throw refuse("malformed", `authorization is not a ${scheme} token`);
-    if (revoked.has(fingerprint(token))) throw refuse("revoked", "token revoked");
-    let boundJkt: string | undefined;
+  const count: Interceptor = (next) => async (req) => {
+    const token = /^(?:Bearer|DPoP) +(\S+)\s*$/i.exec(req.header.get("authorization") ?? "")?.[1];
+    if (token !== undefined && revoked.has(fingerprint(token))) {
+      stats.rejected.revoked++;
+      throw new ConnectError(
+        "token revoked",
+        Code.Unauthenticated,
+        verifier.challenge(scheme, { error: "invalid_token", error_description: "revoked" }),
+      );
+    }
     try {
-      const { payload } = await jwtVerify(token, jwks, {
-        issuer,
-        audience,
-        typ: "at+jwt",
-        algorithms: ["RS256"],
-        clockTolerance: 0,
-      });
-      if (!payload.sub) throw refuse("invalid", "token has no subject");
-      const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
-      boundJkt = typeof jkt === "string" ? jkt : undefined;
-      req.contextValues.set(kSubject, payload.sub);
+      return await next(req);
     } catch (error) {
-      if (error instanceof ConnectError) throw error;
-      if (error instanceof joseErrors.JWTExpired) throw refuse("expired", "token expired", error);
-      throw refuse("invalid", "token invalid", error);
+      const refusal = error instanceof ConnectError ? (error.cause as TokenRefusal | undefined) : undefined;
+      if (refusal?.ok === false) stats.rejected[rejectReasonOf(refusal)]++;
+      throw error;
     }
-    if (proofs) {
-      const proof = { proof: req.header.get("dpop"), accessToken: token, boundJkt, method: req.requestMethod, url: req.url };
-      const result = await proofs.verify(proof);
-      if (!result.ok)
-        throw refuse(
-          result.error === "use_dpop_nonce" ? "nonce" : "proof",
-          `DPoP proof refused: ${result.reason}`,
-          undefined,
-          result.reason,
-        );
-    }
+  };
+  const accepted: Interceptor = (next) => (req) => {
     stats.accepted++;
-    const res = await next(req);
-    if (nonces) res.header.set("dpop-nonce", nonces.current());
-    return res;
+    return next(req);
   };
 
   /** The caller's own open session, or the error that says why not. */
   const sessionOf = (sessionId: string, ctx: HandlerContext, allowEnded = false): Session => {
     const session = sessions.get(sessionId);
     // Someone else's session looks like no session: ids are not secrets, but they are not yours.
-    if (!session || session.subject !== ctx.values.get(kSubject)) {
+    if (!session || session.subject !== subjectOf(ctx)) {
       throw new ConnectError(`no session ${JSON.stringify(sessionId)}`, Code.NotFound);
     }
     if (session.ended && !allowEnded) throw new ConnectError("the session has ended", Code.FailedPrecondition);
@@ -193,7 +196,7 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
         if (agentName === "") throw new ConnectError("agent_name is required", Code.InvalidArgument);
         const sessionId = randomUUID();
         sessions.set(sessionId, {
-          subject: ctx.values.get(kSubject),
+          subject: subjectOf(ctx),
           agentName,
           lastHeartbeat: Date.now(),
           ended: false,
@@ -232,7 +235,7 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
     });
   };
 
-  const adapter = connectNodeAdapter({ routes, interceptors: [authenticate] });
+  const adapter = connectNodeAdapter({ routes, interceptors: [count, createAuthServerInterceptor(verifier), accepted] });
   const server = options.http2 ? http2.createServer(adapter) : http.createServer(adapter);
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
@@ -260,15 +263,6 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
         for (const socket of sockets) socket.destroy();
       })),
   };
-}
-
-async function discoverJwksUri(issuer: string): Promise<string> {
-  const url = new URL(`${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`discovery at ${url.href} failed: HTTP ${res.status}`);
-  const { jwks_uri } = (await res.json()) as { jwks_uri?: unknown };
-  if (typeof jwks_uri !== "string") throw new Error(`discovery at ${url.href}: no jwks_uri`);
-  return jwks_uri;
 }
 
 async function main(): Promise<number> {

@@ -27,10 +27,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
 import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from "jose";
+import { decodeJwt } from "jose";
+import { createAuthServerInterceptor, createTokenVerifier, type TokenRefusal, verifiedTokenKey } from "../../src/server.js";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createDpopNonces, type DpopNonces } from "./dpop-nonces.js";
-import { createDpopVerifier, type DpopReason, dpopTokenOf } from "./dpop-verify.js";
+import { type DpopReason, dpopTokenOf } from "./dpop-verify.js";
 
 export type WireProtocol = "connect" | "grpc" | "grpc-web" | "unknown";
 
@@ -150,7 +151,6 @@ function bearerOf(authorization: string | null | undefined): string | undefined 
   return match?.[1];
 }
 
-const kSubject = createContextKey<string>("", { description: "verified JWT sub" });
 const kRecord = createContextKey<MutableRecord | undefined>(undefined, { description: "request record" });
 
 interface MutableRecord {
@@ -171,35 +171,65 @@ interface MutableRecord {
   readonly done: Promise<void>;
 }
 
-function unauthenticated(reason: RejectReason, message: string, cause?: unknown, challenge?: Record<string, string>): ConnectError {
-  return new ConnectError(
-    message,
-    Code.Unauthenticated,
-    challenge ?? { "www-authenticate": `Bearer error="invalid_token", error_description="${reason}"` },
-    undefined,
-    cause,
-  );
+/** The RFC 9449 proof reasons, recorded as the DPoP verdict of a refusal. */
+const PROOF_REASONS: ReadonlySet<string> = new Set<DpopReason>([
+  "missing-proof",
+  "multiple-proofs",
+  "malformed-proof",
+  "bad-alg",
+  "wrong-typ",
+  "bad-signature",
+  "htm-mismatch",
+  "htu-mismatch",
+  "iat-outside-window",
+  "ath-mismatch",
+  "token-not-bound",
+  "jkt-mismatch",
+  "jti-replayed",
+  "nonce-missing",
+  "nonce-stale",
+]);
+
+/** connect-oidc/server's refusal reason, in this server's coarser record. */
+function rejectReasonOf(refusal: TokenRefusal): RejectReason {
+  if (PROOF_REASONS.has(refusal.reason)) return "dpop";
+  switch (refusal.reason) {
+    case "missing":
+    case "malformed":
+    case "expired":
+      return refusal.reason;
+    default:
+      return "invalid";
+  }
 }
 
-/** The `WWW-Authenticate: DPoP` challenge (and `DPoP-Nonce`) of a DPoP server's refusal. */
-function dpopChallenge(error: string, description: string, nonce: string | undefined): Record<string, string> {
+function dpopRecordOf(refusal: TokenRefusal): RecordedDpop {
+  if (refusal.reason === "malformed") return { ok: false, reason: "not-dpop-scheme" };
+  if (!PROOF_REASONS.has(refusal.reason)) return { ok: false, reason: "token" };
   return {
-    "www-authenticate": `DPoP error="${error}", error_description="${description}"`,
-    ...(nonce === undefined ? {} : { "dpop-nonce": nonce }),
+    ok: false,
+    reason: refusal.reason as DpopReason,
+    ...(refusal.jkt === undefined ? {} : { jkt: refusal.jkt }),
+    ...(refusal.proofNonce === undefined ? {} : { nonce: refusal.proofNonce }),
   };
+}
+
+/** The nonce a (verified) proof carried. */
+function proofNonceOf(proof: string | null): string | undefined {
+  if (!proof) return undefined;
+  try {
+    const nonce = decodeJwt(proof).nonce;
+    return typeof nonce === "string" ? nonce : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function startServer(options: StartServerOptions): Promise<TestServer> {
   const issuer = options.issuer ?? options.idp?.issuer;
   const audience = options.audience ?? options.idp?.audience;
   if (!issuer || !audience) throw new Error("startServer: issuer and audience (or idp) are required");
-  let jwksUri = options.jwksUri ?? options.idp?.jwksUri;
-  if (!jwksUri) {
-    const res = await fetch(new URL("/.well-known/openid-configuration", issuer));
-    if (!res.ok) throw new Error(`startServer: discovery failed: HTTP ${res.status}`);
-    jwksUri = ((await res.json()) as { jwks_uri: string }).jwks_uri;
-  }
-  const jwks = createRemoteJWKSet(new URL(jwksUri));
+  const jwksUri = options.jwksUri ?? options.idp?.jwksUri;
 
   let records: MutableRecord[] = [];
   const revoked = new Set<string>();
@@ -210,120 +240,121 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
   const dpopNonces: DpopNonces | undefined = dpopOptions?.requireNonce
     ? createDpopNonces({ rotateMs: dpopOptions.nonceRotateMs })
     : undefined;
-  const dpopVerifier = dpopOptions
-    ? createDpopVerifier({
-        nonces: dpopNonces,
-        ...(dpopOptions.iatWindowSeconds !== undefined ? { iatWindowSeconds: dpopOptions.iatWindowSeconds } : {}),
-      })
-    : undefined;
+  // The verification itself is connect-oidc/server's; this server records and adds test knobs.
+  const verifier = createTokenVerifier({
+    issuer,
+    audience,
+    ...(jwksUri === undefined ? {} : { jwksUri }),
+    algorithms: ["RS256"],
+    clockToleranceSeconds: 0,
+    allowInsecureRequests: true,
+    ...(dpopOptions
+      ? {
+          dpop: {
+            required: true,
+            ...(dpopNonces ? { nonces: dpopNonces } : {}),
+            ...(dpopOptions.iatWindowSeconds !== undefined ? { iatWindowSeconds: dpopOptions.iatWindowSeconds } : {}),
+          },
+        }
+      : {}),
+  });
+  const scheme = dpopOptions ? "DPoP" : "Bearer";
   const tokenOf = (authorization: string | null | undefined) => (dpopOptions ? dpopTokenOf(authorization) : bearerOf(authorization));
 
-  const authInterceptor: Interceptor = (next) => async (req) => {
-    const record = req.contextValues.get(kRecord);
-    // A DPoP server's refusals carry its challenge and nonce; the reason in error_description.
-    const nonce = dpopNonces?.current();
-    const reject = async (reason: RejectReason, message: string, cause?: unknown, dpopError?: { error: string; description: string }) => {
-      if (record && dpopOptions && !record.dpop) record.dpop = { ok: false, reason: "token" };
-      if (record) {
-        record.auth = "rejected";
-        record.reason = reason;
-        // Read what the client sends before refusing, so the raw body is recorded on HTTP/2
-        // too (there a refusal can beat the client's data). Bounded: a bidi client may wait.
-        if (req.stream) {
-          const drain = (async () => {
-            try {
-              for await (const _ of req.message) {
-                // recorded by the request tap
-              }
-            } catch {
-              // the client went away
-            }
-          })();
-          await Promise.race([drain, sleep(1000)]);
+  /** A refusal of this server's own knobs (revoke, setRejectAll, setUnauthenticatedAfter). */
+  const knobRefusal = (reason: RejectReason, message: string) =>
+    new ConnectError(message, Code.Unauthenticated, verifier.challenge(scheme, { error: "invalid_token", error_description: reason }));
+
+  /** Read what the client sends before refusing, so the raw body is recorded on HTTP/2 too. */
+  const drain = async (req: Parameters<Parameters<Interceptor>[0]>[0]) => {
+    if (!req.stream) return;
+    const reading = (async () => {
+      try {
+        for await (const _ of req.message) {
+          // recorded by the request tap
         }
+      } catch {
+        // the client went away
       }
-      const challenge = dpopOptions
-        ? dpopChallenge(dpopError?.error ?? "invalid_token", dpopError?.description ?? reason, nonce)
-        : undefined;
-      return unauthenticated(reason, message, cause, challenge);
-    };
+    })();
+    // Bounded: a bidi client may wait for an answer before it ends its stream.
+    await Promise.race([reading, sleep(1000)]);
+  };
 
+  const recordRefusal = (record: MutableRecord | undefined, error: unknown) => {
+    if (!record) return;
+    const refusal = error instanceof ConnectError ? (error.cause as TokenRefusal | undefined) : undefined;
+    record.auth = "rejected";
+    if (refusal?.ok !== false) {
+      record.reason ??= "invalid";
+      if (dpopOptions) record.dpop ??= { ok: false, reason: "token" };
+      return;
+    }
+    record.reason = rejectReasonOf(refusal);
+    if (!dpopOptions) return;
+    record.dpop = dpopRecordOf(refusal);
+  };
+
+  // Outside connect-oidc's interceptor: knobs first, then record what it decided.
+  const recordingInterceptor: Interceptor = (next) => async (req) => {
+    const record = req.contextValues.get(kRecord);
     if (requestDelayMs > 0) await sleep(requestDelayMs, undefined, { signal: req.signal });
-
-    const authorization = req.header.get("authorization");
-    const token = tokenOf(authorization);
-    if (rejectAll) throw await reject("reject-all", "server refuses every token (setRejectAll)");
-    if (authorization === null) throw await reject("missing", dpopOptions ? "missing DPoP token" : "missing bearer token");
-    if (token === undefined) {
-      if (!dpopOptions) throw await reject("malformed", "authorization is not a bearer token");
-      if (record) record.dpop = { ok: false, reason: "not-dpop-scheme" };
-      throw await reject("malformed", "authorization is not a DPoP token");
+    const token = tokenOf(req.header.get("authorization"));
+    const knob = rejectAll
+      ? knobRefusal("reject-all", "server refuses every token (setRejectAll)")
+      : token !== undefined && revoked.has(hashToken(token))
+        ? knobRefusal("revoked", "token revoked")
+        : undefined;
+    if (knob) {
+      if (record) record.reason = rejectAll ? "reject-all" : "revoked";
+      recordRefusal(record, knob);
+      await drain(req);
+      throw knob;
     }
-    if (revoked.has(hashToken(token))) throw await reject("revoked", "token revoked");
-    let boundJkt: string | undefined;
+    let res: Awaited<ReturnType<typeof next>>;
     try {
-      const { payload } = await jwtVerify(token, jwks, {
-        issuer,
-        audience,
-        typ: "at+jwt",
-        algorithms: ["RS256"],
-        clockTolerance: 0,
-      });
-      const subject = payload.sub ?? "";
-      const cnf = payload.cnf as { jkt?: unknown } | undefined;
-      boundJkt = typeof cnf?.jkt === "string" ? cnf.jkt : undefined;
-      if (record && !dpopVerifier) {
-        record.auth = "accepted";
-        record.subject = subject;
+      res = await next(req);
+    } catch (error) {
+      const verified = req.contextValues.get(verifiedTokenKey);
+      if (verified === undefined) {
+        recordRefusal(record, error);
+        await drain(req);
       }
-      req.contextValues.set(kSubject, subject);
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw await reject("expired", "token expired", err);
-      throw await reject("invalid", "token invalid", err);
+      throw error;
     }
-    if (dpopVerifier) {
-      const result = await dpopVerifier.verify({
-        proof: req.header.get("dpop"),
-        accessToken: token,
-        boundJkt,
-        method: req.requestMethod,
-        url: req.url,
-      });
-      if (record) {
-        record.dpop = {
-          ok: result.ok,
-          ...(result.ok ? {} : { reason: result.reason }),
-          ...(result.jkt === undefined ? {} : { jkt: result.jkt }),
-          ...(result.nonce === undefined ? {} : { nonce: result.nonce }),
-        };
-      }
-      if (!result.ok) {
-        throw await reject("dpop", `DPoP proof refused: ${result.reason}`, undefined, { error: result.error, description: result.reason });
-      }
-      if (record) {
-        record.auth = "accepted";
-        record.subject = req.contextValues.get(kSubject);
-      }
-    }
-    const res = await next(req);
-    if (nonce !== undefined) res.header.set("dpop-nonce", nonce);
     return res;
   };
 
+  // Inside it: the call got through; record who it was.
+  const acceptedInterceptor: Interceptor = (next) => async (req) => {
+    const record = req.contextValues.get(kRecord);
+    const verified = req.contextValues.get(verifiedTokenKey);
+    if (record && verified) {
+      record.auth = "accepted";
+      record.subject = verified.subject ?? "";
+      if (dpopOptions) {
+        const nonce = proofNonceOf(req.header.get("dpop"));
+        record.dpop = { ok: true, ...(verified.jkt === undefined ? {} : { jkt: verified.jkt }), ...(nonce === undefined ? {} : { nonce }) };
+      }
+    }
+    return next(req);
+  };
+  const authInterceptor = createAuthServerInterceptor(verifier);
+  const subjectOf = (ctx: HandlerContext) => ctx.values.get(verifiedTokenKey)?.subject ?? "";
+
   const checkStream = (sent: number) => {
     if (unauthenticatedAfter !== undefined && sent >= unauthenticatedAfter) {
-      const challenge = dpopOptions ? dpopChallenge("invalid_token", "expired", dpopNonces?.current()) : undefined;
-      throw unauthenticated("expired", "token no longer accepted (setUnauthenticatedAfter)", undefined, challenge);
+      throw knobRefusal("expired", "token no longer accepted (setUnauthenticatedAfter)");
     }
   };
 
   const routes = (router: ConnectRouter) => {
     router.service(EchoService, {
       say(req, ctx: HandlerContext) {
-        return { text: req.text, payload: req.payload, subject: ctx.values.get(kSubject) };
+        return { text: req.text, payload: req.payload, subject: subjectOf(ctx) };
       },
       async *countdown(req, ctx: HandlerContext) {
-        const subject = ctx.values.get(kSubject);
+        const subject = subjectOf(ctx);
         for (let n = req.count, sent = 0; n > 0; n--, sent++) {
           checkStream(sent);
           yield { text: req.text, payload: req.payload, subject, count: n };
@@ -339,12 +370,12 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
         return {
           text: texts.join(""),
           payload: Buffer.concat(payloads),
-          subject: ctx.values.get(kSubject),
+          subject: subjectOf(ctx),
           count: texts.length,
         };
       },
       async *chat(reqs, ctx: HandlerContext) {
-        const subject = ctx.values.get(kSubject);
+        const subject = subjectOf(ctx);
         let sent = 0;
         for await (const req of reqs) {
           checkStream(sent);
@@ -361,7 +392,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     connect: true,
     grpc: true,
     grpcWeb: true,
-    interceptors: [authInterceptor],
+    interceptors: [recordingInterceptor, authInterceptor, acceptedInterceptor],
     readMaxBytes: 64 * 1024 * 1024,
     writeMaxBytes: 64 * 1024 * 1024,
     contextValues: (req) => createContextValues().set(kRecord, recordsByRequest.get(req)),
