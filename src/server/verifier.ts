@@ -43,30 +43,13 @@ export interface TokenVerifier {
 
 const TOKEN = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
-function errorOf(reason: TokenRefusalReason): ChallengeError | undefined {
-  switch (reason) {
-    case "missing":
-    case "unavailable":
-      return undefined;
-    case "nonce-missing":
-    case "nonce-stale":
-      return "use_dpop_nonce";
-    case "missing-proof":
-    case "multiple-proofs":
-    case "malformed-proof":
-    case "bad-alg":
-    case "wrong-typ":
-    case "bad-signature":
-    case "htm-mismatch":
-    case "htu-mismatch":
-    case "iat-outside-window":
-    case "ath-mismatch":
-    case "jkt-mismatch":
-    case "jti-replayed":
-      return "invalid_dpop_proof";
-    default:
-      return "invalid_token";
-  }
+/** The challenge's `error`: a proof's refusal is about the proof, any other about the token. */
+function errorOf(reason: TokenRefusalReason, fromProof: boolean): ChallengeError | undefined {
+  if (reason === "missing" || reason === "unavailable") return undefined;
+  if (reason === "nonce-missing" || reason === "nonce-stale") return "use_dpop_nonce";
+  // A DPoP token without cnf.jkt: the token is what is wrong.
+  if (fromProof && reason !== "token-not-bound") return "invalid_dpop_proof";
+  return "invalid_token";
 }
 
 /** `scope` (space-separated, RFC 9068 §2.2.3) or an `scp` array, as some issuers send. */
@@ -143,7 +126,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   };
 
   const refuse = (reason: TokenRefusalReason, scheme: TokenScheme, proof?: { jkt?: string; nonce?: string }): TokenRefusal => {
-    const error = errorOf(reason);
+    const error = errorOf(reason, proof !== undefined);
     // Unavailable is not the token's fault: no challenge (the client should not get a new token).
     const headers =
       reason === "unavailable"

@@ -28,7 +28,15 @@ import { Code, ConnectError, createContextKey, createContextValues } from "@conn
 import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { decodeJwt } from "jose";
-import { createAuthServerInterceptor, createTokenVerifier, type TokenRefusal, verifiedTokenKey } from "../../src/server.js";
+import {
+  createAuthServerInterceptor,
+  createTokenVerifier,
+  type MethodRequirements,
+  type TokenRefusal,
+  type TokenVerifierOptions,
+  verifiedTokenKey,
+  withAuthentication,
+} from "../../src/server.js";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createDpopNonces, type DpopNonces } from "./dpop-nonces.js";
 import { type DpopReason, dpopTokenOf } from "./dpop-verify.js";
@@ -98,6 +106,15 @@ export interface StartServerOptions {
    * how far a proof's `iat` may be from now (default 60). Default: bearer tokens.
    */
   readonly dpop?: { readonly requireNonce?: boolean; readonly nonceRotateMs?: number; readonly iatWindowSeconds?: number };
+  /** Per-method requirements for connect-oidc/server's interceptor. Default: a valid token. */
+  readonly methods?: MethodRequirements;
+  /**
+   * Put connect-oidc/server's `withAuthentication` around the adapter: a request without a
+   * valid token is refused before its body is read (its record stays "unchecked"). Default false.
+   */
+  readonly early?: boolean;
+  /** More verifier options (e.g. `requireTyp`, `clockToleranceSeconds`, `jwks`). */
+  readonly verifier?: Partial<TokenVerifierOptions>;
 }
 
 /** DPoP knobs of a test server (inert on a bearer server). */
@@ -257,6 +274,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
           },
         }
       : {}),
+    ...options.verifier,
   });
   const scheme = dpopOptions ? "DPoP" : "Bearer";
   const tokenOf = (authorization: string | null | undefined) => (dpopOptions ? dpopTokenOf(authorization) : bearerOf(authorization));
@@ -339,7 +357,8 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     }
     return next(req);
   };
-  const authInterceptor = createAuthServerInterceptor(verifier);
+  const authOptions = options.methods ? { methods: options.methods } : {};
+  const authInterceptor = createAuthServerInterceptor(verifier, authOptions);
   const subjectOf = (ctx: HandlerContext) => ctx.values.get(verifiedTokenKey)?.subject ?? "";
 
   const checkStream = (sent: number) => {
@@ -387,7 +406,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
   };
 
   const recordsByRequest = new WeakMap<object, MutableRecord>();
-  const adapter = connectNodeAdapter({
+  const connectAdapter = connectNodeAdapter({
     routes,
     connect: true,
     grpc: true,
@@ -397,6 +416,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     writeMaxBytes: 64 * 1024 * 1024,
     contextValues: (req) => createContextValues().set(kRecord, recordsByRequest.get(req)),
   });
+  const adapter = options.early ? withAuthentication(connectAdapter, verifier, authOptions) : connectAdapter;
 
   const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const contentType = req.headers["content-type"];
