@@ -4,7 +4,8 @@
  * - Connect unary (and GET): the HTTP status of the code, a JSON error body;
  * - Connect streaming: HTTP 200 and an end-stream message with the error;
  * - gRPC and gRPC-web: HTTP 200, trailers-only (`grpc-status`, `grpc-message` in the headers).
- * The error's metadata (the challenge, the DPoP nonce) goes into the response headers.
+ * The error's metadata (the challenge, the DPoP nonce) goes into the response headers (for
+ * Connect streaming, into the end-stream message, where a Connect client reads trailers).
  */
 import type { ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
@@ -47,7 +48,8 @@ export function wireResponseOf(protocol: WireProtocol, contentType: string | und
       const type = contentType?.toLowerCase().startsWith("application/connect+json")
         ? "application/connect+json"
         : "application/connect+proto";
-      return { status: 200, headers: { ...metadata, "content-type": type, "content-length": String(body.byteLength) }, body };
+      // The metadata travels in the end-stream message (as trailers), as connect-node sends it.
+      return { status: 200, headers: { "content-type": type, "content-length": String(body.byteLength) }, body };
     }
     case "grpc":
     case "grpc-web": {

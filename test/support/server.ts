@@ -437,6 +437,8 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       req.once("end", resolve);
       req.once("close", resolve);
       req.once("error", () => resolve());
+      // HTTP/1.1: a request refused before its body was read ends with its connection.
+      if (req.httpVersionMajor === 1) req.socket.once("close", resolve);
     });
     const record: MutableRecord = {
       method: req.method ?? "",
