@@ -46,4 +46,3 @@ export type {
   VerifyRequest,
   VerifyResult,
 } from "./server/types.js";
-export type { RedisClient } from "./redis/command.js";

@@ -3,8 +3,8 @@
  * copy of src/ (ESM, and CommonJS as dist/cjs is made) with plain `node`, against a real
  * oidc-provider and a real connect-node server on loopback.
  *  - With a valid stored token, the call loads neither openid-client, nor @napi-rs/keyring
- *    (fileStore), nor proper-lockfile: the module log of the ESM loader and the CommonJS
- *    module cache of the child say so.
+ *    (fileStore), nor proper-lockfile, nor jose (connect-oidc/server's): the module log of
+ *    the ESM loader and the CommonJS module cache of the child say so.
  *  - With an expired token, the refresh costs two requests to the identity provider:
  *    discovery over the configured issuer, then the token endpoint. Provider metadata in the
  *    store (written by earlier versions) is ignored: an endpoint is never read back from a
@@ -37,7 +37,8 @@ import { createManualClock } from "./support/manual-clock.js";
 import { startServer, type TestServer } from "./support/server.js";
 
 const HOUR = 3600_000;
-const HEAVY = ["openid-client", "@napi-rs/keyring", "proper-lockfile"] as const;
+// jose: only connect-oidc/server (and openid-client, on a refresh) load it; a client with a valid token never does.
+const HEAVY = ["openid-client", "@napi-rs/keyring", "proper-lockfile", "jose"] as const;
 
 let folder: string;
 let idp: Idp;

@@ -1,6 +1,6 @@
 /**
  * The packed package, as a user gets it: `npm pack`, install the tarball into a
- * fresh project, import both entry points from ESM and from CommonJS.
+ * fresh project, import the entry points from ESM and from CommonJS (connect-oidc/server too).
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -52,21 +52,30 @@ describe("npm pack", () => {
        const i = createAuthInterceptor(m);
        // One class across entry points: an error from connect-oidc/node is the one connect-oidc exports.
        const same = await fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason);
-       console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same].join(","));
+       // The server entry loads jose (ESM-only) on first use, from ESM and CommonJS alike.
+       const { createTokenVerifier, withAuthentication } = await import("connect-oidc/server");
+       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks" });
+       const refused = await v.verify({ authorization: "Bearer a.b.c", method: "POST", url: "https://api.example/x" });
+       console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same, typeof withAuthentication, refused.reason].join(","));
        m.close();`,
     );
     writeFileSync(
       join(app, "cjs.cjs"),
       `const { createAuthInterceptor, createTokenManager, ReauthRequiredError, TokenStoreError } = require("connect-oidc");
        const { keyringStore, fileStore } = require("connect-oidc/node");
+       const { createTokenVerifier, withAuthentication } = require("connect-oidc/server");
        const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c" });
-       fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason).then((same) => {
-         console.log([typeof createAuthInterceptor(m), typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same].join(","));
+       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks" });
+       Promise.all([
+         fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason),
+         v.verify({ authorization: "Bearer a.b.c", method: "POST", url: "https://api.example/x" }),
+       ]).then(([same, refused]) => {
+         console.log([typeof createAuthInterceptor(m), typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same, typeof withAuthentication, refused.reason].join(","));
          m.close();
        });`,
     );
     writeFileSync(join(app, "corrupt.json"), "not a login", { mode: 0o600 }); // private: fileStore refuses others
-    const expected = "function,function,function,ERR_REAUTH_REQUIRED,corrupt";
+    const expected = "function,function,function,ERR_REAUTH_REQUIRED,corrupt,function,invalid";
     assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
     assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
 

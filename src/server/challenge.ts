@@ -5,7 +5,18 @@
  */
 import type { ChallengeError, TokenScheme } from "./types.js";
 
-/** The auth-params of a challenge, in the order they are written. */
+/**
+ * The auth-params of a challenge, in the order they are written.
+ *
+ * @example
+ * ```ts
+ * import { createTokenVerifier } from "connect-oidc/server";
+ *
+ * const verifier = createTokenVerifier({ issuer: "https://login.example.com", audience: "https://api.example.com" });
+ * // { "www-authenticate": 'Bearer error="insufficient_scope", scope="admin"' }
+ * const headers = verifier.challenge("Bearer", { error: "insufficient_scope", scope: "admin" });
+ * ```
+ */
 export interface ChallengeParams {
   readonly realm?: string | undefined;
   readonly error?: ChallengeError | undefined;

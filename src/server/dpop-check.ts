@@ -7,7 +7,7 @@
  * first time — checked last, so a refused proof does not use up its `jti`.
  */
 import { createHash } from "node:crypto";
-import { compactVerify } from "jose";
+import { type Jose, loadJose } from "./jose.js";
 import { createProofKeys, thumbprintOf } from "./proof-keys.js";
 import type { DPoPNonces, DPoPRefusalReason, ReplayCache } from "./types.js";
 
@@ -72,6 +72,7 @@ export function accessTokenHash(token: string): string {
 export function createProofChecker(options: ProofCheckerOptions): ProofChecker {
   const keys = createProofKeys(options.keyCacheSize);
   const { algorithms, iatWindowSeconds, nonces, replayCache, now } = options;
+  let jose: Jose | undefined;
 
   const check = async (input: ProofInput): Promise<ProofResult> => {
     const proof = input.proof?.trim();
@@ -91,7 +92,8 @@ export function createProofChecker(options: ProofCheckerOptions): ProofChecker {
     let payload: Record<string, unknown>;
     try {
       const key = await keys.keyFor(jwk as Record<string, unknown>, jkt, alg);
-      const verified = await compactVerify(proof, key, { algorithms: [alg] });
+      jose ??= await loadJose();
+      const verified = await jose.compactVerify(proof, key, { algorithms: [alg] });
       payload = JSON.parse(decoder.decode(verified.payload)) as Record<string, unknown>;
       if (typeof payload !== "object" || payload === null) return { ok: false, reason: "malformed-proof" };
     } catch (error) {

@@ -19,8 +19,24 @@ import { protocolOf, wireResponseOf } from "./wire-error.js";
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
 
-/** A Node request handler, as `connectNodeAdapter` returns and `http.createServer` / `http2.createServer` take. */
-export type NodeHandler<Req extends NodeRequest = NodeRequest, Res extends NodeResponse = NodeResponse> = (req: Req, res: Res) => void;
+/**
+ * A Node request handler, as `connectNodeAdapter` returns and `http.createServer` /
+ * `http2.createServer` take.
+ *
+ * @example
+ * ```ts
+ * import type { NodeHandler } from "connect-oidc/server";
+ *
+ * const health: NodeHandler = (_req, res) => {
+ *   res.writeHead(200);
+ *   res.end();
+ * };
+ * ```
+ */
+export type NodeHandler<
+  Req extends IncomingMessage | Http2ServerRequest = IncomingMessage | Http2ServerRequest,
+  Res extends ServerResponse | Http2ServerResponse = ServerResponse | Http2ServerResponse,
+> = (req: Req, res: Res) => void;
 
 /** A refused HTTP/1.1 request body up to this size is read and dropped to keep the connection. */
 const DRAIN_MAX_BYTES = 64 * 1024;
@@ -59,7 +75,7 @@ function headerOf(req: NodeRequest, name: string): string | undefined {
  * http2.createServer(withAuthentication(adapter, verifier, options)).listen(8443);
  * ```
  */
-export function withAuthentication<Req extends NodeRequest, Res extends NodeResponse>(
+export function withAuthentication<Req extends IncomingMessage | Http2ServerRequest, Res extends ServerResponse | Http2ServerResponse>(
   handler: NodeHandler<Req, Res>,
   verifier: TokenVerifier,
   options: AuthServerOptions = {},

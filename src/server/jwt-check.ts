@@ -5,7 +5,8 @@
  * when required, `iss`, `aud`, `exp` (required) and `nbf` with a small leeway.
  * The key set's URI comes from the options or, on the first check, the issuer's discovery.
  */
-import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
+import type { JWTVerifyGetKey } from "jose";
+import { type Jose, loadJose } from "./jose.js";
 import type { AccessTokenClaims, TokenRefusalReason } from "./types.js";
 
 export interface JwtCheckerOptions {
@@ -31,7 +32,7 @@ export interface JwtChecker {
 }
 
 /** What a jose error says about the token (or, for key set failures, about the issuer). */
-function reasonOf(error: unknown): TokenRefusalReason {
+function reasonOf({ errors }: Jose, error: unknown): TokenRefusalReason {
   if (error instanceof errors.JWTExpired) return "expired";
   if (error instanceof errors.JWTClaimValidationFailed) {
     switch (error.claim) {
@@ -76,15 +77,15 @@ export function createJwtChecker(options: JwtCheckerOptions): JwtChecker {
     cacheMaxAge: options.maxAgeSeconds * 1000,
     timeoutDuration: options.timeoutMs,
   };
-  let keys: JWTVerifyGetKey | undefined =
-    options.jwksUri === undefined ? undefined : createRemoteJWKSet(new URL(options.jwksUri), jwksOptions);
-  // One discovery at a time; a failed one is tried again on the next check.
+  let jose: Jose | undefined;
+  let keys: JWTVerifyGetKey | undefined;
+  // One discovery (and jose's load) at a time; a failed one is tried again on the next check.
   let discovering: Promise<JWTVerifyGetKey> | undefined;
-  const keySet = (): JWTVerifyGetKey | Promise<JWTVerifyGetKey> => {
-    if (keys) return keys;
-    discovering ??= discoverJwksUri(options.issuer, options.timeoutMs)
-      .then((uri) => {
-        keys = createRemoteJWKSet(new URL(uri), jwksOptions);
+  const keySet = (): Promise<JWTVerifyGetKey> => {
+    discovering ??= Promise.all([loadJose(), options.jwksUri ?? discoverJwksUri(options.issuer, options.timeoutMs)])
+      .then(([lib, uri]) => {
+        jose = lib;
+        keys = lib.createRemoteJWKSet(new URL(uri), jwksOptions);
         return keys;
       })
       .finally(() => {
@@ -107,10 +108,14 @@ export function createJwtChecker(options: JwtCheckerOptions): JwtChecker {
     async check(token) {
       try {
         const getKey = keys ?? (await keySet());
-        const { payload } = await jwtVerify(token, getKey, now ? { ...verifyOptions, currentDate: new Date(now()) } : verifyOptions);
+        const { payload } = await (jose as Jose).jwtVerify(
+          token,
+          getKey,
+          now ? { ...verifyOptions, currentDate: new Date(now()) } : verifyOptions,
+        );
         return { ok: true, claims: payload as AccessTokenClaims };
       } catch (error) {
-        return { ok: false, reason: reasonOf(error) };
+        return { ok: false, reason: jose ? reasonOf(jose, error) : "unavailable" };
       }
     },
   };

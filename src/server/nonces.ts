@@ -10,6 +10,13 @@ import type { DPoPNonces } from "./types.js";
 
 /**
  * Options of {@link createDPoPNonces}.
+ *
+ * @example
+ * ```ts
+ * import type { DPoPNoncesOptions } from "connect-oidc/server";
+ *
+ * const options: DPoPNoncesOptions = { secret: process.env.DPOP_NONCE_SECRET, stepSeconds: 120 };
+ * ```
  */
 export interface DPoPNoncesOptions {
   /**

@@ -20,7 +20,16 @@ export const ASYMMETRIC_ALGORITHMS = [
   "Ed25519",
 ] as const;
 
-/** DPoP on a verifier (RFC 9449). */
+/**
+ * DPoP on a verifier (RFC 9449).
+ *
+ * @example
+ * ```ts
+ * import type { DPoPVerifierOptions } from "connect-oidc/server";
+ *
+ * const dpop: DPoPVerifierOptions = { required: true, iatWindowSeconds: 30, algorithms: ["ES256", "EdDSA"] };
+ * ```
+ */
 export interface DPoPVerifierOptions {
   /**
    * true: only DPoP-bound tokens with a proof are accepted (a bearer token is refused with
@@ -46,7 +55,20 @@ export interface DPoPVerifierOptions {
   readonly keyCacheSize?: number;
 }
 
-/** RFC 7662 introspection of opaque (non-JWT) access tokens, through openid-client. */
+/**
+ * RFC 7662 introspection of opaque (non-JWT) access tokens, through openid-client.
+ *
+ * @example
+ * ```ts
+ * import { createTokenVerifier } from "connect-oidc/server";
+ *
+ * const verifier = createTokenVerifier({
+ *   issuer: "https://login.example.com",
+ *   audience: "https://api.example.com",
+ *   introspection: { clientId: "my-api", clientSecret: process.env.API_CLIENT_SECRET ?? "" },
+ * });
+ * ```
+ */
 export interface IntrospectionOptions {
   /** This resource server's client at the issuer. */
   readonly clientId: string;

@@ -5,7 +5,16 @@
  */
 import type { VerifiedToken } from "./types.js";
 
-/** What a method requires. A list of strings is short for `{ scopes: [...] }`. */
+/**
+ * What a method requires. A list of strings is short for `{ scopes: [...] }`.
+ *
+ * @example
+ * ```ts
+ * import type { MethodRequirement } from "connect-oidc/server";
+ *
+ * const endSession: MethodRequirement = { scopes: ["sessions:write"], acr: ["urn:example:mfa"], maxAgeSeconds: 900 };
+ * ```
+ */
 export interface MethodRequirement {
   /** Every one of these scopes must be granted. */
   readonly scopes?: readonly string[];
@@ -21,6 +30,17 @@ export interface MethodRequirement {
  * Requirements by procedure: `"agent.v1.AgentSessionService/IngestEvent"` for one method,
  * `"agent.v1.AgentSessionService"` for every method of a service (the method's entry wins).
  * A method with no entry needs a valid token and nothing more.
+ *
+ * @example
+ * ```ts
+ * import type { MethodRequirements } from "connect-oidc/server";
+ *
+ * const methods: MethodRequirements = {
+ *   "agent.v1.AgentSessionService": ["sessions:write"],
+ *   "agent.v1.AgentSessionService/IngestEvent": ["events:write"],
+ *   "grpc.health.v1.Health": { public: true },
+ * };
+ * ```
  */
 export type MethodRequirements = Readonly<Record<string, MethodRequirement | readonly string[]>>;
 

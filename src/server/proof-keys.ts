@@ -5,7 +5,8 @@
  * Importing a key costs more than verifying a signature with it.
  */
 import { createHash } from "node:crypto";
-import { type CryptoKey, importJWK, type JWK } from "jose";
+import type { CryptoKey, JWK } from "jose";
+import { loadJose } from "./jose.js";
 
 /** The members RFC 7638 §3.2 hashes, per key type, in lexicographic order. */
 const REQUIRED: Readonly<Record<string, readonly string[]>> = {
@@ -47,7 +48,7 @@ export function createProofKeys(maxEntries: number): ProofKeys {
         keys.set(id, key);
         return key;
       }
-      key = importJWK(jwk as JWK, alg);
+      key = loadJose().then((jose) => jose.importJWK(jwk as JWK, alg));
       // A key that fails to import is not kept.
       key.catch(() => keys.delete(id));
       if (keys.size >= maxEntries) keys.delete(keys.keys().next().value as string);

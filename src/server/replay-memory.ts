@@ -6,7 +6,16 @@
 import { ConfigurationError } from "../errors.js";
 import type { ReplayCache } from "./types.js";
 
-/** Options of {@link memoryReplayCache}. */
+/**
+ * Options of {@link memoryReplayCache}.
+ *
+ * @example
+ * ```ts
+ * import type { MemoryReplayCacheOptions } from "connect-oidc/server";
+ *
+ * const options: MemoryReplayCacheOptions = { maxEntries: 1_000_000 };
+ * ```
+ */
 export interface MemoryReplayCacheOptions {
   /** Entries kept at most. Default 100000 (about 800 proofs a second with a 60 s window). */
   readonly maxEntries?: number;

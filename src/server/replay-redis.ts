@@ -9,9 +9,19 @@ import type { RedisClient } from "../redis/command.js";
 import { ConfigurationError } from "../errors.js";
 import type { ReplayCache } from "./types.js";
 
-/** Options of {@link redisReplayCache}. */
+/**
+ * Options of {@link redisReplayCache}.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis";
+ * import type { RedisReplayCacheOptions } from "connect-oidc/server";
+ *
+ * const options: RedisReplayCacheOptions = { client: new Redis(), prefix: "billing-api:jti:", timeoutMs: 500 };
+ * ```
+ */
 export interface RedisReplayCacheOptions {
-  /** An ioredis client (or anything with its `eval`). */
+  /** An ioredis client (or anything with its `eval`: {@link connect-oidc/redis!RedisClient}). */
   readonly client: RedisClient;
   /** Key prefix. Default `"connect-oidc:dpop-jti:"`. */
   readonly prefix?: string;

@@ -4,12 +4,34 @@
  * replay cache). No code: the verifier lives in verifier.ts.
  */
 
-/** The authorization scheme a token came with (RFC 6750 `Bearer`, RFC 9449 `DPoP`). */
+/**
+ * The authorization scheme a token came with (RFC 6750 `Bearer`, RFC 9449 `DPoP`).
+ *
+ * @example
+ * ```ts
+ * import type { TokenScheme, VerifiedToken } from "connect-oidc/server";
+ *
+ * const isSenderConstrained = (token: VerifiedToken): boolean => token.scheme === ("DPoP" satisfies TokenScheme);
+ * ```
+ */
 export type TokenScheme = "Bearer" | "DPoP";
 
 /**
  * What the verifier needs of one HTTP request. Connect's server interceptors and the Node
  * request wrapper fill it in for you; call {@link TokenVerifier.verify} yourself elsewhere.
+ *
+ * @example
+ * ```ts
+ * import type { IncomingMessage } from "node:http";
+ * import type { VerifyRequest } from "connect-oidc/server";
+ *
+ * const requestOf = (req: IncomingMessage): VerifyRequest => ({
+ *   authorization: req.headers.authorization,
+ *   dpop: req.headers.dpop as string | undefined,
+ *   method: req.method ?? "GET",
+ *   url: `https://${req.headers.host}${req.url}`,
+ * });
+ * ```
  */
 export interface VerifyRequest {
   /** The `authorization` request header (null or undefined: none sent). */
@@ -25,6 +47,14 @@ export interface VerifyRequest {
 /**
  * The claims of a verified access token (RFC 9068 §2.2 for JWTs, RFC 7662 §2.2 for
  * introspection), as they came: the named ones typed, any other kept.
+ *
+ * @example
+ * ```ts
+ * import type { AccessTokenClaims } from "connect-oidc/server";
+ *
+ * const tenantOf = (claims: AccessTokenClaims): string | undefined =>
+ *   typeof claims["https://example.com/tenant"] === "string" ? (claims["https://example.com/tenant"] as string) : undefined;
+ * ```
  */
 export interface AccessTokenClaims {
   readonly iss?: string;
@@ -45,7 +75,20 @@ export interface AccessTokenClaims {
   readonly [claim: string]: unknown;
 }
 
-/** An access token that passed every check; handlers read it from {@link verifiedTokenKey}. */
+/**
+ * An access token that passed every check; handlers read it from {@link verifiedTokenKey}.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerContext } from "@connectrpc/connect";
+ * import { verifiedTokenKey } from "connect-oidc/server";
+ *
+ * function canWrite(ctx: HandlerContext): boolean {
+ *   const token = ctx.values.get(verifiedTokenKey);
+ *   return token !== undefined && token.scopes.has("events:write");
+ * }
+ * ```
+ */
 export interface VerifiedToken {
   readonly ok: true;
   readonly scheme: TokenScheme;
@@ -68,6 +111,13 @@ export interface VerifiedToken {
  * The `error` of a `WWW-Authenticate` challenge: RFC 6750 §3.1 (`invalid_request`,
  * `invalid_token`, `insufficient_scope`), RFC 9449 §7.1 (`invalid_dpop_proof`,
  * `use_dpop_nonce`), RFC 9470 §3 (`insufficient_user_authentication`).
+ *
+ * @example
+ * ```ts
+ * import type { ChallengeError, TokenRefusal } from "connect-oidc/server";
+ *
+ * const onlyNeedsNonce = (refusal: TokenRefusal): boolean => refusal.error === ("use_dpop_nonce" satisfies ChallengeError);
+ * ```
  */
 export type ChallengeError =
   | "invalid_request"
@@ -77,7 +127,16 @@ export type ChallengeError =
   | "use_dpop_nonce"
   | "insufficient_user_authentication";
 
-/** Why a DPoP proof was refused (RFC 9449 §4.3). */
+/**
+ * Why a DPoP proof was refused (RFC 9449 §4.3).
+ *
+ * @example
+ * ```ts
+ * import type { DPoPRefusalReason } from "connect-oidc/server";
+ *
+ * const theftLike: readonly DPoPRefusalReason[] = ["jkt-mismatch", "jti-replayed", "htu-mismatch"];
+ * ```
+ */
 export type DPoPRefusalReason =
   | "missing-proof"
   | "multiple-proofs"
@@ -109,6 +168,14 @@ export type DPoPRefusalReason =
  * - `unavailable`: the issuer's keys, its introspection endpoint or the replay cache could
  *   not be reached — not the token's fault (the interceptor answers `Code.Unavailable`);
  * - a {@link DPoPRefusalReason}.
+ *
+ * @example
+ * ```ts
+ * import type { TokenRefusalReason } from "connect-oidc/server";
+ *
+ * const refusals = new Map<TokenRefusalReason, number>();
+ * const count = (reason: TokenRefusalReason) => refusals.set(reason, (refusals.get(reason) ?? 0) + 1);
+ * ```
  */
 export type TokenRefusalReason =
   | "missing"
@@ -129,7 +196,20 @@ export type TokenRefusalReason =
   | "unavailable"
   | DPoPRefusalReason;
 
-/** A request the verifier refused, with the response headers that say why. */
+/**
+ * A request the verifier refused, with the response headers that say why.
+ *
+ * @example
+ * ```ts
+ * import type { ServerResponse } from "node:http";
+ * import type { TokenRefusal } from "connect-oidc/server";
+ *
+ * function refuse(res: ServerResponse, refusal: TokenRefusal): void {
+ *   res.writeHead(refusal.reason === "unavailable" ? 503 : 401, refusal.headers);
+ *   res.end();
+ * }
+ * ```
+ */
 export interface TokenRefusal {
   readonly ok: false;
   /** The challenge's `error`; undefined for `missing` (RFC 6750 §3.1) and `unavailable`. */
@@ -148,11 +228,29 @@ export interface TokenRefusal {
   readonly proofNonce?: string;
 }
 
+/**
+ * What {@link TokenVerifier.verify} answers: `ok` tells which.
+ *
+ * @example
+ * ```ts
+ * import type { VerifyResult } from "connect-oidc/server";
+ *
+ * const who = (result: VerifyResult): string => (result.ok ? (result.subject ?? "a client") : `refused: ${result.reason}`);
+ * ```
+ */
 export type VerifyResult = VerifiedToken | TokenRefusal;
 
 /**
  * DPoP server nonces (RFC 9449 §8): {@link createDPoPNonces} derives them from a shared
  * secret so that a fleet agrees without storage; any object of this shape works.
+ *
+ * @example
+ * ```ts
+ * import type { DPoPNonces } from "connect-oidc/server";
+ *
+ * // One fixed nonce (tests only: a real one must change over time).
+ * const fixed: DPoPNonces = { current: () => "n-1", accepts: (nonce) => nonce === "n-1" };
+ * ```
  */
 export interface DPoPNonces {
   /** The nonce to hand out now. */
@@ -164,6 +262,15 @@ export interface DPoPNonces {
 /**
  * Remembers DPoP proof `jti`s so a proof is accepted once (RFC 9449 §11.1):
  * {@link memoryReplayCache} for one process, {@link redisReplayCache} for a fleet.
+ *
+ * @example
+ * ```ts
+ * import type { ReplayCache } from "connect-oidc/server";
+ *
+ * // Unbounded, never forgets: a sketch of the contract, not for production.
+ * const seen = new Set<string>();
+ * const naive: ReplayCache = { use: (key) => !seen.has(key) && Boolean(seen.add(key)) };
+ * ```
  */
 export interface ReplayCache {
   /**

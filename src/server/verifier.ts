@@ -26,6 +26,14 @@ import type {
 /**
  * Verifies access tokens for a resource server. Make one per server process and share it:
  * it holds the key set, the imported proof keys and the replay cache.
+ *
+ * @example
+ * ```ts
+ * import { createTokenVerifier, type TokenVerifier } from "connect-oidc/server";
+ *
+ * const verifier: TokenVerifier = createTokenVerifier({ issuer: "https://login.example.com", audience: "https://api.example.com" });
+ * const nonceHeader = verifier.dpopNonce(); // undefined: this verifier has no DPoP nonces
+ * ```
  */
 export interface TokenVerifier {
   /** Check one request's token (and DPoP proof). Never throws for a bad token: it answers a refusal. */
