@@ -242,3 +242,34 @@ describe("DPoP nonces and the replay cache", () => {
     assert.equal(cache.use("e", 10), false);
   });
 });
+
+describe("DPoP proofs of a Connect GET request", () => {
+  it("the request URL carries the message in its query; the proof's htu (without it) passes", async () => {
+    const issuer = await startJwtIssuer();
+    try {
+      const keys = await generateKeyPair("ES256");
+      const signer = await createProofSigner(keys as CryptoKeyPair);
+      const { calculateJwkThumbprint } = await import("jose");
+      const jkt = await calculateJwkThumbprint(signer.jwk);
+      const token = await issuer.sign({ sub: "user-1", aud: AUDIENCE, cnf: { jkt } });
+      leaks.remember(token);
+      const verifier = createTokenVerifier({
+        issuer: issuer.issuer,
+        audience: AUDIENCE,
+        allowInsecureRequests: true,
+        dpop: { required: true },
+      });
+      const url = `${URL_SAY}?connect=v1&encoding=json&message=%7B%22text%22%3A%22hi%22%7D`;
+      const proof = await signer.sign({ htm: "GET", htu: URL_SAY, accessToken: token });
+      const ok = await verifier.verify({ authorization: `DPoP ${token}`, dpop: proof, method: "GET", url });
+      assert.ok(ok.ok, JSON.stringify(ok));
+      const post = await signer.sign({ htm: "POST", htu: URL_SAY, accessToken: token });
+      assert.equal(
+        refused(await verifier.verify({ authorization: `DPoP ${token}`, dpop: post, method: "GET", url })).reason,
+        "htm-mismatch",
+      );
+    } finally {
+      await issuer.close();
+    }
+  });
+});

@@ -1,7 +1,9 @@
 /**
  * A real connect-node server for integration tests: EchoService over the Connect,
- * gRPC and gRPC-web protocols, on HTTP/1.1 or cleartext HTTP/2 (h2c), behind a
- * bearer-token check done with jose against the test IdP's JWKS.
+ * gRPC and gRPC-web protocols, on HTTP/1.1 or cleartext HTTP/2 (h2c), behind
+ * connect-oidc/server (createTokenVerifier + createAuthServerInterceptor, and with `early`
+ * withAuthentication) against the test IdP's JWKS, with no clock tolerance. Around it, this
+ * server's own knobs (revoke, setRejectAll, setRequestDelay, setUnauthenticatedAfter).
  *
  * Every incoming HTTP request is recorded in `stats.requests` with the raw body
  * bytes as they arrived (teed off the Node request stream), the protocol, and a
@@ -9,12 +11,14 @@
  *
  * With `dpop` the server is a DPoP resource server (RFC 9449 §7): every call needs
  * `authorization: DPoP <token>` with a DPoP-bound access token and a valid `DPoP` proof
- * (test/support/dpop-verify.ts). Refusals are Unauthenticated with
+ * (checked by connect-oidc/server; test/support/dpop-verify.ts names the reasons recorded).
+ * Refusals are Unauthenticated with
  * - `WWW-Authenticate: DPoP error="use_dpop_nonce"` (and `DPoP-Nonce`): the proof lacks a
  *   nonce or carries a stale one — re-send with the nonce, no token refresh needed;
  * - `WWW-Authenticate: DPoP error="invalid_dpop_proof"`: the proof is missing or wrong;
- * - `WWW-Authenticate: DPoP error="invalid_token"`: the token (missing, not DPoP scheme,
- *   expired, revoked, invalid) — as the `Bearer` challenge is in bearer mode.
+ * - `WWW-Authenticate: DPoP error="invalid_token"`: the token (not DPoP scheme, expired,
+ *   revoked, invalid) — as the `Bearer` challenge is in bearer mode; a missing token gets
+ *   a bare `DPoP` / `Bearer` challenge (RFC 6750 §3.1).
  * `error_description` names the reason. With nonces on, every response carries the current
  * `DPoP-Nonce` (a success in its response header, a refusal in its error metadata: HTTP
  * headers for Connect, trailers — or the headers of a trailers-only answer — for gRPC).
@@ -31,6 +35,7 @@ import { decodeJwt } from "jose";
 import {
   createAuthServerInterceptor,
   createTokenVerifier,
+  type DPoPNonces,
   type MethodRequirements,
   type TokenRefusal,
   type TokenVerifierOptions,
@@ -103,9 +108,16 @@ export interface StartServerOptions {
    * Be a DPoP resource server (see the module comment). `requireNonce`: proofs must carry
    * the server's nonce, which rotates every `nonceRotateMs` (default: only on
    * `dpop.rotateNonce()`); the current and the previous one are accepted. `iatWindowSeconds`:
-   * how far a proof's `iat` may be from now (default 60). Default: bearer tokens.
+   * how far a proof's `iat` may be from now (default 60). `nonces`: require nonces from this
+   * source instead (e.g. connect-oidc/server's createDPoPNonces; `rotateNonce` is then inert).
+   * Default: bearer tokens.
    */
-  readonly dpop?: { readonly requireNonce?: boolean; readonly nonceRotateMs?: number; readonly iatWindowSeconds?: number };
+  readonly dpop?: {
+    readonly requireNonce?: boolean;
+    readonly nonceRotateMs?: number;
+    readonly iatWindowSeconds?: number;
+    readonly nonces?: DPoPNonces;
+  };
   /** Per-method requirements for connect-oidc/server's interceptor. Default: a valid token. */
   readonly methods?: MethodRequirements;
   /**
@@ -254,9 +266,10 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
   let requestDelayMs = 0;
   let unauthenticatedAfter: number | undefined;
   const dpopOptions = options.dpop;
-  const dpopNonces: DpopNonces | undefined = dpopOptions?.requireNonce
+  const testNonces: DpopNonces | undefined = dpopOptions?.requireNonce
     ? createDpopNonces({ rotateMs: dpopOptions.nonceRotateMs })
     : undefined;
+  const dpopNonces: DPoPNonces | undefined = dpopOptions?.nonces ?? testNonces;
   // The verification itself is connect-oidc/server's; this server records and adds test knobs.
   const verifier = createTokenVerifier({
     issuer,
@@ -533,7 +546,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     },
     dpop: {
       rotateNonce() {
-        dpopNonces?.rotate();
+        testNonces?.rotate();
       },
       get currentNonce() {
         return dpopNonces?.current();
