@@ -81,6 +81,12 @@ export interface IdpOptions {
    * Default (no `dpop`): oidc-provider's defaults, no nonces — as before this option existed.
    */
   readonly dpop?: { readonly requireNonce?: boolean };
+  /**
+   * Opaque access tokens (not JWTs) for the test audience, and RFC 7662 introspection on
+   * (`introspection_endpoint` in discovery), for resource servers that introspect. Default
+   * false: JWT access tokens, no introspection.
+   */
+  readonly opaqueAccessTokens?: boolean;
 }
 
 export interface LoginOptions {
@@ -509,7 +515,7 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
           }
         : {}),
       revocation: { enabled: true, allowedPolicy: async () => true },
-      introspection: { enabled: false },
+      introspection: { enabled: options.opaqueAccessTokens === true },
       deviceFlow: {
         enabled: true,
         // Bare forms: approveDeviceCode reads their hidden inputs.
@@ -533,8 +539,9 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
             scope: TEST_API_SCOPE,
             audience: TEST_AUDIENCE,
             accessTokenTTL: accessTokenTtl,
-            accessTokenFormat: "jwt",
-            jwt: { sign: { alg: "RS256" } },
+            ...(options.opaqueAccessTokens
+              ? { accessTokenFormat: "opaque" }
+              : { accessTokenFormat: "jwt", jwt: { sign: { alg: "RS256" } } }),
           };
         },
       },
