@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { generateKeyPair } from "jose";
+import { createHash, generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { ConfigurationError } from "../src/index.js";
 import {
@@ -249,7 +250,6 @@ describe("DPoP proofs of a Connect GET request", () => {
     try {
       const keys = await generateKeyPair("ES256");
       const signer = await createProofSigner(keys as CryptoKeyPair);
-      const { calculateJwkThumbprint } = await import("jose");
       const jkt = await calculateJwkThumbprint(signer.jwk);
       const token = await issuer.sign({ sub: "user-1", aud: AUDIENCE, cnf: { jkt } });
       leaks.remember(token);
@@ -271,5 +271,77 @@ describe("DPoP proofs of a Connect GET request", () => {
     } finally {
       await issuer.close();
     }
+  });
+});
+
+describe("DPoP proof signatures (node:crypto, keys cached by thumbprint)", () => {
+  let issuer: JwtIssuer;
+  before(async () => {
+    issuer = await startJwtIssuer();
+  });
+  after(() => issuer?.close());
+
+  const verifier = () =>
+    createTokenVerifier({ issuer: issuer.issuer, audience: AUDIENCE, allowInsecureRequests: true, dpop: { required: true } });
+  const bound = async (jwk: JWK) => {
+    const token = await issuer.sign({ sub: "user-1", aud: AUDIENCE, cnf: { jkt: await calculateJwkThumbprint(jwk) } });
+    leaks.remember(token);
+    return token;
+  };
+  const proofWith = async (keyPair: CryptoKeyPair, alg: string, header: Record<string, unknown>, token: string) =>
+    new SignJWT({ htm: "POST", htu: URL_SAY, jti: randomUUID(), ath: createHash("sha256").update(token).digest("base64url") })
+      .setProtectedHeader({ alg, typ: "dpop+jwt", ...header })
+      .setIssuedAt()
+      .sign(keyPair.privateKey, { crit: { "x-test": true } });
+
+  for (const alg of ["ES256", "ES384", "ES512", "RS256", "PS256", "PS384", "EdDSA"] as const) {
+    it(`${alg}: a proof passes, twice with the same key (cached), and a tampered one is a bad signature`, async () => {
+      const keys = (await generateKeyPair(alg, { extractable: true })) as CryptoKeyPair;
+      const signer = await createProofSigner(keys, alg);
+      const token = await bound(signer.jwk);
+      const v = verifier();
+      for (let i = 0; i < 2; i++) {
+        const proof = await signer.sign({ htm: "POST", htu: URL_SAY, accessToken: token });
+        const result = await v.verify({ authorization: `DPoP ${token}`, dpop: proof, method: "POST", url: URL_SAY });
+        assert.ok(result.ok, `${alg}: ${JSON.stringify(result)}`);
+      }
+      const proof = await signer.sign({ htm: "POST", htu: URL_SAY, accessToken: token });
+      const [h, p, s] = proof.split(".") as [string, string, string];
+      const tampered = `${h}.${p}.${s.slice(0, -4)}${s.slice(-4) === "AAAA" ? "BBBB" : "AAAA"}`;
+      const result = await v.verify({ authorization: `DPoP ${token}`, dpop: tampered, method: "POST", url: URL_SAY });
+      assert.equal(result.ok ? "ok" : result.reason, "bad-signature");
+    });
+  }
+
+  it("a header alg that does not fit the key, an RSA key under 2048 bits, a private jwk, a crit header: refused", async () => {
+    const v = verifier();
+    const ec = (await generateKeyPair("ES256", { extractable: true })) as CryptoKeyPair;
+    const ecJwk = await exportJWK(ec.publicKey);
+    const token = await bound(ecJwk);
+    const send = async (proof: string) => {
+      const result = await v.verify({ authorization: `DPoP ${token}`, dpop: proof, method: "POST", url: URL_SAY });
+      return result.ok ? "ok" : result.reason;
+    };
+    assert.equal(await send(await proofWith(ec, "ES256", { jwk: { ...ecJwk, crv: "P-384" } }, token)), "bad-signature", "another curve");
+    const privateJwk = await exportJWK(ec.privateKey);
+    assert.equal(await send(await proofWith(ec, "ES256", { jwk: privateJwk }, token)), "malformed-proof", "a private key in the proof");
+    assert.equal(await send(await proofWith(ec, "ES256", { jwk: ecJwk, crit: ["x-test"], "x-test": 1 }, token)), "malformed-proof");
+    assert.equal(await send(await proofWith(ec, "ES256", { jwk: ecJwk }, token)), "ok");
+
+    // jose will not sign with a small RSA key: made by hand with node:crypto (2048 bits: the same proof passes).
+    const outcomes: string[] = [];
+    for (const modulusLength of [1024, 2048]) {
+      const rsa = generateKeyPairSync("rsa", { modulusLength });
+      const { kty, n, e } = rsa.publicKey.export({ format: "jwk" });
+      const rsaToken = await bound({ kty, n, e } as JWK);
+      const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+      const ath = createHash("sha256").update(rsaToken).digest("base64url");
+      const claims = { htm: "POST", htu: URL_SAY, jti: randomUUID(), iat: Math.floor(Date.now() / 1000), ath };
+      const input = `${b64({ alg: "RS256", typ: "dpop+jwt", jwk: { kty, n, e } })}.${b64(claims)}`;
+      const proof = `${input}.${sign("sha256", Buffer.from(input), rsa.privateKey).toString("base64url")}`;
+      const result = await v.verify({ authorization: `DPoP ${rsaToken}`, dpop: proof, method: "POST", url: URL_SAY });
+      outcomes.push(result.ok ? "ok" : result.reason);
+    }
+    assert.deepEqual(outcomes, ["bad-signature", "ok"], "RSA under 2048 bits is refused");
   });
 });

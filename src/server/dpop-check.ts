@@ -1,14 +1,13 @@
 /**
  * The check of one DPoP proof (RFC 9449 §4.3) against the request and the verified access
- * token: a JWS of `typ: dpop+jwt` with an allowed asymmetric `alg`, signed by the public key
- * it embeds; `htm`/`htu` name this request (query and fragment ignored, so a Connect GET
+ * token: a compact JWS of `typ: dpop+jwt` with an allowed asymmetric `alg` that fits the public
+ * key it embeds (no private members, no `crit`), signed by that key (proof-keys.ts); `htm`/`htu` name this request (query and fragment ignored, so a Connect GET
  * passes); `iat` within the window; `ath` is the token's hash; the token's `cnf.jkt` is the
  * key's thumbprint; a current server nonce when nonces are on; and the `jti` seen for the
  * first time — checked last, so a refused proof does not use up its `jti`.
  */
 import { createHash } from "node:crypto";
-import { type Jose, loadJose } from "./jose.js";
-import { createProofKeys, thumbprintOf } from "./proof-keys.js";
+import { createProofKeys, publicMembersOf, thumbprintOf } from "./proof-keys.js";
 import type { DPoPNonces, DPoPRefusalReason, ReplayCache } from "./types.js";
 
 export interface ProofInput {
@@ -72,35 +71,41 @@ export function accessTokenHash(token: string): string {
 export function createProofChecker(options: ProofCheckerOptions): ProofChecker {
   const keys = createProofKeys(options.keyCacheSize);
   const { algorithms, iatWindowSeconds, nonces, replayCache, now } = options;
-  let jose: Jose | undefined;
 
   const check = async (input: ProofInput): Promise<ProofResult> => {
     const proof = input.proof?.trim();
     if (!proof) return { ok: false, reason: "missing-proof" };
     if (proof.includes(",")) return { ok: false, reason: "multiple-proofs" };
     if (proof.length > MAX_PROOF_LENGTH) return { ok: false, reason: "malformed-proof" };
-    const header = headerOf(proof);
-    if (!header) return { ok: false, reason: "malformed-proof" };
+    const parts = proof.split(".");
+    const header = parts.length === 3 ? headerOf(proof) : undefined;
+    // No `crit` extension is understood here (RFC 7515 §4.1.11), so none is accepted.
+    if (!header || header.crit !== undefined) return { ok: false, reason: "malformed-proof" };
     if (!isDPoPTyp(header.typ)) return { ok: false, reason: "wrong-typ" };
     const alg = header.alg;
     if (typeof alg !== "string" || !algorithms.includes(alg)) return { ok: false, reason: "bad-alg" };
     const jwk = header.jwk;
     if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) return { ok: false, reason: "malformed-proof" };
-    const jkt = thumbprintOf(jwk as Record<string, unknown>);
-    if (jkt === undefined) return { ok: false, reason: "malformed-proof" };
+    const members = publicMembersOf(jwk as Record<string, unknown>);
+    if (members === undefined) return { ok: false, reason: "malformed-proof" };
+    const jkt = thumbprintOf(members);
 
-    let payload: Record<string, unknown>;
+    const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
+    let signed: boolean;
     try {
-      const key = await keys.keyFor(jwk as Record<string, unknown>, jkt, alg);
-      jose ??= await loadJose();
-      const verified = await jose.compactVerify(proof, key, { algorithms: [alg] });
-      payload = JSON.parse(decoder.decode(verified.payload)) as Record<string, unknown>;
-      if (typeof payload !== "object" || payload === null) return { ok: false, reason: "malformed-proof" };
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      return { ok: false, reason: code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad-signature" : "malformed-proof" };
+      signed = keys.verify(members, jkt, alg, `${encodedHeader}.${encodedPayload}`, Buffer.from(encodedSignature, "base64url"));
+    } catch {
+      signed = false;
     }
-    return checkClaims(input, payload, jkt);
+    if (!signed) return { ok: false, reason: "bad-signature" };
+    let payload: unknown;
+    try {
+      payload = JSON.parse(decoder.decode(Buffer.from(encodedPayload, "base64url")));
+    } catch {
+      return { ok: false, reason: "malformed-proof", jkt };
+    }
+    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return { ok: false, reason: "malformed-proof", jkt };
+    return checkClaims(input, payload as Record<string, unknown>, jkt);
   };
 
   const checkClaims = async (input: ProofInput, payload: Record<string, unknown>, jkt: string): Promise<ProofResult> => {
