@@ -87,6 +87,46 @@ function scopesOf(claims: AccessTokenClaims): ReadonlySet<string> {
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   checkVerifierOptions(options);
+  const checkToken = tokenCheckOf(options);
+  const proofs = proofCheckOf(options);
+  const nonces = options.dpop?.nonces;
+  const mode = !options.dpop ? "off" : options.dpop.required ? "required" : "allowed";
+  const defaultScheme: TokenScheme = mode === "required" ? "DPoP" : "Bearer";
+  const { challenge, refuse } = createRefusals(options.realm, nonces);
+
+  const verify = async (request: VerifyRequest): Promise<VerifyResult> => {
+    const authorization = request.authorization;
+    if (authorization === null || authorization === undefined || authorization === "") return refuse("missing", defaultScheme);
+    const match = TOKEN.exec(authorization);
+    const scheme: TokenScheme | undefined = match ? (match[1]!.toLowerCase() === "dpop" ? "DPoP" : "Bearer") : undefined;
+    if (!match || scheme === undefined || (scheme === "DPoP" && mode === "off") || (scheme === "Bearer" && mode === "required")) {
+      return refuse("malformed", defaultScheme);
+    }
+    const token = match[2]!;
+    const checked = await checkToken(token);
+    if (!checked.ok) return refuse(checked.reason, scheme);
+    const claims = checked.claims;
+    if (scheme === "Bearer") {
+      // RFC 9449 §7.2: a bound token is worthless without its proof.
+      return claims.cnf === undefined ? verifiedOf("Bearer", checked.format, claims, undefined) : refuse("bound-token-as-bearer", scheme);
+    }
+    const boundJkt = typeof claims.cnf?.jkt === "string" ? claims.cnf.jkt : undefined;
+    const proof = await proofs!.check({ proof: request.dpop, accessToken: token, boundJkt, method: request.method, url: request.url });
+    return proof.ok ? verifiedOf("DPoP", checked.format, claims, proof.jkt) : refuse(proof.reason, scheme, proof);
+  };
+
+  return { verify, dpopNonce: () => nonces?.current(), challenge, dpop: mode };
+}
+
+type TokenCheck = (
+  token: string,
+) => Promise<
+  | { readonly ok: true; readonly claims: AccessTokenClaims; readonly format: VerifiedToken["format"] }
+  | { readonly ok: false; readonly reason: TokenRefusalReason }
+>;
+
+/** A JWT is checked locally; anything else is introspected, when introspection is configured. */
+function tokenCheckOf(options: TokenVerifierOptions): TokenCheck {
   const now = options.now ?? Date.now;
   const leeway = options.clockToleranceSeconds ?? 5;
   const audience = typeof options.audience === "string" ? [options.audience] : [...options.audience];
@@ -112,36 +152,48 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         now,
       })
     : undefined;
-  const dpop = options.dpop;
-  const nonces: DPoPNonces | undefined = dpop?.nonces;
-  const proofs: ProofChecker | undefined = dpop
-    ? createProofChecker({
-        algorithms: dpop.algorithms ?? ASYMMETRIC_ALGORITHMS,
-        iatWindowSeconds: dpop.iatWindowSeconds ?? 60,
-        nonces,
-        replayCache: dpop.replayCache ?? memoryReplayCache({ now }),
-        keyCacheSize: dpop.keyCacheSize ?? 1000,
-        now,
-      })
-    : undefined;
-  const mode = !dpop ? "off" : dpop.required ? "required" : "allowed";
-  const defaultScheme: TokenScheme = mode === "required" ? "DPoP" : "Bearer";
+  return async (token) => {
+    // A JWS compact serialization has exactly two dots.
+    if (token.split(".").length === 3) {
+      const checked = await jwt.check(token);
+      return checked.ok ? { ok: true, claims: checked.claims, format: "jwt" } : checked;
+    }
+    if (!introspector) return { ok: false, reason: "opaque" };
+    const checked = await introspector.check(token);
+    return checked.ok ? { ok: true, claims: checked.claims, format: "introspection" } : checked;
+  };
+}
 
+function proofCheckOf(options: TokenVerifierOptions): ProofChecker | undefined {
+  const dpop = options.dpop;
+  if (!dpop) return undefined;
+  const now = options.now ?? Date.now;
+  return createProofChecker({
+    algorithms: dpop.algorithms ?? ASYMMETRIC_ALGORITHMS,
+    iatWindowSeconds: dpop.iatWindowSeconds ?? 60,
+    nonces: dpop.nonces,
+    replayCache: dpop.replayCache ?? memoryReplayCache({ now }),
+    keyCacheSize: dpop.keyCacheSize ?? 1000,
+    now,
+  });
+}
+
+/** Challenges in this realm, with the current DPoP nonce; refusals carrying them. */
+function createRefusals(realm: string | undefined, nonces: DPoPNonces | undefined) {
   const challenge = (scheme: TokenScheme, params: Omit<ChallengeParams, "realm">) => {
-    const headers: Record<string, string> = { "www-authenticate": formatChallenge(scheme, { realm: options.realm, ...params }) };
+    const headers: Record<string, string> = { "www-authenticate": formatChallenge(scheme, { realm, ...params }) };
     if (nonces) headers["dpop-nonce"] = nonces.current();
     return headers;
   };
-
   const refuse = (reason: TokenRefusalReason, scheme: TokenScheme, proof?: { jkt?: string; nonce?: string }): TokenRefusal => {
     const error = errorOf(reason, proof !== undefined);
     // Unavailable is not the token's fault: no challenge (the client should not get a new token).
-    const headers =
-      reason === "unavailable"
-        ? nonces
+    const headers: Record<string, string> =
+      reason !== "unavailable"
+        ? challenge(scheme, reason === "missing" ? {} : { error, error_description: reason })
+        : nonces
           ? { "dpop-nonce": nonces.current() }
-          : {}
-        : challenge(scheme, reason === "missing" ? {} : { error, error_description: reason });
+          : {};
     return {
       ok: false,
       error,
@@ -152,59 +204,24 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       ...(proof?.nonce === undefined ? {} : { proofNonce: proof.nonce }),
     };
   };
+  return { challenge, refuse };
+}
 
-  const checkToken = (token: string) => {
-    // A JWS compact serialization has exactly two dots; anything else is opaque.
-    const dots = token.split(".").length - 1;
-    if (dots === 2) return jwt.check(token);
-    if (introspector) return introspector.check(token);
-    return Promise.resolve({ ok: false, reason: "opaque" } as const);
-  };
-
-  const verify = async (request: VerifyRequest): Promise<VerifyResult> => {
-    const authorization = request.authorization;
-    if (authorization === null || authorization === undefined || authorization === "") return refuse("missing", defaultScheme);
-    const match = TOKEN.exec(authorization);
-    const scheme: TokenScheme | undefined = match ? (match[1]!.toLowerCase() === "dpop" ? "DPoP" : "Bearer") : undefined;
-    if (!match || scheme === undefined || (scheme === "DPoP" && mode === "off") || (scheme === "Bearer" && mode === "required")) {
-      return refuse("malformed", defaultScheme);
-    }
-    const token = match[2]!;
-    const checked = await checkToken(token);
-    if (!checked.ok) return refuse(checked.reason, scheme);
-    const claims = checked.claims;
-    const jkt = typeof claims.cnf?.jkt === "string" ? claims.cnf.jkt : undefined;
-    if (scheme === "Bearer" && claims.cnf !== undefined) return refuse("bound-token-as-bearer", scheme);
-    let proofJkt: string | undefined;
-    if (scheme === "DPoP" && proofs) {
-      const proof = await proofs.check({
-        proof: request.dpop,
-        accessToken: token,
-        boundJkt: jkt,
-        method: request.method,
-        url: request.url,
-      });
-      if (!proof.ok) return refuse(proof.reason, scheme, proof);
-      proofJkt = proof.jkt;
-    }
-    const verified: VerifiedToken = {
-      ok: true,
-      scheme,
-      format: token.split(".").length === 3 ? "jwt" : "introspection",
-      claims,
-      subject: typeof claims.sub === "string" ? claims.sub : undefined,
-      clientId: typeof claims.client_id === "string" ? claims.client_id : undefined,
-      scopes: scopesOf(claims),
-      expiresAt: typeof claims.exp === "number" ? claims.exp : undefined,
-      jkt: proofJkt,
-    };
-    return verified;
-  };
-
+function verifiedOf(
+  scheme: TokenScheme,
+  format: VerifiedToken["format"],
+  claims: AccessTokenClaims,
+  jkt: string | undefined,
+): VerifiedToken {
   return {
-    verify,
-    dpopNonce: () => nonces?.current(),
-    challenge,
-    dpop: mode,
+    ok: true,
+    scheme,
+    format,
+    claims,
+    subject: typeof claims.sub === "string" ? claims.sub : undefined,
+    clientId: typeof claims.client_id === "string" ? claims.client_id : undefined,
+    scopes: scopesOf(claims),
+    expiresAt: typeof claims.exp === "number" ? claims.exp : undefined,
+    jkt,
   };
 }
