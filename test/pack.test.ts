@@ -54,7 +54,7 @@ describe("npm pack", () => {
        const same = await fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason);
        // The server entry loads jose (ESM-only) on first use, from ESM and CommonJS alike.
        const { createTokenVerifier, withAuthentication } = await import("connect-oidc/server");
-       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks" });
+       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks", allowInsecureRequests: true });
        const refused = await v.verify({ authorization: "Bearer a.b.c", method: "POST", url: "https://api.example/x" });
        console.log([typeof i, typeof keyringStore, typeof fileStore, new ReauthRequiredError("x").code, same, typeof withAuthentication, refused.reason].join(","));
        m.close();`,
@@ -65,7 +65,7 @@ describe("npm pack", () => {
        const { keyringStore, fileStore } = require("connect-oidc/node");
        const { createTokenVerifier, withAuthentication } = require("connect-oidc/server");
        const m = createTokenManager({ issuer: "https://issuer.example", clientId: "c" });
-       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks" });
+       const v = createTokenVerifier({ issuer: "https://issuer.example", audience: "api", jwksUri: "http://127.0.0.1:9/jwks", allowInsecureRequests: true });
        Promise.all([
          fileStore("corrupt.json").load().catch((e) => e instanceof TokenStoreError && e.reason),
          v.verify({ authorization: "Bearer a.b.c", method: "POST", url: "https://api.example/x" }),

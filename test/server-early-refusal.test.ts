@@ -124,6 +124,12 @@ describe("withAuthentication (real IdP, real servers, every protocol)", () => {
     assert.equal(res.headers.get("www-authenticate"), 'Bearer error="invalid_token", error_description="opaque"');
     assert.equal(res.headers.get("connection"), "close");
     assert.deepEqual(await res.json(), { code: "unauthenticated", message: "access token refused: opaque" });
+    // A request without a body (Connect GET) keeps its connection.
+    const get = await fetch(`${h1.baseUrl}/connectoidc.test.v1.EchoService/Say?connect=v1&encoding=json&message=%7B%7D`);
+    assert.equal(get.status, 401);
+    assert.equal(get.headers.get("www-authenticate"), "Bearer");
+    assert.notEqual(get.headers.get("connection"), "close");
+    await get.body?.cancel();
   });
 
   it("the gRPC shape on the wire: HTTP 200, trailers-only grpc-status 16 with grpc-message and the challenge in the headers", async () => {

@@ -208,6 +208,10 @@ describe("createTokenVerifier: what a real IdP would not mint", () => {
     assert.throws(() => createTokenVerifier({ issuer: "http://127.0.0.1:1", audience: AUDIENCE }), /allowInsecureRequests/);
     assert.throws(() => createTokenVerifier({ issuer: "https://login.example.com", audience: "" }), /audience/);
     assert.throws(() => createDPoPNonces({ secret: "short" }), /at least 32 bytes/);
+    assert.throws(
+      () => createTokenVerifier({ issuer: "https://login.example.com", audience: AUDIENCE, jwksUri: "http://login.example.com/jwks" }),
+      /jwksUri` must be https/,
+    );
   });
 });
 

@@ -110,10 +110,11 @@ function refuse(req: NodeRequest, res: NodeResponse, error: ReturnType<typeof re
   const contentType = headerOf(req, "content-type");
   const wire = wireResponseOf(protocolOf(contentType), contentType, error);
   const headers = { ...wire.headers };
-  if (req.httpVersionMajor === 1 && !req.readableEnded) {
-    const length = Number(headerOf(req, "content-length") ?? Number.NaN);
+  const declared = headerOf(req, "content-length");
+  const hasBody = declared !== undefined || headerOf(req, "transfer-encoding") !== undefined;
+  if (req.httpVersionMajor === 1 && hasBody && !req.readableEnded) {
     // Unknown or large: close rather than read it (Node would read and drop it to keep the connection).
-    if (!(length <= DRAIN_MAX_BYTES)) headers.connection = "close";
+    if (!(Number(declared ?? Number.NaN) <= DRAIN_MAX_BYTES)) headers.connection = "close";
   }
   (res as ServerResponse).writeHead(wire.status, headers);
   if (wire.body) res.end(wire.body);

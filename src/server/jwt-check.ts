@@ -65,7 +65,12 @@ async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<strin
     if (!res.ok) throw new Error(`discovery of ${issuer} answered HTTP ${res.status}`);
     const metadata = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
     if (metadata.issuer !== issuer) throw new Error(`discovery of ${issuer} names another issuer`);
-    if (typeof metadata.jwks_uri !== "string") throw new Error(`discovery of ${issuer} has no jwks_uri`);
+    if (typeof metadata.jwks_uri !== "string" || !URL.canParse(metadata.jwks_uri))
+      throw new Error(`discovery of ${issuer} has no jwks_uri`);
+    // Keys only over https, unless the issuer itself is plain http (allowed for tests only).
+    if (new URL(metadata.jwks_uri).protocol !== "https:" && new URL(issuer).protocol === "https:") {
+      throw new Error(`discovery of ${issuer} names a jwks_uri that is not https`);
+    }
     return metadata.jwks_uri;
   }
   throw new Error(`no discovery document at ${issuer}`);

@@ -145,7 +145,12 @@ export function checkVerifierOptions(options: TokenVerifierOptions): void {
   if (!Array.isArray(audiences) || audiences.length === 0 || audiences.some((a) => typeof a !== "string" || a === "")) {
     fail("`audience` must be this API's identifier (a non-empty string or list of strings)");
   }
-  if (options.jwksUri !== undefined && !URL.canParse(options.jwksUri)) fail("`jwksUri` must be a URL");
+  if (options.jwksUri !== undefined) {
+    if (!URL.canParse(options.jwksUri)) fail("`jwksUri` must be a URL");
+    if (new URL(options.jwksUri).protocol !== "https:" && !options.allowInsecureRequests) {
+      fail("`jwksUri` must be https; set allowInsecureRequests for an http key set in tests");
+    }
+  }
   checkAlgorithms("algorithms", options.algorithms, fail);
   checkAlgorithms("dpop.algorithms", options.dpop?.algorithms, fail);
   const window = options.dpop?.iatWindowSeconds;
