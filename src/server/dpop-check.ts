@@ -68,32 +68,59 @@ export function accessTokenHash(token: string): string {
   return createHash("sha256").update(token, "ascii").digest("base64url");
 }
 
+interface ParsedProof {
+  readonly ok: true;
+  readonly members: Record<string, string>;
+  readonly jkt: string;
+  readonly alg: string;
+  readonly signingInput: string;
+  readonly signature: Buffer;
+  readonly encodedPayload: string;
+}
+
+/** The proof's parts and its header's checks (typ, alg, a public jwk, no crit), before its signature. */
+function parseProof(
+  value: string | null | undefined,
+  algorithms: readonly string[],
+): ParsedProof | { readonly ok: false; readonly reason: DPoPRefusalReason } {
+  const proof = value?.trim();
+  if (!proof) return { ok: false, reason: "missing-proof" };
+  if (proof.includes(",")) return { ok: false, reason: "multiple-proofs" };
+  if (proof.length > MAX_PROOF_LENGTH) return { ok: false, reason: "malformed-proof" };
+  const parts = proof.split(".");
+  const header = parts.length === 3 ? headerOf(proof) : undefined;
+  // No `crit` extension is understood here (RFC 7515 §4.1.11), so none is accepted.
+  if (!header || header.crit !== undefined) return { ok: false, reason: "malformed-proof" };
+  if (!isDPoPTyp(header.typ)) return { ok: false, reason: "wrong-typ" };
+  const alg = header.alg;
+  if (typeof alg !== "string" || !algorithms.includes(alg)) return { ok: false, reason: "bad-alg" };
+  const jwk = header.jwk;
+  if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) return { ok: false, reason: "malformed-proof" };
+  const members = publicMembersOf(jwk as Record<string, unknown>);
+  if (members === undefined) return { ok: false, reason: "malformed-proof" };
+  const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
+  return {
+    ok: true,
+    members,
+    jkt: thumbprintOf(members),
+    alg,
+    signingInput: `${encodedHeader}.${encodedPayload}`,
+    signature: Buffer.from(encodedSignature, "base64url"),
+    encodedPayload,
+  };
+}
+
 export function createProofChecker(options: ProofCheckerOptions): ProofChecker {
   const keys = createProofKeys(options.keyCacheSize);
   const { algorithms, iatWindowSeconds, nonces, replayCache, now } = options;
 
   const check = async (input: ProofInput): Promise<ProofResult> => {
-    const proof = input.proof?.trim();
-    if (!proof) return { ok: false, reason: "missing-proof" };
-    if (proof.includes(",")) return { ok: false, reason: "multiple-proofs" };
-    if (proof.length > MAX_PROOF_LENGTH) return { ok: false, reason: "malformed-proof" };
-    const parts = proof.split(".");
-    const header = parts.length === 3 ? headerOf(proof) : undefined;
-    // No `crit` extension is understood here (RFC 7515 §4.1.11), so none is accepted.
-    if (!header || header.crit !== undefined) return { ok: false, reason: "malformed-proof" };
-    if (!isDPoPTyp(header.typ)) return { ok: false, reason: "wrong-typ" };
-    const alg = header.alg;
-    if (typeof alg !== "string" || !algorithms.includes(alg)) return { ok: false, reason: "bad-alg" };
-    const jwk = header.jwk;
-    if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) return { ok: false, reason: "malformed-proof" };
-    const members = publicMembersOf(jwk as Record<string, unknown>);
-    if (members === undefined) return { ok: false, reason: "malformed-proof" };
-    const jkt = thumbprintOf(members);
-
-    const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
+    const parsed = parseProof(input.proof, algorithms);
+    if (!parsed.ok) return parsed;
+    const { members, jkt, alg, signingInput, signature, encodedPayload } = parsed;
     let signed: boolean;
     try {
-      signed = keys.verify(members, jkt, alg, `${encodedHeader}.${encodedPayload}`, Buffer.from(encodedSignature, "base64url"));
+      signed = keys.verify(members, jkt, alg, signingInput, signature);
     } catch {
       signed = false;
     }
