@@ -5,6 +5,7 @@
  */
 import * as oidc from "openid-client";
 import { type DPoPKey, generateDPoPKey, isDPoPKey } from "../dpop-key.js";
+import { ConfigurationError } from "../errors.js";
 import type { TestLoginOptions, TestLoginResponse } from "./identity-provider-types.js";
 import { createPageWalker, parseForm } from "./page-walker.js";
 
@@ -48,6 +49,9 @@ export async function headlessLogin(
   if ("page" in walk) throw new Error(`login ended on a page instead of the redirect: ${(await walk.page.text()).slice(0, 300)}`);
   const checks = { pkceCodeVerifier: verifier, expectedState: state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) };
   const response = await oidc.authorizationCodeGrant(config, walk.url, checks, undefined, dpop ? { DPoP: dpop.handle } : undefined);
+  if (dpop && response.token_type.toLowerCase() !== "dpop") {
+    throw new ConfigurationError("login({ dpop }): the provider answered a bearer token: start it without `dpop: false`");
+  }
   if (dpop?.key === undefined) return response;
   // The helpers (expiresIn(), claims()) live on the response object: keep it, add the key.
   return Object.assign(response, { dpopKey: dpop.key });

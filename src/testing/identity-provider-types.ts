@@ -50,8 +50,8 @@ export interface TestIdentityProviderOptions {
    * (`token_type: "DPoP"`, an access token with `cnf.jkt`; the public client's refresh token
    * is bound to the same key). `requireNonce`: every proof must carry the provider's nonce
    * (one without answers 400 `use_dpop_nonce` with a `DPoP-Nonce` header). `true` is
-   * `{ requireNonce: false }`, the default. `false`: DPoP off (a token request with a proof
-   * is refused); every token is a bearer token.
+   * `{ requireNonce: false }`, the default. `false`: DPoP off (a proof is ignored); every
+   * token is a bearer token, and `login({ dpop })` fails with a ConfigurationError.
    */
   readonly dpop?: boolean | { readonly requireNonce?: boolean };
   /**

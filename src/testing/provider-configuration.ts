@@ -29,7 +29,7 @@ export interface ConfigurationInput {
   readonly audience: string;
   readonly apiScopes: readonly string[];
   readonly rotateRefreshTokens: boolean;
-  /** undefined: DPoP off (a token request with a proof is refused). */
+  /** undefined: DPoP off (a proof is ignored, every token is a bearer token). */
   readonly dpop: { readonly requireNonce: boolean } | undefined;
   readonly requireNonce: boolean;
   readonly exactRedirectUris: readonly string[] | undefined;
