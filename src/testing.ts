@@ -33,3 +33,4 @@ export type {
   TestTokenOutage,
   TestTransportFault,
 } from "./testing/identity-provider-types.js";
+export { startTestServer, type TestServer, type TestServerOptions } from "./testing/connect-server.js";

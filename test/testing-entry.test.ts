@@ -246,3 +246,14 @@ describe("the other entry points never load oidc-provider", () => {
     }
   });
 });
+
+describe("README", () => {
+  it("the README's integration test is test/readme-integration.test.ts, character for character (so npm test runs it)", async () => {
+    const root = join(import.meta.dirname, "..");
+    const readme = await readFile(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Integration tests of your client and server"));
+    const block = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.equal(block, await readFile(join(root, "test/readme-integration.test.ts"), "utf8"));
+    assert.ok(block.split("\n").length <= 31, "under 30 lines");
+  });
+});
