@@ -281,12 +281,19 @@ export async function verifyRows(): Promise<Row[]> {
   const idp = await startTestIdentityProvider({ accessTokenTtl: 3600 });
   try {
     const { access_token: token } = await idp.login();
-    return [
-      ...(await bearerRows(idp, token)),
-      ...(await dpopRows(idp)),
-      ...(await throughputRows(idp, token)),
-      ...(await largeRequestRows(idp, token)),
-    ];
+    const bearer = await bearerRows(idp, token);
+    const dpop = await dpopRows(idp);
+    // CPU per DPoP call ÷ CPU per bearer call, both ours, same run: less moved by the machine's load.
+    const bearerCpuUs = Number(bearer[0]!.ours);
+    const dpopCpuUs = Number(dpop[0]!.ours) * 1000;
+    const relative: Row = {
+      name: "10. DPoP verification ÷ bearer verification, CPU, both connect-oidc (same run)",
+      ours: `${dpopCpuUs.toFixed(0)} µs`,
+      baseline: `${bearerCpuUs.toFixed(0)} µs`,
+      ratio: ratio(dpopCpuUs, bearerCpuUs),
+      target: "—",
+    };
+    return [...bearer, ...dpop, relative, ...(await throughputRows(idp, token)), ...(await largeRequestRows(idp, token))];
   } finally {
     await idp.close();
   }
