@@ -43,6 +43,12 @@ export interface TestIdentityProviderOptions {
    * default, a client credentials client gets them all. Default `["api"]`.
    */
   readonly apiScopes?: readonly string[];
+  /**
+   * Opaque access tokens (not JWTs) for the audience, and RFC 7662 introspection on
+   * (`introspection_endpoint` in discovery; a confidential client's credentials introspect),
+   * for resource servers that introspect. Default false: JWT access tokens, no introspection.
+   */
+  readonly opaqueAccessTokens?: boolean;
   /** Account (the `sub` of tokens) that logins and device approvals sign in as. Default "test-user". */
   readonly accountId?: string;
   /**

@@ -109,6 +109,7 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
       audience,
       apiScopes,
       rotateRefreshTokens: options.rotateRefreshTokens ?? true,
+      opaqueAccessTokens: options.opaqueAccessTokens === true,
       dpop,
       requireNonce: options.requireNonce ?? false,
       exactRedirectUris: options.exactRedirectUris,

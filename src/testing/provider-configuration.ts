@@ -2,7 +2,8 @@
  * oidc-provider's configuration for a test identity provider: the registered clients, JWT
  * access tokens for one audience (RFC 8707 resource indicators, RFC 9068 `at+jwt`), refresh
  * tokens always issued and rotating, the device flow with bare pages, revocation, DPoP when
- * asked, and no interaction pages (interactions.ts approves headlessly).
+ * asked, opaque tokens with introspection when asked, and no interaction pages
+ * (interactions.ts approves headlessly).
  */
 import type { ClientMetadata, Configuration } from "oidc-provider";
 import type { ProviderModule } from "./provider-module.js";
@@ -29,6 +30,8 @@ export interface ConfigurationInput {
   readonly audience: string;
   readonly apiScopes: readonly string[];
   readonly rotateRefreshTokens: boolean;
+  /** Opaque access tokens and RFC 7662 introspection instead of JWT access tokens. */
+  readonly opaqueAccessTokens: boolean;
   /** undefined: DPoP off (a proof is ignored, every token is a bearer token). */
   readonly dpop: { readonly requireNonce: boolean } | undefined;
   readonly requireNonce: boolean;
@@ -107,7 +110,7 @@ function featuresOf(input: ConfigurationInput): NonNullable<Configuration["featu
       ? { enabled: true, nonceSecret: Buffer.from(input.dpopNonceSecret), requireNonce: () => input.dpop?.requireNonce === true }
       : { enabled: false },
     revocation: { enabled: true, allowedPolicy: async () => true },
-    introspection: { enabled: false },
+    introspection: { enabled: input.opaqueAccessTokens },
     deviceFlow: {
       enabled: true,
       // Bare forms: the device approval reads their hidden inputs.
@@ -131,8 +134,7 @@ function featuresOf(input: ConfigurationInput): NonNullable<Configuration["featu
           scope: input.apiScopes.join(" "),
           audience,
           accessTokenTTL: input.accessTokenTtl,
-          accessTokenFormat: "jwt",
-          jwt: { sign: { alg: "RS256" } },
+          ...(input.opaqueAccessTokens ? { accessTokenFormat: "opaque" } : { accessTokenFormat: "jwt", jwt: { sign: { alg: "RS256" } } }),
         };
       },
     },
