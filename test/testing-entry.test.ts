@@ -2,8 +2,9 @@
  * `connect-oidc/testing`'s identity provider as a user's test meets it: started with one call,
  * its login handed straight to a real token manager, its tokens checked as a resource server
  * would (jose against its JWKS), DPoP on and off, client credentials, and each knob
- * (revocation, outage, latency) seen from openid-client or the token manager. The last test
- * checks that no other entry point of the built package loads oidc-provider.
+ * (revocation, outage, latency) seen from openid-client or the token manager; startTestServer
+ * (h2c, per-method scopes, configuration, close); that no other entry point of the built
+ * package loads oidc-provider; and that the README's integration test is the one npm test runs.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -14,8 +15,12 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import * as oidc from "openid-client";
+import { Code, ConnectError, type ConnectRouter, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
 import { ConfigurationError, createTokenManager, ReauthRequiredError, TokenRefreshError } from "../src/index.js";
-import { startTestIdentityProvider, type TestIdentityProvider } from "../src/testing.js";
+import { verifiedTokenKey } from "../src/server.js";
+import { startTestIdentityProvider, startTestServer, type TestIdentityProvider } from "../src/testing.js";
 import { buildColdCopy, moduleLogArgs } from "./support/cold-build.js";
 import { packagesIn } from "./support/cold-packages.js";
 import { createLeakScanner } from "./support/leaks.js";
@@ -221,11 +226,11 @@ describe("close and dispose", () => {
 });
 
 describe("the other entry points never load oidc-provider", () => {
-  it("importing connect-oidc, /node and /redis of the built package loads no oidc-provider and no testing code", async () => {
+  it("importing connect-oidc, /node, /redis and /server of the built package loads no oidc-provider and no testing code", async () => {
     const copy = await buildColdCopy("esm");
     const log = join(tmpdir(), `connect-oidc-testing-modules-${process.pid}.log`);
     try {
-      const entries = ["index", "node", "redis"].map((name) => join(copy.dir, "pkg", "esm", `${name}.js`));
+      const entries = ["index", "node", "redis", "server"].map((name) => join(copy.dir, "pkg", "esm", `${name}.js`));
       const script = `for (const e of ${JSON.stringify(entries)}) await import(e);`;
       await promisify(execFile)(process.execPath, [...moduleLogArgs(log), "--input-type=module", "-e", script]);
       const loaded = (await readFile(log, "utf8")).split("\n").filter(Boolean);
@@ -239,11 +244,59 @@ describe("the other entry points never load oidc-provider", () => {
       const testingOnly = `await import(${JSON.stringify(join(copy.dir, "pkg", "esm", "testing.js"))});`;
       await rm(log, { force: true });
       await promisify(execFile)(process.execPath, [...moduleLogArgs(log), "--input-type=module", "-e", testingOnly]);
-      assert.ok(!packagesIn((await readFile(log, "utf8")).split("\n")).includes("oidc-provider"), "imported on first start only");
+      const testingLoads = packagesIn((await readFile(log, "utf8")).split("\n"));
+      assert.ok(!testingLoads.includes("oidc-provider"), "oidc-provider is imported when a provider starts");
+      assert.ok(!testingLoads.includes("@connectrpc/connect-node"), "connect-node is imported when a server starts");
     } finally {
       await rm(log, { force: true });
       await copy.remove();
     }
+  });
+});
+
+describe("startTestServer", () => {
+  let idp: TestIdentityProvider;
+  before(async () => {
+    idp = await startTestIdentityProvider({ apiScopes: ["read", "write"], accessTokenTtl: 600 });
+  });
+  after(() => idp.close());
+
+  const routes = (router: ConnectRouter) =>
+    router.service(EchoService, { say: (req, ctx) => ({ text: req.text, subject: ctx.values.get(verifiedTokenKey)?.subject ?? "" }) });
+
+  it("h2c, per-method scopes: a token without the scope is PermissionDenied with insufficient_scope, one with it passes", async () => {
+    await using server = await startTestServer({
+      identityProvider: idp,
+      http2: true,
+      methods: { "connectoidc.test.v1.EchoService/Say": ["write"] },
+      routes,
+    });
+    assert.equal(server.http2, true);
+    const client = async (scope: string) => {
+      const { access_token } = await idp.login({ scope: `openid offline_access ${scope}` });
+      const header: Interceptor = (next) => (req) => {
+        req.header.set("authorization", `Bearer ${access_token}`);
+        return next(req);
+      };
+      return createClient(EchoService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2", interceptors: [header] }));
+    };
+    const error = await (await client("read")).say({ text: "hi" }).then(
+      () => assert.fail("accepted without the scope"),
+      (err: unknown) => ConnectError.from(err),
+    );
+    assert.equal(error.code, Code.PermissionDenied);
+    assert.match(error.metadata.get("www-authenticate") ?? "", /^Bearer error="insufficient_scope".*scope="write"/);
+    assert.equal((await (await client("read write")).say({ text: "hi" })).subject, idp.accountId);
+  });
+
+  it("needs an identity provider or a verifier (ConfigurationError); close() ends it, idempotent", async () => {
+    await assert.rejects(startTestServer({ routes }), ConfigurationError);
+    const server = await startTestServer({ identityProvider: idp, routes });
+    const url = `${server.baseUrl}/connectoidc.test.v1.EchoService/Say`;
+    const refused = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.deepEqual([refused.status, refused.headers.get("www-authenticate")], [401, "Bearer"]);
+    await Promise.all([server.close(), server[Symbol.asyncDispose]()]);
+    await assert.rejects(fetch(url, { method: "POST", body: "{}" }), "nothing listens after close");
   });
 });
 
