@@ -163,31 +163,38 @@ function echoClient(baseUrl: string, httpVersion: "1.1" | "2", token: string | u
 }
 
 async function throughputRows(idp: TestIdentityProvider, token: string): Promise<Row[]> {
-  const verified = await startTestServer({ identityProvider: idp, http2: true, routes });
-  const open = await startOpenServer();
-  try {
-    const sides = { verified: echoClient(verified.baseUrl, "2", token), open: echoClient(open.baseUrl, "2", token) };
-    const latency = { verified: [] as number[], open: [] as number[] };
-    const busyMs = { verified: 0, open: 0 };
-    const concurrency = 32;
-    for (let round = 0; round < 7; round += 1) {
-      for (const side of round % 2 === 0 ? (["verified", "open"] as const) : (["open", "verified"] as const)) {
-        const t0 = performance.now();
-        const samples = await calls(sides[side], 1500, concurrency, () => ({ text: "bench" }));
-        if (round === 0) continue;
-        busyMs[side] += performance.now() - t0;
-        latency[side].push(...samples);
+  const rows: Row[] = [];
+  for (const earlyRefusal of [true, false]) {
+    const verified = await startTestServer({ identityProvider: idp, http2: true, earlyRefusal, routes });
+    const open = await startOpenServer();
+    try {
+      const sides = { verified: echoClient(verified.baseUrl, "2", token), open: echoClient(open.baseUrl, "2", token) };
+      const latency = { verified: [] as number[], open: [] as number[] };
+      const busyMs = { verified: 0, open: 0 };
+      const concurrency = 32;
+      for (let round = 0; round < 7; round += 1) {
+        for (const side of round % 2 === 0 ? (["verified", "open"] as const) : (["open", "verified"] as const)) {
+          const t0 = performance.now();
+          const samples = await calls(sides[side], 1500, concurrency, () => ({ text: "bench" }));
+          if (round === 0) continue;
+          busyMs[side] += performance.now() - t0;
+          latency[side].push(...samples);
+        }
       }
+      const how = earlyRefusal ? "early wrapper + interceptor" : "interceptor only";
+      rows.push(
+        ...latencyRows(
+          `10. verified unary server (${how}) vs an open one, HTTP/2, concurrency ${concurrency}`,
+          { latency: latency.verified, busyMs: busyMs.verified },
+          { latency: latency.open, busyMs: busyMs.open },
+        ),
+      );
+    } finally {
+      await verified.close();
+      await open.close();
     }
-    return latencyRows(
-      `10. verified unary server (early wrapper + interceptor) vs an open one, HTTP/2, concurrency ${concurrency}`,
-      { latency: latency.verified, busyMs: busyMs.verified },
-      { latency: latency.open, busyMs: busyMs.open },
-    );
-  } finally {
-    await verified.close();
-    await open.close();
   }
+  return rows;
 }
 
 /** `total` calls, `concurrency` at a time; each call's latency (ms). Errors are answers here: a refusal counts. */
