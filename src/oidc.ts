@@ -37,6 +37,13 @@ export interface OidcAdapterOptions extends ClientCredentialsOptions {
 /** Metadata discovered longer ago than this (monotonic clock) is discovered again. */
 export const DISCOVERY_MAX_AGE_MS = 24 * 3600_000;
 
+/**
+ * How long (monotonic) a `prepare()` outcome waits for its grant: the lock is taken right
+ * after it; a grant much later (the lock failed, another process's login was adopted)
+ * looks again instead of using an old failure.
+ */
+const PREPARED_FOR_MS = 60_000;
+
 /** One token-endpoint exchange: the answer, or a token-free error. */
 export type GrantResult =
   | { readonly ok: true; readonly response: TokenEndpointResponse }
@@ -62,6 +69,13 @@ export interface OidcAdapter {
    */
   refresh(refreshToken: string, dpop?: CryptoKeyPair): Promise<GrantResult>;
   clientCredentials(dpop?: CryptoKeyPair): Promise<GrantResult>;
+  /**
+   * Discovers the provider now unless this process's metadata is fresh: called before the
+   * store's lock is taken, so a lock holder waits for the token request alone (and its lease
+   * is confirmed closer to it). Never rejects: the outcome, a failure included, is kept for
+   * the next grant, which reports it, so discovery is not asked twice.
+   */
+  prepare?(): Promise<void>;
 }
 
 type Fetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -215,6 +229,21 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     return { metadata: current, discovered: true };
   };
 
+  /** What `prepare()` found, for the grant that follows it (kept briefly: see PREPARED_FOR_MS). */
+  let prepared: { at: number; outcome: Promise<{ metadata: Metadata; discovered: boolean }> } | undefined;
+  const prepare = async () => {
+    if (current !== undefined && monotonicNow() - current.discoveredAt < DISCOVERY_MAX_AGE_MS) return;
+    const outcome = metadataFor();
+    prepared = { at: monotonicNow(), outcome };
+    await outcome.catch(() => undefined);
+  };
+  /** This exchange's metadata: what `prepare()` just found (success or failure), else this process's own. */
+  const metadataForGrant = () => {
+    const taken = prepared;
+    prepared = undefined;
+    return taken !== undefined && monotonicNow() - taken.at < PREPARED_FOR_MS ? taken.outcome : metadataFor();
+  };
+
   const parameters = () => {
     const p: Record<string, string> = {};
     if (options.scope !== undefined) p.scope = options.scope;
@@ -253,7 +282,7 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
   const grant = async (run: Run): Promise<GrantResult> => {
     let chosen: { metadata: Metadata; discovered: boolean };
     try {
-      chosen = await metadataFor();
+      chosen = await metadataForGrant();
     } catch (error) {
       return failed(error);
     }
@@ -287,5 +316,6 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     refresh: (refreshToken, dpop) =>
       grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
     clientCredentials: (dpop) => grant((lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
+    prepare,
   };
 }

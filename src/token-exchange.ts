@@ -25,6 +25,8 @@ export interface ExchangeDeps {
    * refresh token goes in: the endpoints come from the issuer's discovery, never a store.
    */
   readonly requestTokens: (refreshToken: string | undefined, dpop: CryptoKeyPair | undefined) => Promise<GrantResult>;
+  /** Work a token request needs that holds no secret (discovery), done before the lock is taken; never rejects. */
+  readonly prepareRequest?: () => Promise<void>;
   /** DPoP on: the login's key (a new one for a grant without a login), its key pair, and what a login lacks. */
   readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem" | "bearerAnswer">;
   readonly wallNow: () => number;

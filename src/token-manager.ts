@@ -224,6 +224,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       refreshWindowMs: settings.refreshWindowMs,
       requestTokens: (refreshToken, keyPair) =>
         refreshToken === undefined ? oidc.clientCredentials(keyPair) : oidc.refresh(refreshToken, keyPair),
+      ...(oidc.prepare !== undefined ? { prepareRequest: () => oidc.prepare?.() ?? Promise.resolve() } : {}),
       ...(settings.dpop !== undefined ? { dpop } : {}),
       wallNow: () => clock.now(),
       ours: usable,

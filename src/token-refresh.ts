@@ -40,6 +40,7 @@ export function createRefresher({
   let worked = false;
   const run = async (flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined) => {
     try {
+      await exchange.prepareRequest?.();
       const result = await locked((hold) => exchangeUnderLock(exchange, { reason: flight.reason, held, inStore, hold }));
       if (result.ok) {
         worked ||= !result.outcome.adopted;

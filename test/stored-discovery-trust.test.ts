@@ -18,9 +18,10 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
-import { createTokenManager, type StoredTokens, type TokenManagerOptions, type TokenStore } from "../src/index.js";
+import { createTokenManager, memoryStore, type StoredTokens, type TokenManagerOptions, type TokenStore } from "../src/index.js";
 import { fileStore } from "../src/node.js";
 import { redisStore } from "../src/redis.js";
 import { storedLogin } from "./support/cold-login.js";
@@ -265,6 +266,52 @@ describe("the metadata a process discovered", () => {
       await clock.stepWall(30 * 24 * HOUR); // the wall clock jumps a month; the monotonic clock does not
       assert.deepEqual(await refreshAfter(0), ["POST /token"], "a wall-clock step does not age the metadata");
       assert.deepEqual(await refreshAfter(23 * HOUR), discoveryThenToken, "25 h after the discovery: discovered again");
+    } finally {
+      manager.close();
+    }
+  });
+});
+
+describe("the store's lock", () => {
+  test("is taken after discovery: the lock holder waits for the token request alone (one discovery, never asked twice)", async () => {
+    const clock = createManualClock();
+    const inner = memoryStore();
+    let holding = false;
+    /** For each IdP request as it arrived: whether the store's lock was held then. */
+    const arrivals: string[] = [];
+    const store: TokenStore = {
+      load: () => inner.load(),
+      save: (tokens) => inner.save(tokens),
+      clear: () => inner.clear(),
+      lock: (fn, signal) =>
+        inner.lock!(async (hold) => {
+          holding = true;
+          try {
+            return await fn(hold);
+          } finally {
+            holding = false;
+          }
+        }, signal),
+    };
+    const manager = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, store, clock });
+    try {
+      const login = await idp.login();
+      leaks.remember(login.access_token, login.refresh_token);
+      await manager.setTokens(login);
+      requests.reset();
+      // Whether the store's lock is held as each request reaches the IdP (it runs in this process).
+      const onRequest = () => {
+        arrivals.push(holding ? "under the lock" : "outside the lock");
+      };
+      subscribe("http.server.request.start", onRequest);
+      try {
+        await clock.advance(2 * HOUR); // the proactive refresh may start here, in the background
+        leaks.remember(await manager.getAccessToken());
+      } finally {
+        unsubscribe("http.server.request.start", onRequest);
+      }
+      assert.deepEqual(requests.seen, ["GET /.well-known/openid-configuration", "POST /token"], "one discovery, one token request");
+      assert.deepEqual(arrivals, ["outside the lock", "under the lock"], "discovery before the lock, the token request under it");
     } finally {
       manager.close();
     }

@@ -3,6 +3,7 @@
  * access tokens). Long lifetimes are driven with a manual clock; the IdP is real.
  */
 import assert from "node:assert/strict";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { describe, it } from "node:test";
 import {
   ConfigurationError,
@@ -66,11 +67,19 @@ describe("token manager (real oidc-provider)", () => {
     );
   });
 
-  it("refreshes proactively in the background: callers never wait while the token is valid", async () => {
+  it("refreshes proactively in the background: callers never wait while the token is valid", async (t) => {
     const { manager, clock, seen, login } = await setup();
     const loggedInAt = clock.now();
     s.idp.setTokenLatency(300);
     const before = s.idp.stats.byGrantType.refresh_token;
+    // The test clock's reading as the refresh request reaches the IdP (in this process).
+    let tokenRequestAt: number | undefined;
+    const onRequest = (message: unknown) => {
+      const { request } = message as { request: { method?: string; url?: string } };
+      if (request.method === "POST" && request.url?.startsWith("/token")) tokenRequestAt ??= clock.now();
+    };
+    subscribe("http.server.request.start", onRequest);
+    t.after(() => unsubscribe("http.server.request.start", onRequest));
     // 46 min into a 1 h token: inside the 15 min window.
     await clock.advance(46 * 60_000);
     // The timer started a refresh; callers get the current token at once meanwhile.
@@ -86,9 +95,11 @@ describe("token manager (real oidc-provider)", () => {
     assert.equal(s.idp.stats.byGrantType.refresh_token - before, 1);
     const next = await get(manager);
     assert.notEqual(next, login.access_token);
-    // The timer sent the request when 15 min (+1 s margin) remained; expiry counts from then.
-    const sentAt = loggedInAt + HOUR - 1000 - 15 * 60_000;
-    assert.equal((refreshed as { expiresAt: number }).expiresAt, sentAt + HOUR);
+    // The timer started the refresh when 15 min (+1 s margin) remained; discovery comes first
+    // (outside the store's lock), then the token request: expiry counts from that request.
+    const timerAt = loggedInAt + HOUR - 1000 - 15 * 60_000;
+    assert.ok(tokenRequestAt !== undefined && tokenRequestAt >= timerAt, "the request left after the timer fired");
+    assert.equal((refreshed as { expiresAt: number }).expiresAt, tokenRequestAt + HOUR);
   });
 
   it("keeps refreshing across many lifetimes driven by the clock, one request per lifetime", async () => {
