@@ -219,9 +219,13 @@ const PROOF_REASONS: ReadonlySet<string> = new Set<DpopReason>([
   "nonce-stale",
 ]);
 
+/** A refusal of the DPoP proof (bad-alg, wrong-typ, bad-signature can also be the token's own). */
+const isProofRefusal = (refusal: TokenRefusal) =>
+  refusal.error === "invalid_dpop_proof" || refusal.error === "use_dpop_nonce" || refusal.reason === "token-not-bound";
+
 /** connect-oidc/server's refusal reason, in this server's coarser record. */
 function rejectReasonOf(refusal: TokenRefusal): RejectReason {
-  if (PROOF_REASONS.has(refusal.reason)) return "dpop";
+  if (isProofRefusal(refusal)) return "dpop";
   switch (refusal.reason) {
     case "missing":
     case "malformed":
@@ -234,7 +238,7 @@ function rejectReasonOf(refusal: TokenRefusal): RejectReason {
 
 function dpopRecordOf(refusal: TokenRefusal): RecordedDpop {
   if (refusal.reason === "malformed") return { ok: false, reason: "not-dpop-scheme" };
-  if (!PROOF_REASONS.has(refusal.reason)) return { ok: false, reason: "token" };
+  if (!isProofRefusal(refusal) || !PROOF_REASONS.has(refusal.reason)) return { ok: false, reason: "token" };
   return {
     ok: false,
     reason: refusal.reason as DpopReason,
