@@ -6,7 +6,7 @@
  *
  *   npm run bench                 the table
  *   npm run bench -- --json       one JSON object: { machine, rows }
- *   npm run bench -- --only 1,3   some sections (1–9)
+ *   npm run bench -- --only 1,3   some sections (1–10)
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -20,6 +20,7 @@ import { latencyRows } from "./latency.js";
 import { overheadRows } from "./overhead.js";
 import { redisFleetRows } from "./redis-fleet.js";
 import type { Row } from "./rows.js";
+import { verifyRows } from "./verify.js";
 
 const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, only: { type: "string" } } });
 const only = values.only === undefined ? undefined : new Set(values.only.split(",").map((s) => s.trim()));
@@ -78,6 +79,7 @@ if (wanted("7")) {
 }
 if (wanted("8")) rows.push(...(await redisFleetRows()));
 if (wanted("9")) rows.push(...(await dpopRows()));
+if (wanted("10")) rows.push(...(await verifyRows()));
 
 const machine = {
   node: process.version,

@@ -61,9 +61,9 @@ async function run(values: ReturnType<typeof parseFlags>["values"], cleanup: Arr
   let clientSecret = values["client-secret"];
   if (issuer === undefined) {
     // The embedded setup: tokens live 4 s, so the run shows a refresh.
-    const { startIdp } = await import("../test/support/idp.js");
+    const { startTestIdentityProvider } = await import("connect-oidc/testing");
     const { startExampleServer } = await import("./server.js");
-    const idp = await startIdp({ accessTokenTtl: 4 });
+    const idp = await startTestIdentityProvider({ accessTokenTtl: 4 });
     cleanup.push(() => idp.close());
     const api = await startExampleServer({ issuer: idp.issuer, audience: idp.audience, jwksUri: idp.jwksUri });
     cleanup.unshift(() => api.close());

@@ -91,8 +91,8 @@ interface Setup {
 type DpopSetting = ExampleServerOptions["dpop"];
 
 async function embeddedSetup(tokenTtlMs: number, http2: boolean, dpop: DpopSetting): Promise<Setup> {
-  const { startIdp } = await import("../test/support/idp.js");
-  const idp = await startIdp({
+  const { startTestIdentityProvider } = await import("connect-oidc/testing");
+  const idp = await startTestIdentityProvider({
     accessTokenTtl: Math.max(1, Math.round(tokenTtlMs / 1000)),
     ...(dpop ? { dpop: { requireNonce: true } } : {}),
   });
@@ -118,21 +118,14 @@ async function embeddedSetup(tokenTtlMs: number, http2: boolean, dpop: DpopSetti
     revoke: (token) => server.revoke(token),
     serverStats: server.stats,
     requireProactive: true,
-    // Headless authorization code + PKCE; with --dpop bound to a key made here, as the login helpers do.
-    login: dpop ? () => dpopLogin(idp) : () => idp.login(),
+    // Headless authorization code + PKCE; with --dpop bound to a new ES256 key (extractable:
+    // the token file keeps it as JWKs), handed back as the response's dpopKey.
+    login: () => idp.login(dpop ? { dpop: true } : {}),
     async close() {
       await server.close();
       await idp.close();
     },
   };
-}
-
-/** A login bound to a new ES256 key (extractable: the token file keeps it as JWKs). */
-async function dpopLogin(idp: Awaited<ReturnType<typeof import("../test/support/idp.js").startIdp>>): Promise<TokenEndpointResponse> {
-  const oidc = await import("openid-client");
-  const keyPair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const response = await idp.login({ dpop: oidc.getDPoPHandle(await idp.cliConfig(), keyPair) });
-  return { ...response, dpopKey: { algorithm: "ES256", keyPair } };
 }
 
 async function realSetup(values: Flags, http2: boolean, dpop: DpopSetting): Promise<Setup> {

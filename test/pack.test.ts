@@ -33,7 +33,7 @@ describe("npm pack", () => {
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
     // One bundle per entry point and shared chunks (a fresh process loads a few files, not one per module).
     const js = files.filter((f) => f.startsWith("dist/esm/") && f.endsWith(".js"));
-    assert.ok(js.length <= 8 && !js.includes("dist/esm/token-manager.js"), `bundled: ${js.join(", ")}`);
+    assert.ok(js.length <= 12 && !js.includes("dist/esm/token-manager.js"), `bundled: ${js.join(", ")}`);
 
     // Types resolve for ESM and CJS consumers (node16 / bundler resolution): arethetypeswrong.
     execFileSync(join(root, "node_modules/.bin/attw"), ["--profile", "node16", "--format", "ascii", tarball], { encoding: "utf8" });
@@ -121,5 +121,55 @@ describe("npm pack", () => {
       { cwd: app, encoding: "utf8" },
     );
     assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+  });
+});
+
+describe("npm pack: connect-oidc/testing", () => {
+  const dir = mkdtempSync(join(tmpdir(), "connect-oidc-pack-testing-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("with its optional peers installed, starts a provider and a server from ESM and CommonJS; the login reaches the server", () => {
+    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
+    const files = packed[0]!.files.map((f) => f.path);
+    assert.ok(files.includes("dist/esm/testing.js") && files.includes("dist/cjs/testing.js") && files.includes("dist/esm/testing.d.ts"));
+    const app = join(dir, "app");
+    execFileSync("mkdir", ["-p", app]);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
+    const peers = ["@connectrpc/connect@^2", "@connectrpc/connect-node@2.1.2", "@bufbuild/protobuf@^2", "oidc-provider@^9"];
+    npm(["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, packed[0]!.filename), ...peers], app);
+    // A provider, a login handed to a token manager, a server that refuses no token (401 + challenge)
+    // and lets the token through to routing (404: no such method).
+    const body = (load: string) => `${load}
+      (async () => {
+        const idp = await startTestIdentityProvider();
+        const server = await startTestServer({ identityProvider: idp, routes: () => {} });
+        const tokens = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
+        await tokens.setTokens(await idp.login());
+        const call = (headers) => fetch(server.baseUrl + "/x.v1.S/M", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: "{}" });
+        const refused = await call({});
+        const passed = await call({ authorization: "Bearer " + (await tokens.getAccessToken()) });
+        console.log([refused.status, refused.headers.get("www-authenticate"), passed.status].join(","));
+        tokens.close();
+        await server.close();
+        await idp[Symbol.asyncDispose]();
+      })();`;
+    writeFileSync(
+      join(app, "esm.mjs"),
+      body(`import { createTokenManager } from "connect-oidc";
+       import { startTestIdentityProvider, startTestServer } from "connect-oidc/testing";`),
+    );
+    writeFileSync(
+      join(app, "cjs.cjs"),
+      body(`const { createTokenManager } = require("connect-oidc");
+       const { startTestIdentityProvider, startTestServer } = require("connect-oidc/testing");`),
+    );
+    for (const script of ["esm.mjs", "cjs.cjs"]) {
+      const child = spawnSync(process.execPath, [script], { cwd: app, encoding: "utf8" });
+      assert.equal(child.stdout.trim(), "401,Bearer,404", `${script}: ${child.stderr}`);
+      assert.equal(child.stderr, "", `${script} wrote to stderr`);
+    }
   });
 });

@@ -1,0 +1,188 @@
+/**
+ * `startTestIdentityProvider`: a real OpenID provider (oidc-provider) on 127.0.0.1, started
+ * with one call, for integration tests: its keys, clients and listener, the headless login,
+ * the knobs of its token endpoint, revocation and shutdown. The parts live beside it:
+ * provider-configuration.ts (what it issues), token-endpoint.ts (knobs), interactions.ts and
+ * headless-login.ts (the user's side).
+ */
+import { generateKeyPair as generateNodeKeyPair, randomBytes, randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+import type Provider from "oidc-provider";
+import * as oidc from "openid-client";
+import { decideDeviceCode, headlessLogin } from "./headless-login.js";
+import type { TestIdentityProvider, TestIdentityProviderOptions } from "./identity-provider-types.js";
+import { providerHandler } from "./interactions.js";
+import { providerConfiguration } from "./provider-configuration.js";
+import { loadProviderModule } from "./provider-module.js";
+import { createProviderStorage } from "./provider-storage.js";
+import { installTokenEndpointKnobs } from "./token-endpoint.js";
+
+const DEFAULT_AUDIENCE = "urn:connect-oidc:test";
+const DEFAULT_ACCOUNT = "test-user";
+
+/** Listens on a loopback port first (the issuer needs the port); the handler comes later. */
+async function listenOnLoopback(): Promise<{ server: http.Server; issuer: string; handle(listener: http.RequestListener): void }> {
+  let handler: http.RequestListener = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server = http.createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    issuer: `http://127.0.0.1:${port}`,
+    handle(listener) {
+      handler = listener;
+    },
+  };
+}
+
+async function createKeys() {
+  const rsa = await promisify(generateNodeKeyPair)("rsa", { modulusLength: 2048 });
+  const signingJwk = { ...(rsa.privateKey.export({ format: "jwk" }) as JsonWebKey), kid: randomUUID() };
+  const jwtClientKeys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
+  const jwtClientJwk = { ...(await crypto.subtle.exportKey("jwk", jwtClientKeys.publicKey)), kid: randomUUID() };
+  return { signingJwk, jwtClientKeys, jwtClientJwk };
+}
+
+/** Ends every login of `grantIds`: tokens, codes and the grant itself. */
+async function revokeGrants(provider: Provider, grantIds: readonly string[]): Promise<void> {
+  for (const grantId of grantIds) {
+    await Promise.all([
+      provider.AccessToken.revokeByGrantId(grantId),
+      provider.RefreshToken.revokeByGrantId(grantId),
+      provider.AuthorizationCode.revokeByGrantId(grantId),
+      provider.DeviceCode.revokeByGrantId(grantId),
+      provider.Grant.adapter.destroy(grantId),
+    ]);
+  }
+}
+
+/**
+ * Starts an in-process OpenID provider on a free loopback port.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager } from "connect-oidc";
+ * import { startTestIdentityProvider } from "connect-oidc/testing";
+ *
+ * await using idp = await startTestIdentityProvider({ accessTokenTtl: 5, dpop: { requireNonce: true } });
+ * using tokens = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, dpop: true, allowInsecureRequests: true });
+ * await tokens.setTokens(await idp.login({ dpop: true }));
+ * ```
+ */
+export async function startTestIdentityProvider(options: TestIdentityProviderOptions = {}): Promise<TestIdentityProvider> {
+  const { default: ProviderClass, errors } = await loadProviderModule();
+  const accountId = options.accountId ?? DEFAULT_ACCOUNT;
+  const audience = options.audience ?? DEFAULT_AUDIENCE;
+  const apiScopes = [...(options.apiScopes ?? ["api"])];
+  const serviceClient = { clientId: "test-service" as const, clientSecret: randomBytes(24).toString("base64url") };
+  const postClient = { clientId: "test-service-post" as const, clientSecret: `a-b_c.d~e-${randomBytes(12).toString("base64url")}` };
+  const keys = await createKeys();
+  const jwtClient = { clientId: "test-service-jwt" as const, privateKey: keys.jwtClientKeys.privateKey, kid: keys.jwtClientJwk.kid };
+  const dpop =
+    options.dpop === false ? undefined : { requireNonce: typeof options.dpop === "object" && options.dpop.requireNonce === true };
+
+  const listener = await listenOnLoopback();
+  const { issuer, server } = listener;
+  const storage = createProviderStorage();
+  const provider = new ProviderClass(
+    issuer,
+    providerConfiguration({
+      errors,
+      signingJwk: keys.signingJwk,
+      cookieKey: randomBytes(32).toString("base64url"),
+      dpopNonceSecret: randomBytes(32),
+      secrets: { serviceSecret: serviceClient.clientSecret, postSecret: postClient.clientSecret, jwtClientJwk: keys.jwtClientJwk },
+      adapter: storage.factory,
+      accessTokenTtl: options.accessTokenTtl ?? 5,
+      refreshTokenTtl: options.refreshTokenTtl ?? 24 * 60 * 60,
+      audience,
+      apiScopes,
+      rotateRefreshTokens: options.rotateRefreshTokens ?? true,
+      opaqueAccessTokens: options.opaqueAccessTokens === true,
+      dpop,
+      requireNonce: options.requireNonce ?? false,
+      exactRedirectUris: options.exactRedirectUris,
+      clientAuthMethods: options.clientAuthMethods,
+    }),
+  );
+  setDeviceCodeInterval(provider, options.deviceCodeInterval ?? 1);
+  const knobs = installTokenEndpointKnobs(provider);
+  listener.handle(providerHandler(provider, { accountId, audience, apiScopes }));
+
+  const discoveryOptions = { execute: [oidc.allowInsecureRequests] };
+  let cliConfig: Promise<oidc.Configuration> | undefined;
+  let serviceConfig: Promise<oidc.Configuration> | undefined;
+  const getCliConfig = () => (cliConfig ??= oidc.discovery(new URL(issuer), "test-cli", undefined, oidc.None(), discoveryOptions));
+  const getServiceConfig = () =>
+    (serviceConfig ??= oidc.discovery(
+      new URL(issuer),
+      serviceClient.clientId,
+      undefined,
+      oidc.ClientSecretBasic(serviceClient.clientSecret),
+      discoveryOptions,
+    ));
+  const verificationUri = new URL(provider.urlFor("code_verification")).href;
+
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }));
+
+  return {
+    issuer,
+    clientId: "test-cli",
+    serviceClient,
+    postClient,
+    jwtClient,
+    exactClientId: "test-cli-exact",
+    audience,
+    apiScopes,
+    accountId,
+    jwksUri: new URL(provider.urlFor("jwks")).href,
+    provider,
+    get stats() {
+      return knobs.stats;
+    },
+    resetStats: knobs.resetStats,
+    login: async (loginOptions) => headlessLogin(await getCliConfig(), `openid offline_access ${apiScopes.join(" ")}`, loginOptions),
+    cliConfig: getCliConfig,
+    serviceConfig: getServiceConfig,
+    approveDeviceCode: (userCode) => decideDeviceCode(verificationUri, userCode, "confirm"),
+    denyDeviceCode: (userCode) => decideDeviceCode(verificationUri, userCode, "abort"),
+    async revokeLogin(refreshToken) {
+      if (refreshToken === undefined) return revokeGrants(provider, storage.grantIds());
+      const token = await provider.RefreshToken.find(refreshToken, { ignoreExpiration: true });
+      return revokeGrants(provider, token?.grantId ? [token.grantId] : []);
+    },
+    setTokenLatency: knobs.setLatency,
+    setTokenOutage: knobs.setOutage,
+    rewriteTokenResponse: knobs.rewrite,
+    setTokenTransportFault: knobs.setTransportFault,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** oidc-provider sends no `interval` in device authorization answers; openid-client then polls every 5 s. */
+function setDeviceCodeInterval(provider: Provider, seconds: number): void {
+  const path = new URL(provider.urlFor("device_authorization")).pathname;
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === path && ctx.status === 200 && ctx.body && typeof ctx.body === "object") {
+      (ctx.body as { interval?: number }).interval = seconds;
+    }
+  });
+}
