@@ -116,6 +116,13 @@ function refuse(req: NodeRequest, res: NodeResponse, error: ReturnType<typeof re
     // Unknown or large: close rather than read it (Node would read and drop it to keep the connection).
     if (!(Number(declared ?? Number.NaN) <= DRAIN_MAX_BYTES)) headers.connection = "close";
   }
+  if (req.httpVersionMajor === 2 && !wire.body) {
+    // A trailers-only answer (gRPC, gRPC-web) must be one HEADERS frame with END_STREAM:
+    // writeHead + end() sends the headers open and then resets the stream, which grpc-js
+    // reports as INTERNAL instead of the status the headers carry.
+    (res as Http2ServerResponse).stream.respond({ ":status": wire.status, ...headers }, { endStream: true });
+    return;
+  }
   (res as ServerResponse).writeHead(wire.status, headers);
   if (wire.body) res.end(wire.body);
   else res.end();
