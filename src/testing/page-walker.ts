@@ -17,8 +17,11 @@ export interface PageWalker {
   ): Promise<{ readonly url: URL } | { readonly page: Response; readonly url: URL }>;
 }
 
-interface CookieJar {
+/** Internal (not exported by connect-oidc/testing); test/support/headless-browser.ts uses it too. */
+export interface CookieJar {
+  /** Keep the cookies a response sets (and drop the ones it expires). */
   store(res: Response): void;
+  /** Send the kept cookies with a request. */
   addTo(headers: Headers): void;
 }
 
@@ -33,7 +36,7 @@ function isExpiring(attributes: readonly string[]): boolean {
 }
 
 /** One jar for every host: the provider and a loopback listener never share cookie names that matter. */
-function createCookieJar(): CookieJar {
+export function createCookieJar(): CookieJar {
   const cookies = new Map<string, string>();
   return {
     store(res) {

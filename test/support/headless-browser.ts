@@ -2,8 +2,9 @@
  * A headless "browser" for login tests: a cookie jar and a redirect follower, enough
  * to walk oidc-provider's authorization pages (auto-approved by the test IdP's
  * interaction handler) all the way to a loopback redirect listener, which it requests
- * like a real browser would.
+ * like a real browser would. The cookie jar is the one connect-oidc/testing's page walker uses.
  */
+import { createCookieJar } from "../../src/testing/page-walker.js";
 
 export interface HeadlessPage {
   /** Where the walk ended (the last URL requested). */
@@ -17,41 +18,6 @@ export interface HeadlessPage {
 export interface HeadlessBrowser {
   /** GET `url`, follow every redirect, return the last page. Network errors reject. */
   open(url: URL | string): Promise<HeadlessPage>;
-}
-
-export interface CookieJar {
-  /** Keep the cookies a response sets (and drop the ones it expires). */
-  store(res: Response): void;
-  /** Send the kept cookies with a request. */
-  addTo(headers: Headers): void;
-}
-
-/** One jar for all hosts: the IdP and a loopback listener never share cookie names that matter. */
-export function createCookieJar(): CookieJar {
-  const cookies = new Map<string, string>();
-  return {
-    store(res) {
-      for (const line of res.headers.getSetCookie()) {
-        const [pair = "", ...attributes] = line.split(";");
-        const eq = pair.indexOf("=");
-        if (eq < 1) continue;
-        const name = pair.slice(0, eq).trim();
-        const value = pair.slice(eq + 1).trim();
-        const expired = attributes.some((a) => {
-          const [k = "", v = ""] = a.split("=");
-          const attr = k.trim().toLowerCase();
-          if (attr === "max-age") return Number(v) <= 0;
-          if (attr === "expires") return Date.parse(v) <= Date.now();
-          return false;
-        });
-        if (expired || value === "") cookies.delete(name);
-        else cookies.set(name, value);
-      }
-    },
-    addTo(headers) {
-      if (cookies.size) headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
-    },
-  };
 }
 
 export function createHeadlessBrowser(): HeadlessBrowser {
