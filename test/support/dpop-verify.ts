@@ -11,28 +11,14 @@
  */
 import { createHash } from "node:crypto";
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify } from "jose";
+import type { DPoPRefusalReason } from "../../src/server/types.js";
 import type { DpopNonces } from "./dpop-nonces.js";
 
 /** The asymmetric JWS algorithms accepted in proofs (the IdP advertises the same list). */
 export const DPOP_ALGORITHMS = ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "Ed25519", "EdDSA"];
 
-/** Why a proof was refused. */
-export type DpopReason =
-  | "missing-proof"
-  | "multiple-proofs"
-  | "malformed-proof"
-  | "bad-alg"
-  | "wrong-typ"
-  | "bad-signature"
-  | "htm-mismatch"
-  | "htu-mismatch"
-  | "iat-outside-window"
-  | "ath-mismatch"
-  | "token-not-bound"
-  | "jkt-mismatch"
-  | "jti-replayed"
-  | "nonce-missing"
-  | "nonce-stale";
+/** Why a proof was refused: the same reasons connect-oidc/server gives. */
+export type DpopReason = DPoPRefusalReason;
 
 /** The `error` of the `WWW-Authenticate: DPoP` challenge for a refusal. */
 export type DpopError = "invalid_dpop_proof" | "use_dpop_nonce";
