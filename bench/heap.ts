@@ -3,7 +3,7 @@
  * is a stand-in here (an in-memory token endpoint): the row measures the manager's own
  * state, and 10,000 real exchanges would take minutes. Needs node --expose-gc.
  */
-import { createTokenManagerWith } from "../src/token-manager.js";
+import { createTokenManagerWith } from "../src/token/manager.js";
 import { createManualClock } from "../test/support/manual-clock.js";
 import type { Row } from "./rows.js";
 

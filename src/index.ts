@@ -20,7 +20,7 @@
  * @module connect-oidc
  */
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
-export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token-manager.js";
+export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
 export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export type { ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
 export type { DPoPAlgorithm, DPoPKey, DPoPOption, StoredDPoPKey } from "./dpop-key.js";

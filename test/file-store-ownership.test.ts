@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ReauthRequiredError, TokenStoreError } from "../src/errors.js";
 import { fileStore } from "../src/node/file-store.js";
-import { createTokenManager } from "../src/token-manager.js";
+import { createTokenManager } from "../src/token/manager.js";
 import type { StoredTokens } from "../src/types.js";
 import { createLeakScanner } from "./support/leaks.js";
 

@@ -33,7 +33,7 @@ describe("npm pack", () => {
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
     // One bundle per entry point and shared chunks (a fresh process loads a few files, not one per module).
     const js = files.filter((f) => f.startsWith("dist/esm/") && f.endsWith(".js"));
-    assert.ok(js.length <= 12 && !js.includes("dist/esm/token-manager.js"), `bundled: ${js.join(", ")}`);
+    assert.ok(js.length <= 12 && !js.includes("dist/esm/token/manager.js"), `bundled: ${js.join(", ")}`);
 
     // Types resolve for ESM and CJS consumers (node16 / bundler resolution): arethetypeswrong.
     execFileSync(join(root, "node_modules/.bin/attw"), ["--profile", "node16", "--format", "ascii", tarball], { encoding: "utf8" });

@@ -15,7 +15,7 @@ import {
   type TokenEvent,
 } from "../src/index.js";
 import { createOidcAdapter } from "../src/oidc.js";
-import { createTokenManagerWith } from "../src/token-manager.js";
+import { createTokenManagerWith } from "../src/token/manager.js";
 import { startIdp } from "./support/idp.js";
 import { managerSuite } from "./support/manager-suite.js";
 import { createManualClock } from "./support/manual-clock.js";

@@ -1,13 +1,13 @@
 /**
  * The token manager's rules without an identity provider: the transition table
- * (token-state.ts) and the decision for callers and the timer (token-decision.ts),
+ * (token/state.ts) and the decision for callers and the timer (token/decision.ts),
  * both pure functions, table-driven.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ProviderConfigurationError, ReauthRequiredError, TokenManagerClosedError, TokenRefreshError } from "../src/errors.js";
-import { decide, type Now, type Settings, serveUntil, wakeAt } from "../src/token-decision.js";
-import { entryEvents, type Flight, type Input, type Login, newLogin, type State, transition } from "../src/token-state.js";
+import { decide, type Now, type Settings, serveUntil, wakeAt } from "../src/token/decision.js";
+import { entryEvents, type Flight, type Input, type Login, newLogin, type State, transition } from "../src/token/state.js";
 import type { StoredTokens } from "../src/types.js";
 
 const MIN = 60_000;

@@ -4,15 +4,15 @@
  * and mark a dead refresh token in the store so other processes stop without asking.
  * Holds no manager state: everything comes in through the request.
  */
-import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "./errors.js";
-import { describeFailure, failureFacts } from "./failure.js";
-import type { GrantResult } from "./oidc.js";
-import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
-import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
-import type { TokenDPoP } from "./token-dpop.js";
-import { type RefreshOutcome, usableAt } from "./token-state.js";
-import type { LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "./types.js";
+import { isDPoPTokenType, type StoredDPoPKey } from "../dpop-key.js";
+import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "../errors.js";
+import { describeFailure, failureFacts } from "../failure.js";
+import type { GrantResult } from "../oidc.js";
+import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "../policy.js";
+import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "../stored-tokens.js";
+import type { TokenDPoP } from "./dpop.js";
+import { type RefreshOutcome, usableAt } from "./state.js";
+import type { LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
 
 export interface ExchangeDeps {
   readonly store: TokenStore;

@@ -8,23 +8,23 @@
  * starting a refresh in token-refresh.ts and the refresh under the lock in
  * token-exchange.ts, the timing policy in policy.ts.
  */
-import { abortable } from "./abortable.js";
-import { systemClock } from "./clock.js";
-import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "./client-auth.js";
-import { type DPoPOption, dpopAlgorithm } from "./dpop-key.js";
-import { memoryStore } from "./memory-store.js";
-import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
-import { checkDuration, checkFunction, checkIssuer, checkString } from "./options.js";
-import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "./policy.js";
-import { tokenResponseProblem } from "./stored-tokens.js";
-import { closedError, decide, noLogin, noRefreshToken, type Settings, serveUntil } from "./token-decision.js";
-import { storedFromResponse } from "./token-exchange.js";
-import { createTokenDPoP } from "./token-dpop.js";
-import { createMachine, type Machine } from "./token-machine.js";
-import { createRefresher } from "./token-refresh.js";
-import { loginOf, type State } from "./token-state.js";
-import { createStoreReads, type StoreReads } from "./token-store-reads.js";
+import { abortable } from "../abortable.js";
+import { systemClock } from "../clock.js";
+import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "../client-auth.js";
+import { type DPoPOption, dpopAlgorithm } from "../dpop-key.js";
+import { memoryStore } from "../memory-store.js";
+import { createOidcAdapter, type OidcAdapter } from "../oidc.js";
+import { checkDuration, checkFunction, checkIssuer, checkString } from "../options.js";
+import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "../policy.js";
+import { tokenResponseProblem } from "../stored-tokens.js";
+import { closedError, decide, noLogin, noRefreshToken, type Settings, serveUntil } from "./decision.js";
+import { storedFromResponse } from "./exchange.js";
+import { createTokenDPoP } from "./dpop.js";
+import { createMachine, type Machine } from "./machine.js";
+import { createRefresher } from "./refresh.js";
+import { loginOf, type State } from "./state.js";
+import { createStoreReads, type StoreReads } from "./store-reads.js";
 import type {
   Clock,
   LockHold,
@@ -34,7 +34,7 @@ import type {
   TokenEvent,
   TokenProvider,
   TokenStore,
-} from "./types.js";
+} from "../types.js";
 
 /**
  * Options of {@link createTokenManager}. Only `issuer` and `clientId` are required; the

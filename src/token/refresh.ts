@@ -8,14 +8,14 @@
  * tokens to these options, the same answer did not come from a change of them (a
  * provider's deploy serving 404 for a minute) and is retried with backoff.
  */
-import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { describeFailure, summarizeFailure } from "./failure.js";
-import { type RequestSettings, tokenRequestMisconfiguration } from "./misconfiguration.js";
-import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "./policy.js";
-import { type ExchangeDeps, exchangeUnderLock } from "./token-exchange.js";
-import type { Machine } from "./token-machine.js";
-import { type Flight, type Input, type RefreshOutcome, usableAt } from "./token-state.js";
-import type { LockHold, RefreshReason, StoredTokens } from "./types.js";
+import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { describeFailure, summarizeFailure } from "../failure.js";
+import { type RequestSettings, tokenRequestMisconfiguration } from "../misconfiguration.js";
+import { backoffDelay, type BackoffOptions, DEMAND_RETRY_MS } from "../policy.js";
+import { type ExchangeDeps, exchangeUnderLock } from "./exchange.js";
+import type { Machine } from "./machine.js";
+import { type Flight, type Input, type RefreshOutcome, usableAt } from "./state.js";
+import type { LockHold, RefreshReason, StoredTokens } from "../types.js";
 
 export interface RefreshDeps {
   readonly machine: Machine;

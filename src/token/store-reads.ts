@@ -3,10 +3,10 @@
  * while re-login is required — whether another process has logged in meanwhile. Each is
  * shared by the callers that ask at the same time.
  */
-import { createSingleFlight } from "./single-flight.js";
-import type { ReauthRequiredError } from "./errors.js";
-import type { Machine } from "./token-machine.js";
-import type { StoredTokens, TokenStore } from "./types.js";
+import { createSingleFlight } from "../single-flight.js";
+import type { ReauthRequiredError } from "../errors.js";
+import type { Machine } from "./machine.js";
+import type { StoredTokens, TokenStore } from "../types.js";
 
 export interface StoreReads {
   /** Read the login at startup. A failing store rejects (the caller sees why); the next call reads again. */

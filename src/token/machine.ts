@@ -2,11 +2,11 @@
  * The token manager's state holder: the one place its state changes. Every change re-arms
  * the background timer (when the state entered wants one) and announces the state entered.
  */
-import { clampDelay, monotonicOf } from "./clock.js";
-import { decide, type Now, type Settings, wakeAt } from "./token-decision.js";
-import { entryEvents, type Input, type State, transition } from "./token-state.js";
-import type { Clock, RefreshReason, TokenEvent } from "./types.js";
-import { MAX_SLEEP_MS } from "./policy.js";
+import { clampDelay, monotonicOf } from "../clock.js";
+import { decide, type Now, type Settings, wakeAt } from "./decision.js";
+import { entryEvents, type Input, type State, transition } from "./state.js";
+import type { Clock, RefreshReason, TokenEvent } from "../types.js";
+import { MAX_SLEEP_MS } from "../policy.js";
 
 export interface Machine {
   readonly state: State;

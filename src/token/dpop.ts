@@ -12,11 +12,11 @@ import {
   type StoredDPoPKey,
   signParams,
   storedForm,
-} from "./dpop-key.js";
-import { createNonceCache, createProofSigner, type ProofSigner } from "./dpop-proof.js";
-import { type BearerAnswer, createBearerAnswers } from "./dpop-bearer-answers.js";
-import { ConfigurationError, DPoPKeyError } from "./errors.js";
-import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "./types.js";
+} from "../dpop-key.js";
+import { createNonceCache, createProofSigner, type ProofSigner } from "../dpop-proof.js";
+import { type BearerAnswer, createBearerAnswers } from "../dpop-bearer-answers.js";
+import { ConfigurationError, DPoPKeyError } from "../errors.js";
+import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "../types.js";
 
 export interface TokenDPoPDeps {
   /** The manager's `dpop` option as an algorithm; undefined: DPoP off. */

@@ -3,11 +3,11 @@
  * refresh in the background, wait for a refresh, look at the store, or fail fast. A pure
  * function of (state, times, request): no I/O, no clock reads.
  */
-import type { DPoPAlgorithm } from "./dpop-key.js";
-import { ReauthRequiredError, TokenManagerClosedError } from "./errors.js";
-import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "./policy.js";
-import { forcedRefreshAllowed, type Login, type State, usableAt } from "./token-state.js";
-import type { RefreshReason } from "./types.js";
+import type { DPoPAlgorithm } from "../dpop-key.js";
+import { ReauthRequiredError, TokenManagerClosedError } from "../errors.js";
+import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "../policy.js";
+import { forcedRefreshAllowed, type Login, type State, usableAt } from "./state.js";
+import type { RefreshReason } from "../types.js";
 
 export interface Now {
   /** Wall clock, epoch ms: for expiry (persisted, shared across processes). */

@@ -14,10 +14,10 @@
  * A result whose flight is no longer the state's (the login was replaced, the manager
  * closed, meanwhile) is dropped here and nowhere else.
  */
-import type { ProviderConfigurationError, ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { forcedRefreshDelay, isUsable, type TokenTimes } from "./policy.js";
-import { sameLogin } from "./stored-tokens.js";
-import type { RefreshReason, StoredTokens, TokenEvent } from "./types.js";
+import type { ProviderConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { forcedRefreshDelay, isUsable, type TokenTimes } from "../policy.js";
+import { sameLogin } from "../stored-tokens.js";
+import type { RefreshReason, StoredTokens, TokenEvent } from "../types.js";
 
 /** What this process holds of a login, and what servers said of its access token. */
 export interface Login {
