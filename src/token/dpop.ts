@@ -2,6 +2,7 @@
  * The token manager's DPoP part (RFC 9449): which key a login keeps and in what form, the
  * checks that a login fits the manager's `dpop` option (never a fall back to bearer), the
  * key pairs for token requests, and the proofs for resource servers with their nonces.
+ * The runner tells it every login it holds (`remember`); it asks nothing back.
  */
 import {
   type DPoPAlgorithm,
@@ -16,7 +17,7 @@ import {
 import { createNonceCache, createProofSigner, type ProofSigner } from "../dpop-proof.js";
 import { type BearerAnswer, createBearerAnswers } from "../dpop-bearer-answers.js";
 import { ConfigurationError, DPoPKeyError } from "../errors.js";
-import type { DPoPProver, StoredTokens, TokenEndpointResponse } from "../types.js";
+import type { Clock, DPoPProver, StoredTokens, TokenEndpointResponse } from "../types.js";
 
 export interface TokenDPoPDeps {
   /** The manager's `dpop` option as an algorithm; undefined: DPoP off. */
@@ -25,10 +26,8 @@ export interface TokenDPoPDeps {
   readonly keepsCryptoKeys: boolean;
   readonly clientId: string;
   readonly issuer: string;
-  /** Wall clock, epoch ms: a proof's `iat`. */
-  readonly wallNow: () => number;
-  /** The login the manager holds now. */
-  readonly currentLogin: () => StoredTokens | undefined;
+  /** The wall clock: a proof's `iat`. */
+  readonly clock: Pick<Clock, "now">;
 }
 
 export interface TokenDPoP {
@@ -43,7 +42,7 @@ export interface TokenDPoP {
   keyPair(stored: StoredDPoPKey): Promise<CryptoKeyPair>;
   /** Why `login` cannot be used with this manager's option, or undefined. */
   problem(login: StoredTokens): DPoPKeyError | undefined;
-  /** The manager holds `login` now: its access token's key is remembered for proofs. */
+  /** The manager holds `login` now (the runner says so at every change): its access token's key is remembered for proofs. */
   remember(login: StoredTokens | undefined): void;
   /**
    * Why the identity provider's answer to a DPoP token request (its `token_type`) cannot be
@@ -89,8 +88,11 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
     return entry;
   };
 
+  // The login the manager holds now, and the keys of the access tokens it held last.
+  let held: StoredTokens | undefined;
   const recent = new Map<string, StoredDPoPKey>();
   const remember = (login: StoredTokens | undefined) => {
+    held = login;
     if (login?.accessToken === undefined || login.dpopKey === undefined || recent.get(login.accessToken) === login.dpopKey) return;
     recent.delete(login.accessToken);
     if (recent.size >= RECENT_LOGINS) recent.delete(recent.keys().next().value as string);
@@ -123,7 +125,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
   const nonces = createNonceCache();
   const prover: DPoPProver = {
     async proof(request) {
-      const login = deps.currentLogin();
+      const login = held;
       const stored = recent.get(request.accessToken) ?? login?.dpopKey;
       if (stored === undefined) {
         throw (login !== undefined ? problem(login) : undefined) ?? new DPoPKeyError("missing", `No DPoP key for the login of ${where}`);
@@ -131,7 +133,7 @@ export function createTokenDPoP(deps: TokenDPoPDeps): TokenDPoP {
       const { signer } = await prepared(stored);
       return signer.sign(
         { method: request.method, url: request.url, accessToken: request.accessToken, nonce: nonces.get(request.url) },
-        deps.wallNow() / 1000,
+        deps.clock.now() / 1000,
       );
     },
     nonce(url, nonce) {

@@ -2,38 +2,34 @@
  * One refresh, run under the store's lock: re-read the store, adopt what another process
  * stored, else ask the identity provider and save; on a terminal answer look once more,
  * and mark a dead refresh token in the store so other processes stop without asking.
- * Holds no manager state: everything comes in through the request.
+ * Also whose a stored login is (this manager's issuer and client, fitting its `dpop`
+ * option), which the runner's reads outside a refresh ask too. Holds no manager state:
+ * everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "../dpop-key.js";
 import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "../errors.js";
 import { describeFailure, failureFacts } from "../failure.js";
-import type { GrantResult } from "../oidc.js";
+import type { GrantResult, OidcAdapter } from "../oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "../policy.js";
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "../stored-tokens.js";
+import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
+import { noLogin, noRefreshToken, type Settings } from "./decision.js";
 import type { TokenDPoP } from "./dpop.js";
 import { type RefreshOutcome, usableAt } from "./state.js";
-import type { LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
 
 export interface ExchangeDeps {
+  /** `settings.dpop` undefined: DPoP off. */
+  readonly settings: Settings;
   readonly store: TokenStore;
-  readonly grant: "refresh_token" | "client_credentials";
-  readonly issuer: string;
-  readonly clientId: string;
-  readonly refreshWindowMs: number;
   /**
-   * `dpop`: the login's DPoP key pair, when DPoP is on. Nothing of the stored login but the
-   * refresh token goes in: the endpoints come from the issuer's discovery, never a store.
+   * The token requests. Nothing of the stored login but the refresh token goes in: the
+   * endpoints come from the issuer's discovery, never a store.
    */
-  readonly requestTokens: (refreshToken: string | undefined, dpop: CryptoKeyPair | undefined) => Promise<GrantResult>;
-  /** Work a token request needs that holds no secret (discovery), done before the lock is taken; never rejects. */
-  readonly prepareRequest?: () => Promise<void>;
-  /** DPoP on: the login's key (a new one for a grant without a login), its key pair, and what a login lacks. */
-  readonly dpop?: Pick<TokenDPoP, "newKey" | "keyPair" | "problem" | "bearerAnswer">;
-  readonly wallNow: () => number;
-  /** The stored login if it belongs to this issuer and client; otherwise undefined. */
-  readonly ours: (stored: StoredTokens | undefined) => StoredTokens | undefined;
-  readonly noLogin: () => ReauthRequiredError;
-  readonly noRefreshToken: () => ReauthRequiredError;
+  readonly oidc: Pick<OidcAdapter, "refresh" | "clientCredentials">;
+  /** What a login lacks for the `dpop` option; with DPoP on, the login's key (a new one for a grant without a login) and its key pair. */
+  readonly dpop: Pick<TokenDPoP, "newKey" | "keyPair" | "problem" | "bearerAnswer">;
+  /** The wall clock. */
+  readonly clock: Pick<Clock, "now">;
 }
 
 export interface ExchangeRequest {
@@ -72,14 +68,30 @@ const failure = (error: Error, terminal = false, kept?: RefreshOutcome): Failure
   ...(kept !== undefined ? { kept } : {}),
 });
 
+/**
+ * The stored login if it is this manager's (issuer, client). Client credentials need no
+ * login: tokens that do not fit the `dpop` option are simply not there.
+ */
+export function ownLogin(deps: Pick<ExchangeDeps, "settings" | "dpop">, stored: StoredTokens | undefined): StoredTokens | undefined {
+  const { issuer, clientId, grant } = deps.settings;
+  if (stored === undefined || stored.issuer.replace(/\/$/, "") !== issuer || stored.clientId !== clientId) return undefined;
+  return grant === "client_credentials" && deps.dpop.problem(stored) !== undefined ? undefined : stored;
+}
+
+/** A stored login this manager can use as it is: another process's login is adopted only then. */
+export function usableLogin(deps: Pick<ExchangeDeps, "settings" | "dpop">, stored: StoredTokens | undefined): StoredTokens | undefined {
+  const own = ownLogin(deps, stored);
+  return own !== undefined && deps.dpop.problem(own) === undefined ? own : undefined;
+}
+
 export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeRequest): Promise<ExchangeResult> {
   const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
-  const stored = deps.ours(await deps.store.load());
+  const stored = usableLogin(deps, await deps.store.load());
   // Anything in the store other than what this process last saw there was written by
   // another process since (every writer holds the lock): it is the newer login.
   const changed = !sameLogin(stored, request.inStore);
   if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
-  if (changed && stored === undefined && deps.grant === "refresh_token") return failure(deps.noLogin()); // signed out elsewhere
+  if (changed && stored === undefined && deps.settings.grant === "refresh_token") return failure(noLogin(deps.settings)); // signed out elsewhere
   const source = changed ? stored : request.held;
   const result = await grantAndSave(deps, source, stored, request.hold).catch((error: unknown) =>
     afterLockLost(deps, request, stored, error),
@@ -100,7 +112,7 @@ async function afterLockLost(
   error: unknown,
 ): Promise<ExchangeResult> {
   if (!(error instanceof TokenStoreError && error.reason === "fenced")) throw error;
-  const newer = deps.ours(await deps.store.load());
+  const newer = usableLogin(deps, await deps.store.load());
   const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
   if (!sameLogin(newer, seen) && adoptable(deps, newer, request.reason, refused)) return adopted(newer);
   throw error;
@@ -114,7 +126,7 @@ async function afterTerminal(
   used: StoredTokens | undefined,
   seen: StoredTokens | undefined,
 ): Promise<ExchangeResult> {
-  const again = deps.ours(await deps.store.load());
+  const again = usableLogin(deps, await deps.store.load());
   if (!sameLogin(again, seen) && again?.refreshToken !== used?.refreshToken) {
     const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
     if (adoptable(deps, again, request.reason, refused)) return adopted(again);
@@ -140,10 +152,10 @@ function adopted(stored: StoredTokens | undefined): ExchangeResult {
 }
 
 function adoptable(deps: ExchangeDeps, stored: StoredTokens | undefined, reason: RefreshReason, refused: string | undefined): boolean {
-  const now = deps.wallNow();
+  const now = deps.clock.now();
   if (!usableAt(stored, now) || stored.accessToken === refused) return false;
   // A proactive refresh wants a token that is not itself due for one.
-  return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.refreshWindowMs);
+  return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.settings.refreshWindowMs);
 }
 
 /**
@@ -157,9 +169,11 @@ async function grantAndSave(
   hold: LockHold | undefined,
 ): Promise<ExchangeResult> {
   let refreshToken: string | undefined;
-  if (deps.grant === "refresh_token") {
+  if (deps.settings.grant === "refresh_token") {
     refreshToken = source?.refreshToken;
-    if (refreshToken === undefined) return failure(source?.accessToken === undefined ? deps.noLogin() : deps.noRefreshToken());
+    if (refreshToken === undefined) {
+      return failure(source?.accessToken === undefined ? noLogin(deps.settings) : noRefreshToken(deps.settings));
+    }
   }
   const key = await dpopKeyFor(deps, source);
   if (key.error !== undefined) return failure(key.error);
@@ -167,8 +181,10 @@ async function grantAndSave(
   // presenting this same refresh token now: then this refresh is abandoned (it throws
   // TokenStoreError "fenced", a transient failure) and the newer login stands.
   await hold?.confirm();
-  const sentAt = deps.wallNow();
-  const result = unusableRefused(bearerRefused(deps, await deps.requestTokens(refreshToken, key.keyPair)), refreshToken);
+  const sentAt = deps.clock.now();
+  const granted =
+    refreshToken === undefined ? await deps.oidc.clientCredentials(key.keyPair) : await deps.oidc.refresh(refreshToken, key.keyPair);
+  const result = unusableRefused(bearerRefused(deps, granted), refreshToken);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
       // Our own verdicts on an answer (bearer tokens for DPoP: bearerRefused) are final too.
@@ -186,7 +202,7 @@ async function grantAndSave(
   }
   return {
     ok: true,
-    outcome: await save(deps, storedFromResponse(deps, result.response, sentAt, source, key.stored), stored),
+    outcome: await save(deps, storedFromResponse(deps.settings, result.response, sentAt, source, key.stored), stored),
   };
 }
 
@@ -198,9 +214,9 @@ async function dpopKeyFor(
   deps: ExchangeDeps,
   source: StoredTokens | undefined,
 ): Promise<{ stored?: StoredDPoPKey; keyPair?: CryptoKeyPair; error?: Error }> {
-  if (deps.dpop === undefined) return {};
+  if (deps.settings.dpop === undefined) return {};
   // A refresh token is bound to the login's key: without it, only a new login helps.
-  const problem = deps.grant === "refresh_token" && source !== undefined ? deps.dpop.problem(source) : undefined;
+  const problem = deps.settings.grant === "refresh_token" && source !== undefined ? deps.dpop.problem(source) : undefined;
   if (problem !== undefined) return { error: problem };
   const stored = source?.dpopKey ?? (await deps.dpop.newKey());
   try {
@@ -216,8 +232,8 @@ async function dpopKeyFor(
  * one of any rejected answer; when the answer ends it (`TokenDPoP.bearerAnswer`), nothing is.
  */
 function bearerRefused(deps: ExchangeDeps, result: GrantResult): GrantResult {
-  if (!result.ok || deps.dpop === undefined) return result;
-  const refused = deps.dpop.bearerAnswer(result.response.token_type, deps.grant);
+  if (!result.ok || deps.settings.dpop === undefined) return result;
+  const refused = deps.dpop.bearerAnswer(result.response.token_type, deps.settings.grant);
   if (refused === undefined) return result;
   const rotated = result.response.refresh_token;
   return {
@@ -256,7 +272,7 @@ async function save(deps: ExchangeDeps, tokens: StoredTokens, stored: StoredToke
 
 /** The persisted form of a token response (checked with `tokenResponseProblem` first). */
 export function storedFromResponse(
-  deps: Pick<ExchangeDeps, "issuer" | "clientId">,
+  login: Pick<Settings, "issuer" | "clientId">,
   response: TokenEndpointResponse,
   sentAt: number,
   previous?: StoredTokens,
@@ -274,8 +290,8 @@ export function storedFromResponse(
         : undefined;
   return {
     version: 1,
-    issuer: deps.issuer,
-    clientId: deps.clientId,
+    issuer: login.issuer,
+    clientId: login.clientId,
     accessToken: response.access_token,
     ...(refreshToken !== undefined ? { refreshToken } : {}),
     issuedAt: times.issuedAt,

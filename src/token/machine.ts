@@ -1,101 +1,363 @@
 /**
- * The token manager's state holder: the one place its state changes. Every change re-arms
- * the background timer (when the state entered wants one) and announces the state entered.
+ * The token manager's runner: the one place its state changes, and all that changes it —
+ * the caller loop of getAccessToken() (decide, act, wait, decide again), the background
+ * timer, the refresh in flight (the exchange under the store's lock, its result turned into
+ * the next input) and the store reads outside a refresh. Every change re-arms the timer and
+ * announces the state entered.
+ *
+ * The rules it runs are pure and elsewhere: the states and transition() in state.ts,
+ * decide() and wakeAt() in decision.ts; one refresh under the lock is exchange.ts.
+ *
+ * A refusal of the configuration (see misconfiguration.ts) is final only while the
+ * configuration has never worked in this process: once the identity provider has granted
+ * tokens to these options, the same answer did not come from a change of them (a
+ * provider's deploy serving 404 for a minute) and is retried with backoff.
  */
+import { abortable } from "../abortable.js";
 import { clampDelay, monotonicOf } from "../clock.js";
-import { decide, type Now, type Settings, wakeAt } from "./decision.js";
-import { entryEvents, type Input, type State, transition } from "./state.js";
-import type { Clock, RefreshReason, TokenEvent } from "../types.js";
-import { MAX_SLEEP_MS } from "../policy.js";
+import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { describeFailure, summarizeFailure } from "../failure.js";
+import { type RequestSettings, tokenRequestMisconfiguration } from "../misconfiguration.js";
+import type { OidcAdapter } from "../oidc.js";
+import { type BackoffOptions, backoffDelay, DEMAND_RETRY_MS, MAX_SLEEP_MS } from "../policy.js";
+import { createSingleFlight, type SingleFlight } from "../single-flight.js";
+import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEvent, TokenProvider } from "../types.js";
+import { closedError, decide, type Now, serveUntil, wakeAt } from "./decision.js";
+import type { TokenDPoP } from "./dpop.js";
+import { type ExchangeDeps, exchangeUnderLock, ownLogin, usableLogin } from "./exchange.js";
+import { entryEvents, type Flight, type Input, loginOf, type RefreshOutcome, type State, transition, usableAt } from "./state.js";
 
+export interface MachineDeps extends ExchangeDeps {
+  readonly clock: Clock;
+  readonly oidc: Pick<OidcAdapter, "prepare" | "refresh" | "clientCredentials">;
+  /** Told of every login the runner holds (proofs are signed with the key of the token's login). */
+  readonly dpop: TokenDPoP;
+  readonly onEvent: ((event: TokenEvent) => void) | undefined;
+  /** Random source in [0, 1) for backoff jitter. */
+  readonly random: () => number;
+  readonly backoff: BackoffOptions | undefined;
+  /** The settings a refusal of the configuration is explained with. */
+  readonly request: RequestSettings;
+}
+
+/** The runner as the manager sees it: the public methods' work, and the state for a closed check. */
 export interface Machine {
   readonly state: State;
-  /** Feed an input to the transition function; a changed state re-arms the timer and emits its events. */
-  apply(input: Input): void;
-  now(): Now;
-  monotonic(): number;
+  readonly getAccessToken: TokenProvider["getAccessToken"];
+  /** The token getAccessToken() would resolve with now without waiting, or undefined. Never throws, never waits. */
+  readonly current: () => string | undefined;
+  readonly accepted: (token: string) => void;
+  /** setTokens (tokens) or signOut (undefined): in memory at once, then in the store under its lock. */
+  readonly replace: (tokens: StoredTokens | undefined) => Promise<void>;
+  readonly close: () => void;
 }
 
-export interface MachineDeps {
-  readonly settings: Settings;
-  readonly clock: Clock;
-  readonly onEvent: ((event: TokenEvent) => void) | undefined;
-  /** The timer found a refresh due. */
-  readonly onDue: (reason: RefreshReason) => void;
-  /** Every state entered, before its events (the DPoP part remembers which key a token has). */
-  readonly onChange?: (state: State) => void;
+type TokenRequest = Parameters<TokenProvider["getAccessToken"]>[0];
+
+// A caller decides again after each wait; a few rounds are plenty (a refresh ends in a state
+// that serves or fails), the bound only keeps a pathological provider from looping forever.
+const MAX_ROUNDS = 4;
+
+/** The runner's record: what it runs with, and what changes. Only this file touches it. */
+interface Run extends MachineDeps {
+  state: State;
+  timer: unknown;
+  /**
+   * `login-expiring` was emitted for the login held: once per login and process. A login set
+   * here (setTokens) or found anew in the store while re-login was required starts afresh;
+   * refreshes do not (a provider with a sliding lifetime moves the end at every refresh).
+   */
+  announced: boolean;
+  /** The identity provider granted tokens to this configuration in this process. */
+  worked: boolean;
+  /** decide()'s answer cached for one (immutable) state: see serveUntil. */
+  served: { readonly state: State; readonly serve: ReturnType<typeof serveUntil> } | undefined;
+  readonly monotonic: () => number;
+  /** Callers that arrive together share one read of the store; the next caller reads again. */
+  readonly loads: SingleFlight<void>;
+  readonly rechecks: SingleFlight<void>;
 }
 
-export function createMachine({ settings, clock, onEvent, onDue, onChange }: MachineDeps): Machine {
-  const monotonic = monotonicOf(clock);
-  let state: State = { kind: "loading" };
-  let timer: unknown;
-  // `login-expiring` was emitted for the login held: once per login and process. A login set
-  // here (setTokens) or found anew in the store while re-login was required starts afresh;
-  // refreshes do not (a provider with a sliding lifetime moves the end at every refresh).
-  let announced = false;
-
-  const now = (): Now => ({ wall: clock.now(), monotonic: monotonic() });
-
-  const emit = (event: TokenEvent) => {
-    try {
-      onEvent?.(event);
-    } catch {
-      // A listener's failure must not break token handling.
-    }
+export function createMachine(deps: MachineDeps): Machine {
+  const run: Run = {
+    ...deps,
+    state: { kind: "loading" },
+    timer: undefined,
+    announced: false,
+    worked: false,
+    served: undefined,
+    monotonic: monotonicOf(deps.clock),
+    loads: createSingleFlight(),
+    rechecks: createSingleFlight(),
   };
-
-  const arm = (minimumMs: number) => {
-    if (timer !== undefined) clock.clearTimeout(timer);
-    timer = undefined;
-    const due = wakeAt(state, settings);
-    const expiring = expiringAt();
-    const wake = expiring === undefined ? due : { ...due, wall: Math.min(due?.wall ?? expiring, expiring) };
-    if (wake === undefined) return;
-    // Wall-clock wakes sleep at most MAX_SLEEP_MS: the wall clock may step meanwhile.
-    const wallDelay = wake.wall === undefined ? Number.POSITIVE_INFINITY : Math.min(wake.wall - clock.now(), MAX_SLEEP_MS);
-    const delay = Math.min(wake.monotonic !== undefined ? wake.monotonic - monotonic() : Number.POSITIVE_INFINITY, wallDelay);
-    timer = clock.setTimeout(onTimer, clampDelay(Math.max(delay, minimumMs)));
-  };
-
-  /** When `login-expiring` is due for the login held (wall clock), unless already announced. */
-  const expiringAt = (): number | undefined => {
-    const end = "login" in state ? state.login?.tokens.refreshExpiresAt : undefined;
-    return end === undefined || announced ? undefined : end - settings.loginExpiringMs;
-  };
-
-  const announceExpiring = () => {
-    const at = expiringAt();
-    if (at === undefined || clock.now() < at) return;
-    announced = true;
-    emit({ type: "login-expiring", expiresAt: at + settings.loginExpiringMs });
-  };
-
-  const onTimer = () => {
-    timer = undefined;
-    announceExpiring();
-    const decision = decide(state, now(), true, settings);
-    if (decision.do === "refresh") onDue(decision.reason);
-    // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
-    else arm(1000);
-  };
-
   return {
     get state() {
-      return state;
+      return run.state;
     },
-    apply(input) {
-      const previous = state;
-      const next = transition(previous, input);
-      if (next === previous) return;
-      state = next;
-      onChange?.(next);
-      if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) announced = false;
-      arm(0);
-      for (const event of entryEvents(previous, next, clock.now(), monotonic())) emit(event);
-      announceExpiring();
-    },
-    now,
-    monotonic,
+    getAccessToken: (request) => servedAtOnce(run, request) ?? getAccessToken(run, request),
+    current: () => current(run),
+    accepted: (token) => apply(run, { type: "accepted", token }),
+    replace: (tokens) => replace(run, tokens),
+    close: () => apply(run, { type: "closed" }),
+  };
+}
+
+// --- Callers ---------------------------------------------------------------------------
+
+/** The hot path: a ready state's answer is "serve" until a known wall time. */
+function servedAtOnce(run: Run, request: TokenRequest): Promise<string> | undefined {
+  if (request?.rejected !== undefined || request?.signal?.aborted === true) return undefined;
+  const token = servable(run);
+  return token === undefined ? undefined : Promise.resolve(token);
+}
+
+function servable(run: Run): string | undefined {
+  const state = run.state;
+  if (run.served?.state !== state) run.served = { state, serve: serveUntil(state, run.settings) };
+  const serve = run.served.serve;
+  return serve !== undefined && run.clock.now() < serve.until ? serve.token : undefined;
+}
+
+/** Decide, act, and — after a wait — decide again against whatever state the wait ended in. */
+async function getAccessToken(run: Run, request: TokenRequest = {}): Promise<string> {
+  const { signal, rejected } = request;
+  signal?.throwIfAborted();
+  if (rejected !== undefined) apply(run, { type: "refused", token: rejected });
+  for (let round = 1; ; round += 1) {
+    const decision = decide(run.state, now(run), false, run.settings);
+    let wait: Promise<void>;
+    switch (decision.do) {
+      case "serve":
+        return decision.token;
+      case "serve-and-refresh":
+        void refresh(run, decision.reason);
+        return decision.token;
+      case "fail":
+        if (decision.reauth) {
+          apply(run, { type: "reauth", error: decision.error as ReauthRequiredError, terminal: false, at: run.monotonic() });
+        }
+        throw decision.error;
+      case "load":
+        // A refusal reported before the login was loaded is about the loaded login's token.
+        wait = load(run).then(() => {
+          if (rejected !== undefined) apply(run, { type: "refused", token: rejected });
+        });
+        break;
+      case "recheck":
+        wait = recheck(run);
+        break;
+      case "refresh":
+        wait = refresh(run, decision.reason);
+        break;
+      default: {
+        const state = run.state;
+        wait = state.kind === "refreshing" ? state.flight.done : Promise.resolve();
+      }
+    }
+    if (round > MAX_ROUNDS) {
+      throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
+    }
+    await abortable(wait, signal);
+  }
+}
+
+/** What getAccessToken() would resolve with now without waiting; a due background refresh starts, as from the timer. */
+function current(run: Run): string | undefined {
+  const token = servable(run);
+  if (token !== undefined) return token;
+  const decision = decide(run.state, now(run), false, run.settings);
+  if (decision.do === "serve") return decision.token;
+  if (decision.do !== "serve-and-refresh") return undefined;
+  void refresh(run, decision.reason);
+  return decision.token;
+}
+
+/** setTokens / signOut: in memory first — if the store fails, this process still works (and the error says why others cannot). */
+async function replace(run: Run, tokens: StoredTokens | undefined): Promise<void> {
+  if (run.state.kind === "closed") throw closedError();
+  apply(run, { type: "replaced", tokens });
+  const write = tokens === undefined ? () => run.store.clear() : () => run.store.save(tokens);
+  try {
+    await locked(run, write);
+  } catch (error) {
+    // What the store still holds is remembered as such, so it is never taken for another process's newer login.
+    const stored = await run.store.load().then(
+      (loaded) => ownLogin(run, loaded),
+      () => undefined,
+    );
+    apply(run, { type: "store-seen", stored });
+    throw error;
+  }
+}
+
+// --- The one place state changes, and the timer ------------------------------------------
+
+function now(run: Run): Now {
+  return { wall: run.clock.now(), monotonic: run.monotonic() };
+}
+
+/** Feed an input to transition(); a changed state re-arms the timer and emits its events. */
+function apply(run: Run, input: Input): void {
+  const previous = run.state;
+  const next = transition(previous, input);
+  if (next === previous) return;
+  run.state = next;
+  run.dpop.remember(loginOf(next)?.tokens);
+  if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) run.announced = false;
+  arm(run, 0);
+  for (const event of entryEvents(previous, next, run.clock.now(), run.monotonic())) emit(run, event);
+  announceExpiring(run);
+}
+
+function emit(run: Run, event: TokenEvent): void {
+  try {
+    run.onEvent?.(event);
+  } catch {
+    // A listener's failure must not break token handling.
+  }
+}
+
+function arm(run: Run, minimumMs: number): void {
+  const { clock } = run;
+  if (run.timer !== undefined) clock.clearTimeout(run.timer);
+  run.timer = undefined;
+  const due = wakeAt(run.state, run.settings);
+  const expiring = expiringAt(run);
+  const wake = expiring === undefined ? due : { ...due, wall: Math.min(due?.wall ?? expiring, expiring) };
+  if (wake === undefined) return;
+  // Wall-clock wakes sleep at most MAX_SLEEP_MS: the wall clock may step meanwhile.
+  const wallDelay = wake.wall === undefined ? Number.POSITIVE_INFINITY : Math.min(wake.wall - clock.now(), MAX_SLEEP_MS);
+  const delay = Math.min(wake.monotonic !== undefined ? wake.monotonic - run.monotonic() : Number.POSITIVE_INFINITY, wallDelay);
+  run.timer = clock.setTimeout(() => onTimer(run), clampDelay(Math.max(delay, minimumMs)));
+}
+
+function onTimer(run: Run): void {
+  run.timer = undefined;
+  announceExpiring(run);
+  const decision = decide(run.state, now(run), true, run.settings);
+  if (decision.do === "refresh") void refresh(run, decision.reason);
+  // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
+  else arm(run, 1000);
+}
+
+/** When `login-expiring` is due for the login held (wall clock), unless already announced. */
+function expiringAt(run: Run): number | undefined {
+  const end = loginOf(run.state)?.tokens.refreshExpiresAt;
+  return end === undefined || run.announced ? undefined : end - run.settings.loginExpiringMs;
+}
+
+function announceExpiring(run: Run): void {
+  const at = expiringAt(run);
+  if (at === undefined || run.clock.now() < at) return;
+  run.announced = true;
+  emit(run, { type: "login-expiring", expiresAt: at + run.settings.loginExpiringMs });
+}
+
+// --- The store outside a refresh ---------------------------------------------------------
+
+/**
+ * Read the login at startup. A failing store rejects (the caller sees why); the next call
+ * reads again. A login that does not fit the `dpop` option is loaded and at once marked
+ * re-login required with its problem (the caller sees why).
+ */
+function load(run: Run): Promise<void> {
+  return run.loads.run(async () => {
+    const stored = ownLogin(run, await run.store.load());
+    const unusable = stored === undefined ? undefined : run.dpop.problem(stored);
+    apply(run, { type: "loaded", stored });
+    if (unusable !== undefined) apply(run, { type: "reauth", error: unusable, terminal: false, at: run.monotonic() });
+  });
+}
+
+/** While re-login is required: look for another process's login; an unreadable store holds none. */
+function recheck(run: Run): Promise<void> {
+  return run.rechecks.run(async () => {
+    // A store that throws at once is as unreadable as one that rejects.
+    const stored = await Promise.resolve()
+      .then(() => run.store.load())
+      .then(
+        (loaded) => usableLogin(run, loaded),
+        () => undefined,
+      );
+    const { wall, monotonic } = now(run);
+    apply(run, { type: "rechecked", stored, at: monotonic, wallNow: wall });
+  });
+}
+
+function locked<T>(run: Run, fn: (hold?: LockHold) => Promise<T>): Promise<T> {
+  return run.store.lock ? run.store.lock(fn) : fn();
+}
+
+// --- The refresh in flight ---------------------------------------------------------------
+
+/** Start a refresh, or join the one in flight: settles (never rejects) when it is over. */
+function refresh(run: Run, reason: RefreshReason): Promise<void> {
+  const current = run.state;
+  if (current.kind === "refreshing") return current.flight.done;
+  let finished!: () => void;
+  const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
+  apply(run, { type: "refresh-started", flight });
+  const started = run.state;
+  if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
+  void fly(run, flight, started.login?.tokens, started.login?.inStore).finally(finished);
+  return flight.done;
+}
+
+/** The exchange under the store's lock, its result turned into the next input. */
+async function fly(run: Run, flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined): Promise<void> {
+  try {
+    await run.oidc.prepare?.();
+    const result = await locked(run, (hold) => exchangeUnderLock(run, { reason: flight.reason, held, inStore, hold }));
+    if (result.ok) {
+      run.worked ||= !result.outcome.adopted;
+      return apply(run, { type: "refresh-done", flight, outcome: result.outcome, at: run.monotonic() });
+    }
+    const misconfiguration = tokenRequestMisconfiguration(result.error, run.request);
+    if (misconfiguration !== undefined) {
+      if (!run.worked) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
+      return apply(run, failedInput(run, flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));
+    }
+    if (result.reauth || result.terminal) return apply(run, reauthInput(run, flight, result.error, result.terminal));
+    apply(run, failedInput(run, flight, result.error, result.kept, result.retryAfterMs ?? 0));
+  } catch (error) {
+    // The store or its lock failed (our own typed errors): transient.
+    apply(run, failedInput(run, flight, error, undefined, 0));
+  }
+}
+
+function reauthInput(run: Run, flight: Flight, error: Error, terminal: boolean): Input {
+  return {
+    type: "reauth",
+    flight,
+    error:
+      error instanceof ReauthRequiredError
+        ? error
+        : new ReauthRequiredError(
+            `The login is no longer valid (${describeFailure(error)}): log in again and pass the result to setTokens()`,
+            { cause: error },
+          ),
+    terminal,
+    at: run.monotonic(),
+  };
+}
+
+function failedInput(run: Run, flight: Flight, error: unknown, kept: RefreshOutcome | undefined, retryAfterMs: number): Input {
+  const state = run.state;
+  const failures = (state.kind === "refreshing" ? state.failures : 0) + 1;
+  const { wall, monotonic } = now(run);
+  // The provider's Retry-After, when it gave one, holds for the schedule and for callers alike.
+  const delay = Math.max(backoffDelay(failures, run.random, run.backoff), retryAfterMs);
+  const expired = !usableAt(kept?.tokens ?? (state.kind === "refreshing" ? state.login?.tokens : undefined), wall);
+  return {
+    type: "refresh-failed",
+    flight,
+    at: monotonic,
+    retryAt: monotonic + delay,
+    demandRetryAt: monotonic + Math.max(DEMAND_RETRY_MS, retryAfterMs),
+    ...(kept !== undefined ? { kept } : {}),
+    error: new TokenRefreshError(
+      `Could not refresh the access token: ${describeFailure(error)}${error instanceof ConfigurationError ? " (these settings worked before in this process: taken to pass)" : ""}${expired ? "; the current token has expired" : ""}; next attempt in ${Math.ceil(delay / 1000)} s`,
+      { cause: summarizeFailure(error), retryAt: wall + delay },
+    ),
   };
 }

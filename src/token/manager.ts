@@ -1,40 +1,25 @@
 /**
- * The token manager: holds the current login, hands out valid access tokens, refreshes
- * them in the background before they expire, and shares one refresh among concurrent
- * callers (and, through the store's lock, among processes).
- *
- * It is wiring: the states and their rules are in token-state.ts, what to do for a caller
- * in token-decision.ts, the one place state changes (timer, events) in token-machine.ts,
- * starting a refresh in token-refresh.ts and the refresh under the lock in
- * token-exchange.ts, the timing policy in policy.ts.
+ * The token manager's front door: its options (checked here), its construction, and the
+ * public methods, which hand the work to the runner (machine.ts) or the DPoP part
+ * (dpop.ts). It keeps no state and runs no loop of its own: what a call does is decided in
+ * decision.ts over the states of state.ts, and run in machine.ts; one refresh under the
+ * store's lock is exchange.ts; the timing policy is policy.ts.
  */
-import { abortable } from "../abortable.js";
+import { checkClientAuthentication, type ClientAuthentication, type ClientPrivateKey } from "../client-auth.js";
 import { systemClock } from "../clock.js";
-import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "../errors.js";
-import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "../client-auth.js";
 import { type DPoPOption, dpopAlgorithm } from "../dpop-key.js";
+import { ConfigurationError } from "../errors.js";
 import { memoryStore } from "../memory-store.js";
+import type { RequestSettings } from "../misconfiguration.js";
 import { createOidcAdapter, type OidcAdapter } from "../oidc.js";
 import { checkDuration, checkFunction, checkIssuer, checkString } from "../options.js";
 import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "../policy.js";
 import { tokenResponseProblem } from "../stored-tokens.js";
-import { closedError, decide, noLogin, noRefreshToken, type Settings, serveUntil } from "./decision.js";
-import { storedFromResponse } from "./exchange.js";
+import type { Clock, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "../types.js";
+import { closedError, type Settings } from "./decision.js";
 import { createTokenDPoP } from "./dpop.js";
-import { createMachine, type Machine } from "./machine.js";
-import { createRefresher } from "./refresh.js";
-import { loginOf, type State } from "./state.js";
-import { createStoreReads, type StoreReads } from "./store-reads.js";
-import type {
-  Clock,
-  LockHold,
-  RefreshReason,
-  StoredTokens,
-  TokenEndpointResponse,
-  TokenEvent,
-  TokenProvider,
-  TokenStore,
-} from "../types.js";
+import { storedFromResponse } from "./exchange.js";
+import { createMachine } from "./machine.js";
 
 /**
  * Options of {@link createTokenManager}. Only `issuer` and `clientId` are required; the
@@ -126,6 +111,14 @@ export interface TokenManagerOptions {
  * ```
  */
 export interface TokenManager extends TokenProvider, Disposable {
+  /**
+   * The access token `getAccessToken()` would resolve with right now without waiting for
+   * anything (the login is usable now, no forced refresh pending), or undefined when the
+   * caller must call `getAccessToken()`: before the login is loaded, once the token has
+   * expired, while re-login is required, after `close()`. Never throws, does no I/O, never
+   * waits; a background refresh that is due starts, as the timer would start it.
+   */
+  current(): string | undefined;
   /** A server accepted `token`: the interceptor calls this after every successful call. */
   accepted(token: string): void;
   /** Adopt the result of a login; persisted to the store. */
@@ -135,10 +128,6 @@ export interface TokenManager extends TokenProvider, Disposable {
   /** Stop timers; every later call fails with `TokenManagerClosedError`. */
   close(): void;
 }
-
-// A caller decides again after each wait; a few rounds are plenty (a refresh ends in a state
-// that serves or fails), the bound only keeps a pathological provider from looping forever.
-const MAX_ROUNDS = 4;
 
 /**
  * A token manager: hands out a valid access token at once, refreshes it in the background
@@ -176,98 +165,29 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
   const settings = checkOptions(options);
   const store = options.store ?? memoryStore();
   const clock = options.clock ?? systemClock;
-  const oidc = adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer });
   const dpop = createTokenDPoP({
     algorithm: settings.dpop,
     keepsCryptoKeys: store.keepsCryptoKeys === true,
     clientId: settings.clientId,
     issuer: settings.issuer,
-    wallNow: () => clock.now(),
-    currentLogin: () => loginOf(machine.state)?.tokens,
+    clock,
   });
-  const isOurs = (t: StoredTokens | undefined) =>
-    t !== undefined && t.issuer.replace(/\/$/, "") === settings.issuer && t.clientId === settings.clientId ? t : undefined;
-  // Client credentials need no login: tokens that do not fit the `dpop` option are simply not there.
-  const ours =
-    settings.grant === "client_credentials"
-      ? (t: StoredTokens | undefined) => (isOurs(t) !== undefined && dpop.problem(t!) === undefined ? t : undefined)
-      : isOurs;
-  /** A stored login this manager can use as it is: another process's login is adopted only then. */
-  const usable = (t: StoredTokens | undefined) => (ours(t) !== undefined && dpop.problem(t!) === undefined ? t : undefined);
-  const locked = <T>(fn: (hold?: LockHold) => Promise<T>): Promise<T> => (store.lock ? store.lock(fn) : fn());
-
   const machine = createMachine({
     settings,
+    store,
     clock,
+    dpop,
+    oidc: adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer }),
     onEvent: options.onEvent,
-    onDue: (reason) => void refresh(reason),
-    onChange: (state) => dpop.remember(loginOf(state)?.tokens),
-  });
-  const refresh = createRefresher({
-    machine,
-    locked,
     random: options.random ?? Math.random,
     backoff: options.backoff,
-    request: {
-      issuer: settings.issuer,
-      clientId: settings.clientId,
-      grant: settings.grant,
-      credentials: credentialsOf(options),
-      ...(options.scope !== undefined ? { scope: options.scope } : {}),
-      ...(options.resource !== undefined ? { resource: options.resource } : {}),
-    },
-    exchange: {
-      store,
-      grant: settings.grant,
-      issuer: settings.issuer,
-      clientId: settings.clientId,
-      refreshWindowMs: settings.refreshWindowMs,
-      requestTokens: (refreshToken, keyPair) =>
-        refreshToken === undefined ? oidc.clientCredentials(keyPair) : oidc.refresh(refreshToken, keyPair),
-      ...(oidc.prepare !== undefined ? { prepareRequest: () => oidc.prepare?.() ?? Promise.resolve() } : {}),
-      ...(settings.dpop !== undefined ? { dpop } : {}),
-      wallNow: () => clock.now(),
-      ours: usable,
-      noLogin: () => noLogin(settings),
-      noRefreshToken: () => noRefreshToken(settings),
-    },
+    request: requestSettings(options, settings),
   });
-  const reads = createStoreReads(machine, store, ours, dpop.problem);
-
-  /**
-   * Write a login set here (or its removal) under the lock. If that fails — the store or the
-   * lock — what the store still holds is remembered as such, so it is never taken for
-   * another process's newer login.
-   */
-  const persist = async (write: () => Promise<void>) => {
-    try {
-      await locked(write);
-    } catch (error) {
-      machine.apply({ type: "store-seen", stored: await store.load().then(ours, () => undefined) });
-      throw error;
-    }
-  };
-
-  // decide()'s answer cached for one (immutable) state: see serveUntil.
-  let fastState: State | undefined;
-  let fastServe: ReturnType<typeof serveUntil>;
 
   const manager: TokenManager = {
-    getAccessToken(request) {
-      // The hot path: a ready state's answer is "serve" until a known wall time.
-      if (request?.rejected === undefined && request?.signal?.aborted !== true) {
-        const state = machine.state;
-        if (fastState !== state) {
-          fastState = state;
-          fastServe = serveUntil(state, settings);
-        }
-        if (fastServe !== undefined && clock.now() < fastServe.until) return Promise.resolve(fastServe.token);
-      }
-      return getAccessToken({ machine, settings, refresh, reads }, request);
-    },
-    accepted(token) {
-      machine.apply({ type: "accepted", token });
-    },
+    getAccessToken: machine.getAccessToken,
+    current: machine.current,
+    accepted: machine.accepted,
     async setTokens(response) {
       const problem = tokenResponseProblem(response);
       if (problem !== undefined) throw new ConfigurationError(`setTokens: the token response ${problem}`);
@@ -276,86 +196,34 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       // Only a DPoP login waits here (its key is exported or made non-extractable first).
       const pendingKey = dpop.keyOfResponse(response);
       const dpopKey = pendingKey === undefined ? undefined : await pendingKey;
-      if ((machine.state as State).kind === "closed") throw closedError();
-      const tokens = storedFromResponse(settings, response, sentAt, undefined, dpopKey);
-      machine.apply({ type: "replaced", tokens });
-      // In memory first: if the store fails, this process still works (and the error says why others cannot).
-      await persist(() => store.save(tokens));
+      await machine.replace(storedFromResponse(settings, response, sentAt, undefined, dpopKey));
     },
-    async signOut() {
-      if (machine.state.kind === "closed") throw closedError();
-      machine.apply({ type: "replaced", tokens: undefined });
-      await persist(() => store.clear());
-    },
-    close() {
-      machine.apply({ type: "closed" });
-    },
-    [Symbol.dispose]() {
-      manager.close();
-    },
+    signOut: () => machine.replace(undefined),
+    close: machine.close,
+    [Symbol.dispose]: machine.close,
     ...(dpop.prover !== undefined ? { dpop: dpop.prover } : {}),
   };
   return manager;
 }
 
-interface Parts {
-  readonly machine: Machine;
-  readonly settings: Settings;
-  readonly refresh: (reason: RefreshReason) => Promise<void>;
-  readonly reads: StoreReads;
-}
-
-/** Decide, act, and — after a wait — decide again against whatever state the wait ended in. */
-async function getAccessToken(
-  { machine, settings, refresh, reads }: Parts,
-  request: Parameters<TokenProvider["getAccessToken"]>[0] = {},
-): Promise<string> {
-  const { signal, rejected } = request;
-  signal?.throwIfAborted();
-  if (rejected !== undefined) machine.apply({ type: "refused", token: rejected });
-  for (let round = 1; ; round += 1) {
-    const decision = decide(machine.state, machine.now(), false, settings);
-    let wait: Promise<void>;
-    switch (decision.do) {
-      case "serve":
-        return decision.token;
-      case "serve-and-refresh":
-        void refresh(decision.reason);
-        return decision.token;
-      case "fail":
-        if (decision.reauth) {
-          machine.apply({ type: "reauth", error: decision.error as ReauthRequiredError, terminal: false, at: machine.monotonic() });
-        }
-        throw decision.error;
-      case "load":
-        // A refusal reported before the login was loaded is about the loaded login's token.
-        wait = reads.load().then(() => {
-          if (rejected !== undefined) machine.apply({ type: "refused", token: rejected });
-        });
-        break;
-      case "recheck":
-        wait = reads.recheck();
-        break;
-      case "refresh":
-        wait = refresh(decision.reason);
-        break;
-      default: {
-        const state = machine.state;
-        wait = state.kind === "refreshing" ? state.flight.done : Promise.resolve();
-      }
-    }
-    if (round > MAX_ROUNDS) {
-      throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
-    }
-    await abortable(wait, signal);
-  }
-}
-
-/** How the client proves itself, as a refusal of its credentials names it. */
-function credentialsOf(options: TokenManagerOptions): "secret" | "private-key" | "none" {
-  if (options.clientAuthentication === "none") return "none";
-  if (options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined) return "private-key";
-  return options.clientSecret !== undefined ? "secret" : "none";
+/** The settings a refusal of the configuration is explained with; how the client proves itself, as such a refusal names it. */
+function requestSettings(options: TokenManagerOptions, settings: Settings): RequestSettings {
+  const credentials =
+    options.clientAuthentication === "none"
+      ? "none"
+      : options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined
+        ? "private-key"
+        : options.clientSecret !== undefined
+          ? "secret"
+          : "none";
+  return {
+    issuer: settings.issuer,
+    clientId: settings.clientId,
+    grant: settings.grant,
+    credentials,
+    ...(options.scope !== undefined ? { scope: options.scope } : {}),
+    ...(options.resource !== undefined ? { resource: options.resource } : {}),
+  };
 }
 
 /** Every option checked at the door; the settings the rules need. */
