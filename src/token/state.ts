@@ -1,15 +1,23 @@
 /**
  * The token manager's states and the one function that moves between them. Pure: no I/O,
- * no clock reads (times come in with the inputs), no events (the manager emits them on
- * entry to a state, from `entryEvents`).
+ * no clock reads (times come in with the inputs), no events (the runner emits them on
+ * entry to a state, from `entryEvents`). What a caller or the timer does in each state is
+ * decision.ts; machine.ts feeds the inputs.
  *
- *   loading ──loaded──▶ ready | empty
- *   empty ──(client credentials) refresh──▶ refreshing
- *   ready ──refresh──▶ refreshing ──done──▶ ready
- *                                 └─failed─▶ backing-off ──refresh──▶ refreshing
- *                                 └─terminal─▶ reauth-required ──(another login in the store)──▶ ready
- *                                 └─refused settings, never worked─▶ misconfigured
- *   any ──setTokens──▶ ready        any ──signOut──▶ empty        any ──close──▶ closed
+ * States (`State["kind"]`) and the inputs (`Input["type"]`) that move between them:
+ *
+ *   loading ─────────── loaded ──────────▶ ready | empty
+ *   ready | backing-off | empty ─ refresh-started ─▶ refreshing      (empty: client credentials)
+ *   refreshing ──────── refresh-done ────▶ ready
+ *              ──────── refresh-failed ──▶ backing-off ─ refresh-started ─▶ refreshing
+ *              ──────── reauth ──────────▶ reauth-required                (the provider's terminal answer)
+ *              ──────── misconfigured ───▶ misconfigured                  (settings refused, never worked here)
+ *   ready | empty | backing-off ─ reauth ─▶ reauth-required               (no login, no refresh token, a login
+ *                                                                          that does not fit the `dpop` option)
+ *   reauth-required ─── rechecked ───────▶ ready                          (another process's login in the store)
+ *   any ─────────────── replaced ────────▶ ready (setTokens) | empty (signOut)
+ *   any ─────────────── closed ──────────▶ closed                         (final: no input leaves it)
+ *   store-seen, refused, accepted: the same state, its login updated.
  *
  * A result whose flight is no longer the state's (the login was replaced, the manager
  * closed, meanwhile) is dropped here and nowhere else.
@@ -170,42 +178,12 @@ export function transition(state: State, input: Input): State {
         failures: state.kind === "backing-off" ? state.failures : 0,
       };
     case "refresh-done":
-      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
-      return {
-        kind: "ready",
-        login: refreshed(state.login, input.flight.reason, input.outcome, input.at),
-        outcome: input.outcome,
-        reason: input.flight.reason,
-      };
     case "refresh-failed":
-      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
-      return {
-        kind: "backing-off",
-        login:
-          input.kept === undefined || state.login === undefined
-            ? state.login
-            : { ...state.login, tokens: input.kept.tokens, inStore: input.kept.inStore },
-        failures: state.failures + 1,
-        retryAt: input.retryAt,
-        demandRetryAt: input.demandRetryAt,
-        error: input.error,
-      };
-    case "reauth": {
-      if (input.flight !== undefined && (state.kind !== "refreshing" || state.flight !== input.flight)) return state;
-      if (state.kind === "loading" || state.kind === "reauth-required") return state;
-      const login = loginOf(state);
-      return {
-        kind: "reauth-required",
-        login,
-        inStore: state.kind === "empty" ? state.inStore : login?.inStore,
-        error: input.error,
-        terminal: input.terminal,
-        checkedAt: input.at,
-      };
-    }
     case "misconfigured":
-      if (state.kind !== "refreshing" || state.flight !== input.flight) return state;
-      return { kind: "misconfigured", login: state.login, error: input.error };
+      return state.kind === "refreshing" && state.flight === input.flight ? landed(state, input) : state;
+    case "reauth":
+      if (input.flight !== undefined && (state.kind !== "refreshing" || state.flight !== input.flight)) return state;
+      return reauthRequired(state, input);
     case "store-seen":
       if (state.kind === "empty") return input.stored === undefined ? { kind: "empty" } : { kind: "empty", inStore: input.stored };
       return withLogin(state, (login) => ({ ...login, inStore: input.stored }));
@@ -221,6 +199,50 @@ export function transition(state: State, input: Input): State {
         outcome: { tokens: input.stored, inStore: input.stored, adopted: true },
       };
   }
+}
+
+/** The result of the refresh in flight (its flight checked): new tokens, a scheduled retry, or the configuration refused. */
+function landed(
+  state: Extract<State, { kind: "refreshing" }>,
+  input: Extract<Input, { type: "refresh-done" | "refresh-failed" | "misconfigured" }>,
+): State {
+  switch (input.type) {
+    case "refresh-done":
+      return {
+        kind: "ready",
+        login: refreshed(state.login, input.flight.reason, input.outcome, input.at),
+        outcome: input.outcome,
+        reason: input.flight.reason,
+      };
+    case "refresh-failed":
+      return {
+        kind: "backing-off",
+        login:
+          input.kept === undefined || state.login === undefined
+            ? state.login
+            : { ...state.login, tokens: input.kept.tokens, inStore: input.kept.inStore },
+        failures: state.failures + 1,
+        retryAt: input.retryAt,
+        demandRetryAt: input.demandRetryAt,
+        error: input.error,
+      };
+    case "misconfigured":
+      return { kind: "misconfigured", login: state.login, error: input.error };
+  }
+}
+
+/** Re-login required: the login (if any) is kept for its store content, the error for every caller. */
+function reauthRequired(state: State, input: Extract<Input, { type: "reauth" }>): State {
+  if (state.kind === "loading" || state.kind === "reauth-required" || state.kind === "closed") return state;
+  const login = loginOf(state);
+  return {
+    kind: "reauth-required",
+    login,
+    inStore: state.kind === "empty" ? state.inStore : login?.inStore,
+    error: input.error,
+    terminal: input.terminal,
+    checkedAt: input.at,
+  };
 }
 
 /** The login after a refresh: new tokens, nothing known of them yet; forced refreshes counted. */
