@@ -107,11 +107,11 @@ export function createMachine(deps: MachineDeps): Machine {
 /** The hot path: a ready state's answer is "serve" until a known wall time. */
 function servedAtOnce(run: Run, request: TokenRequest): Promise<string> | undefined {
   if (request?.rejected !== undefined || request?.signal?.aborted === true) return undefined;
-  const token = servable(run);
+  const token = servableToken(run);
   return token === undefined ? undefined : Promise.resolve(token);
 }
 
-function servable(run: Run): string | undefined {
+function servableToken(run: Run): string | undefined {
   const state = run.state;
   if (run.served?.state !== state) run.served = { state, serve: serveUntil(state, run.settings) };
   const serve = run.served.serve;
@@ -163,7 +163,7 @@ async function getAccessToken(run: Run, request: TokenRequest = {}): Promise<str
 
 /** What getAccessToken() would resolve with now without waiting; a due background refresh starts, as from the timer. */
 function current(run: Run): string | undefined {
-  const token = servable(run);
+  const token = servableToken(run);
   if (token !== undefined) return token;
   const decision = decide(run.state, now(run), false, run.settings);
   if (decision.do === "serve") return decision.token;
@@ -299,12 +299,12 @@ function refresh(run: Run, reason: RefreshReason): Promise<void> {
   apply(run, { type: "refresh-started", flight });
   const started = run.state;
   if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
-  void fly(run, flight, started.login?.tokens, started.login?.inStore).finally(finished);
+  void runRefresh(run, flight, started.login?.tokens, started.login?.inStore).finally(finished);
   return flight.done;
 }
 
 /** The exchange under the store's lock, its result turned into the next input. */
-async function fly(run: Run, flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined): Promise<void> {
+async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined): Promise<void> {
   try {
     await run.oidc.prepare?.();
     const result = await locked(run, (hold) => exchangeUnderLock(run, { reason: flight.reason, held, inStore, hold }));
