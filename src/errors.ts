@@ -346,25 +346,6 @@ export class TokenManagerClosedError extends ConnectOidcError {
 }
 
 /**
- * A token-free stand-in for a third-party error (openid-client's errors may carry the
- * identity provider's whole response body, tokens included, in their `cause` chain).
- * Keeps only what helps diagnose: the HTTP status, the OAuth error code and the
- * library's own error code.
- */
-export class ExchangeFailure extends Error {
-  readonly status?: number;
-  readonly error?: string;
-  readonly code?: string;
-  constructor(message: string, facts: { status?: number; error?: string; code?: string }) {
-    super(message);
-    this.name = "ExchangeFailure";
-    if (facts.status !== undefined) this.status = facts.status;
-    if (facts.error !== undefined) this.error = facts.error;
-    if (facts.code !== undefined) this.code = facts.code;
-  }
-}
-
-/**
  * Why a login cannot be used with DPoP: `switch (err.reason)` narrows.
  *
  * @example

@@ -5,8 +5,8 @@
  * Holds no manager state: everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "./dpop-key.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "./errors.js";
-import { describeFailure, failureFacts } from "./failure.js";
+import { ConfigurationError, DPoPKeyError, ReauthRequiredError, TokenStoreError } from "./errors.js";
+import { describeFailure, ExchangeFailure, failureFacts } from "./failure.js";
 import type { GrantResult } from "./oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "./policy.js";
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "./stored-tokens.js";
