@@ -1,3 +1,8 @@
+/**
+ * The persisted form of a login, the one every store writes and reads: compact JSON of the
+ * known fields, read back strictly. A value that is no login is `corrupt`, and never quoted:
+ * it may hold tokens.
+ */
 import { type StoredDPoPKey, storedJwkKey } from "./dpop-key.js";
 import { ConfigurationError, corruptLogin } from "./errors.js";
 import type { StoredTokens } from "./types.js";

@@ -1,3 +1,9 @@
+/**
+ * keyringStore: the login in the OS keyring through @napi-rs/keyring, loaded on first use. A
+ * locked or unreachable keyring is a TokenStoreError that says how to fix it, never "no
+ * login"; the keyring has no lock of its own, so a file lock in the user's runtime folder
+ * keeps processes from refreshing one login at once.
+ */
 import { lstat, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
