@@ -1,3 +1,8 @@
+/**
+ * Time in one place: the system clock behind `Clock` (the wall clock for what is persisted
+ * and shared, the monotonic one for intervals and timeouts) and the clamp every timer goes
+ * through, because setTimeout fires at once past about 24.8 days.
+ */
 import type { Clock } from "./types.js";
 
 /** setTimeout's delay is a signed 32-bit integer; a longer one fires at once (with a warning). */

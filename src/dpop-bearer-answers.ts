@@ -12,7 +12,8 @@
  * A DPoP-bound answer or a new login starts the count again. Per manager, in memory.
  */
 import { isDPoPTokenType } from "./dpop-key.js";
-import { DPoPKeyError, ExchangeFailure, ProviderConfigurationError } from "./errors.js";
+import { DPoPKeyError, ProviderConfigurationError } from "./errors.js";
+import { ExchangeFailure } from "./failure.js";
 
 /** Why an answer cannot be used, and whether a refresh token in it is kept. */
 export interface BearerAnswer {

@@ -1,27 +1,18 @@
 /**
- * Error classes with a stable `code`, on the class and the instance, `cause`
- * preserved. Messages and causes never contain token material.
+ * The public errors and the messages built for them. Each family is one thing a caller does
+ * next — log in again, fix the configuration, wait, retry the login — with its `code` on the
+ * class and the instance (a literal: `switch (err.code)` narrows) and `cause` kept; no
+ * message or cause holds token material. A family shares one `@example`, on its head
+ * class; its members name the head with `@family` (scripts/typedoc-examples.mjs). Internal
+ * failure types live where they are made (`ExchangeFailure`: failure.ts).
  */
+
+// The root, and the error of a closed manager.
 
 /**
  * Every `code` a connect-oidc error can carry: `switch (err.code)` narrows.
  *
- * @example
- * ```ts
- * import { ConnectOidcError } from "connect-oidc";
- *
- * function explain(error: unknown): string {
- *   if (!(error instanceof ConnectOidcError)) return "unexpected error";
- *   switch (error.code) {
- *     case "ERR_REAUTH_REQUIRED":
- *       return "log in again";
- *     case "ERR_TOKEN_REFRESH":
- *       return "the identity provider is unreachable; retrying";
- *     default:
- *       return error.message;
- *   }
- * }
- * ```
+ * @family {@link ConnectOidcError}
  */
 export type ConnectOidcErrorCode =
   | "ERR_CONNECT_OIDC"
@@ -39,14 +30,24 @@ export type ConnectOidcErrorCode =
  *
  * @example
  * ```ts
- * import { ConnectOidcError, ReauthRequiredError } from "connect-oidc";
+ * import { ConnectOidcError } from "connect-oidc";
  *
  * try {
  *   await tokens.getAccessToken();
  * } catch (error) {
- *   if (error instanceof ReauthRequiredError) console.error("Please log in again.");
- *   else if (error instanceof ConnectOidcError) console.error(`${error.code}: ${error.message}`);
- *   else throw error;
+ *   if (!(error instanceof ConnectOidcError)) throw error;
+ *   switch (error.code) {
+ *     case "ERR_REAUTH_REQUIRED":
+ *       console.error("Please log in again.");
+ *       break;
+ *     case "ERR_TOKEN_REFRESH":
+ *       console.error("The identity provider is unreachable; retrying.");
+ *       break;
+ *     case "ERR_MANAGER_CLOSED":
+ *       break; // shutting down
+ *     default:
+ *       console.error(`${error.code}: ${error.message}`);
+ *   }
  * }
  * ```
  */
@@ -60,19 +61,39 @@ export class ConnectOidcError extends Error {
 }
 
 /**
+ * The token manager was closed (`close()` or `[Symbol.dispose]`): it hands out no more tokens.
+ *
+ * @family {@link ConnectOidcError}
+ */
+export class TokenManagerClosedError extends ConnectOidcError {
+  static override readonly code = "ERR_MANAGER_CLOSED";
+  override readonly code = "ERR_MANAGER_CLOSED";
+}
+
+/** @internal Every call to a closed token manager. */
+export function closedError(): TokenManagerClosedError {
+  return new TokenManagerClosedError("The token manager was closed (close() or dispose): create a new one");
+}
+
+// Log in again.
+
+/**
  * The login is gone (no tokens, or a dead refresh token): log in again. Calls through the
- * interceptor fail with `Code.Unauthenticated` and this error as `cause`.
+ * interceptor fail with `Code.Unauthenticated` and this error as `cause`. A
+ * {@link DPoPKeyError} is one too, with a `reason`.
  *
  * @example
  * ```ts
  * import { ConnectError } from "@connectrpc/connect";
- * import { ReauthRequiredError } from "connect-oidc";
+ * import { DPoPKeyError, ReauthRequiredError } from "connect-oidc";
  * import { loginWithBrowser } from "connect-oidc/node";
  *
  * try {
  *   await client.heartbeat({});
  * } catch (error) {
- *   if (ConnectError.from(error).cause instanceof ReauthRequiredError) {
+ *   const cause = ConnectError.from(error).cause;
+ *   if (cause instanceof ReauthRequiredError) {
+ *     if (cause instanceof DPoPKeyError) console.error(`DPoP (${cause.reason}): ${cause.message}`);
  *     await tokens.setTokens(await loginWithBrowser({ issuer, clientId }));
  *   }
  * }
@@ -82,6 +103,55 @@ export class ReauthRequiredError extends ConnectOidcError {
   static override readonly code = "ERR_REAUTH_REQUIRED";
   override readonly code = "ERR_REAUTH_REQUIRED";
 }
+
+/** @internal The manager's store holds no login. */
+export function noLogin(settings: { readonly clientId: string; readonly issuer: string }): ReauthRequiredError {
+  return new ReauthRequiredError(
+    `No login found for client "${settings.clientId}" at ${settings.issuer}: log in (loginWithBrowser or loginWithDeviceCode) and pass the result to setTokens()`,
+  );
+}
+
+/** @internal The stored login cannot be refreshed. */
+export function noRefreshToken(settings: { readonly clientId: string; readonly issuer: string }): ReauthRequiredError {
+  return new ReauthRequiredError(
+    `The login of client "${settings.clientId}" at ${settings.issuer} has no usable refresh token (the identity provider refused it, or never issued one): log in again and pass the result to setTokens()`,
+  );
+}
+
+/**
+ * Why a login cannot be used with DPoP: `switch (err.reason)` narrows.
+ *
+ * @family {@link ReauthRequiredError}
+ */
+export type DPoPKeyErrorReason =
+  /** The login's tokens are DPoP-bound, but the store holds no key for them. */
+  | "missing"
+  /** The stored key cannot be imported or used to sign. */
+  | "unusable"
+  /** The manager uses DPoP, but the login's tokens are bearer tokens. */
+  | "not-bound"
+  /** The login's tokens are DPoP-bound, but the manager was created without `dpop`. */
+  | "unexpected"
+  /** The identity provider answered the login's DPoP refreshes with bearer tokens, twice in a row. */
+  | "bearer-refresh";
+
+/**
+ * A login that cannot be used as it is with DPoP (RFC 9449): its key is missing or
+ * unusable, or its binding does not match the manager's `dpop` option. Never answered by
+ * sending the token as a bearer token. A kind of {@link ReauthRequiredError} (a new login
+ * helps), with `reason` saying which case it is.
+ *
+ * @family {@link ReauthRequiredError}
+ */
+export class DPoPKeyError extends ReauthRequiredError {
+  readonly reason: DPoPKeyErrorReason;
+  constructor(reason: DPoPKeyErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+// Wait: the manager retries.
 
 /**
  * A refresh failed for a reason that may pass (network, timeout, 5xx, 429) and no valid
@@ -111,24 +181,12 @@ export class TokenRefreshError extends ConnectOidcError {
   }
 }
 
+// The store: unlock it, fix it or wait, as `reason` says.
+
 /**
  * Why a token store failed: `switch (err.reason)` narrows.
  *
- * @example
- * ```ts
- * import { TokenStoreError } from "connect-oidc";
- *
- * function hint(error: TokenStoreError): string {
- *   switch (error.reason) {
- *     case "locked":
- *       return "unlock your keyring and retry";
- *     case "no-keyring":
- *       return "no OS keyring here: pass --store file:<path>";
- *     default:
- *       return error.message;
- *   }
- * }
- * ```
+ * @family {@link TokenStoreError}
  */
 export type TokenStoreErrorReason =
   /** The keyring is locked (its unlock prompt was dismissed or cannot be shown). */
@@ -174,8 +232,16 @@ export type TokenStoreErrorReason =
  * try {
  *   await tokens.getAccessToken();
  * } catch (error) {
- *   if (error instanceof TokenStoreError && error.reason === "locked") {
- *     console.error("Your keyring is locked: unlock it and run this again.");
+ *   if (!(error instanceof TokenStoreError)) throw error;
+ *   switch (error.reason) {
+ *     case "locked":
+ *       console.error("Your keyring is locked: unlock it and run this again.");
+ *       break;
+ *     case "no-keyring":
+ *       console.error("No OS keyring here: pass --store file:<path>.");
+ *       break;
+ *     default:
+ *       console.error(error.message); // names the cause and the fix
  *   }
  * }
  * ```
@@ -189,6 +255,16 @@ export class TokenStoreError extends ConnectOidcError {
     this.reason = reason;
   }
 }
+
+/**
+ * @internal A store's value that holds no usable login: `where` names the value, `detail`
+ * says why (never quoting it).
+ */
+export function corruptLogin(where: string, detail: string): TokenStoreError {
+  return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);
+}
+
+// Retry the login.
 
 /**
  * A login flow failed (denied, expired, state mismatch, timeout). Its `cause` is a
@@ -212,6 +288,15 @@ export class LoginError extends ConnectOidcError {
   override readonly code = "ERR_LOGIN";
 }
 
+// Fix the configuration.
+
+/**
+ * The codes of the {@link ConfigurationError} family: `switch (err.code)` narrows.
+ *
+ * @family {@link ConfigurationError}
+ */
+export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
+
 /**
  * Fix the configuration: options that cannot work (bad issuer URL, missing client id, ...),
  * thrown at once by the factory or function that got them, and — as its subclass
@@ -220,12 +305,22 @@ export class LoginError extends ConnectOidcError {
  *
  * @example
  * ```ts
- * import { ConfigurationError, createTokenManager } from "connect-oidc";
+ * import { ConfigurationError, createTokenManager, ProviderConfigurationError } from "connect-oidc";
  *
  * try {
- *   createTokenManager({ issuer: process.env.OIDC_ISSUER ?? "", clientId: "my-cli" });
+ *   const tokens = createTokenManager({ issuer: process.env.OIDC_ISSUER ?? "", clientId: "my-cli" });
+ *   await tokens.getAccessToken();
  * } catch (error) {
- *   if (error instanceof ConfigurationError) console.error(error.message); // names the option and the fix
+ *   if (!(error instanceof ConfigurationError)) throw error;
+ *   switch (error.code) {
+ *     case "ERR_CONFIGURATION": // refused at the door, before any request
+ *       console.error(error.message); // names the option and the fix
+ *       break;
+ *     case "ERR_PROVIDER_CONFIGURATION": // refused by the identity provider
+ *       if (error instanceof ProviderConfigurationError) console.error(`Fix the configuration (${error.reason}): ${error.message}`);
+ *       break;
+ *   }
+ *   process.exitCode = 78; // EX_CONFIG
  * }
  * ```
  */
@@ -235,43 +330,9 @@ export class ConfigurationError extends ConnectOidcError {
 }
 
 /**
- * The codes of the {@link ConfigurationError} family: `switch (err.code)` narrows.
- *
- * @example
- * ```ts
- * import { ConfigurationError } from "connect-oidc";
- *
- * function fixHint(error: ConfigurationError): string {
- *   switch (error.code) {
- *     case "ERR_PROVIDER_CONFIGURATION":
- *       return "the identity provider refused these options: " + error.message;
- *     case "ERR_CONFIGURATION":
- *       return error.message; // names the option and the fix
- *   }
- * }
- * ```
- */
-export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
-
-/**
  * Which option the identity provider's answer shows to be wrong: `switch (err.reason)` narrows.
  *
- * @example
- * ```ts
- * import type { ProviderConfigurationErrorReason } from "connect-oidc";
- *
- * const option: Record<ProviderConfigurationErrorReason, string> = {
- *   issuer: "issuer",
- *   "issuer-mismatch": "issuer",
- *   "token-endpoint": "issuer",
- *   insecure: "allowInsecureRequests",
- *   client: "clientId / clientSecret / clientAuthentication",
- *   grant: "grant",
- *   scope: "scope",
- *   resource: "resource",
- *   dpop: "dpop (or DPoP at the provider)",
- * };
- * ```
+ * @family {@link ConfigurationError}
  */
 export type ProviderConfigurationErrorReason =
   /** No discovery document at the issuer (404 or another refusal, or not a discovery document). */
@@ -303,115 +364,13 @@ export type ProviderConfigurationErrorReason =
  * in this process, the same answer is taken to pass (a provider's deploy) and retried with
  * backoff as a `TokenRefreshError` whose `cause` is this error.
  *
- * @example
- * ```ts
- * import { ProviderConfigurationError } from "connect-oidc";
- *
- * try {
- *   await tokens.getAccessToken();
- * } catch (error) {
- *   if (error instanceof ProviderConfigurationError) {
- *     console.error(`Fix the configuration (${error.reason}): ${error.message}`);
- *     process.exitCode = 78; // EX_CONFIG
- *   }
- * }
- * ```
+ * @family {@link ConfigurationError}
  */
 export class ProviderConfigurationError extends ConfigurationError {
   static override readonly code: ConfigurationErrorCode = "ERR_PROVIDER_CONFIGURATION";
   override readonly code: ConfigurationErrorCode = "ERR_PROVIDER_CONFIGURATION";
   readonly reason: ProviderConfigurationErrorReason;
   constructor(reason: ProviderConfigurationErrorReason, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.reason = reason;
-  }
-}
-
-/**
- * The token manager was closed (`close()` or `[Symbol.dispose]`): it hands out no more tokens.
- *
- * @example
- * ```ts
- * import { TokenManagerClosedError } from "connect-oidc";
- *
- * tokens.close();
- * await tokens.getAccessToken().catch((error) => {
- *   console.log(error instanceof TokenManagerClosedError); // true
- * });
- * ```
- */
-export class TokenManagerClosedError extends ConnectOidcError {
-  static override readonly code = "ERR_MANAGER_CLOSED";
-  override readonly code = "ERR_MANAGER_CLOSED";
-}
-
-/**
- * A token-free stand-in for a third-party error (openid-client's errors may carry the
- * identity provider's whole response body, tokens included, in their `cause` chain).
- * Keeps only what helps diagnose: the HTTP status, the OAuth error code and the
- * library's own error code.
- */
-export class ExchangeFailure extends Error {
-  readonly status?: number;
-  readonly error?: string;
-  readonly code?: string;
-  constructor(message: string, facts: { status?: number; error?: string; code?: string }) {
-    super(message);
-    this.name = "ExchangeFailure";
-    if (facts.status !== undefined) this.status = facts.status;
-    if (facts.error !== undefined) this.error = facts.error;
-    if (facts.code !== undefined) this.code = facts.code;
-  }
-}
-
-/**
- * Why a login cannot be used with DPoP: `switch (err.reason)` narrows.
- *
- * @example
- * ```ts
- * import { DPoPKeyError, type DPoPKeyErrorReason } from "connect-oidc";
- *
- * const hints: Record<DPoPKeyErrorReason, string> = {
- *   missing: "the store lost the login's key: log in again",
- *   unusable: "the stored key cannot be used: log in again",
- *   "not-bound": "this login was made without dpop: log in again with dpop",
- *   unexpected: "this login is DPoP-bound: create the token manager with dpop",
- *   "bearer-refresh": "the provider stopped binding tokens: check DPoP at the provider, log in again",
- * };
- * ```
- */
-export type DPoPKeyErrorReason =
-  /** The login's tokens are DPoP-bound, but the store holds no key for them. */
-  | "missing"
-  /** The stored key cannot be imported or used to sign. */
-  | "unusable"
-  /** The manager uses DPoP, but the login's tokens are bearer tokens. */
-  | "not-bound"
-  /** The login's tokens are DPoP-bound, but the manager was created without `dpop`. */
-  | "unexpected"
-  /** The identity provider answered the login's DPoP refreshes with bearer tokens, twice in a row. */
-  | "bearer-refresh";
-
-/**
- * A login that cannot be used as it is with DPoP (RFC 9449): its key is missing or
- * unusable, or its binding does not match the manager's `dpop` option. Never answered by
- * sending the token as a bearer token. A kind of {@link ReauthRequiredError} (a new login
- * helps), with `reason` saying which case it is.
- *
- * @example
- * ```ts
- * import { DPoPKeyError } from "connect-oidc";
- *
- * try {
- *   await tokens.getAccessToken();
- * } catch (error) {
- *   if (error instanceof DPoPKeyError) console.error(`DPoP: ${error.reason}: ${error.message}`);
- * }
- * ```
- */
-export class DPoPKeyError extends ReauthRequiredError {
-  readonly reason: DPoPKeyErrorReason;
-  constructor(reason: DPoPKeyErrorReason, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.reason = reason;
   }

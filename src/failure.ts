@@ -1,11 +1,30 @@
 /**
  * What a failed exchange with the identity provider means, read off whatever error
- * openid-client (or fetch) threw — and a token-free summary of it to keep as `cause`.
+ * openid-client (or fetch) threw — and a token-free summary of it (`ExchangeFailure`) to keep as `cause`.
  * openid-client's errors may hold the whole response body (new tokens included) or the
  * callback parameters in their cause chain; none of that may reach a caller.
  */
-import { ConnectOidcError, ExchangeFailure } from "./errors.js";
+import { ConnectOidcError } from "./errors.js";
 import { type FailureFacts, isTerminal } from "./policy.js";
+
+/**
+ * A token-free stand-in for a third-party error (openid-client's errors may carry the
+ * identity provider's whole response body, tokens included, in their `cause` chain).
+ * Keeps only what helps diagnose: the HTTP status, the OAuth error code and the
+ * library's own error code.
+ */
+export class ExchangeFailure extends Error {
+  readonly status?: number;
+  readonly error?: string;
+  readonly code?: string;
+  constructor(message: string, facts: { status?: number; error?: string; code?: string }) {
+    super(message);
+    this.name = "ExchangeFailure";
+    if (facts.status !== undefined) this.status = facts.status;
+    if (facts.error !== undefined) this.error = facts.error;
+    if (facts.code !== undefined) this.code = facts.code;
+  }
+}
 
 // RFC 6749 §5.2: error codes are NQSCHAR (%x20-21 / %x23-5B / %x5D-7E); we also refuse space.
 const OAUTH_ERROR_CODE = /^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/;

@@ -10,6 +10,7 @@ import {
   checkLoginOptions,
   DEFAULT_LOGIN_SCOPE,
   discoverForLogin,
+  type LoginDPoP,
   type LoginOptions,
   loginDPoP,
   loginFailure,
@@ -122,6 +123,18 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   );
 
   const lifetimeS = usableLifetimeS(authorization.expires_in) ?? DEFAULT_DEVICE_CODE_LIFETIME_S;
+  showUserCode(name, options, authorization, lifetimeS);
+  const response = await pollUntilApproved({ name, options, oidc, config, authorization, resource, lifetimeS, dpop });
+  return loginResult(name, response, dpop);
+}
+
+/** Hands the user code to the caller; a callback that throws ends the login. */
+function showUserCode(
+  name: string,
+  options: DeviceCodeLoginOptions,
+  authorization: oidc.DeviceAuthorizationResponse,
+  lifetimeS: number,
+): void {
   try {
     options.onUserCode({
       userCode: authorization.user_code,
@@ -134,7 +147,24 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   } catch (cause) {
     throw new LoginError(`${name}: the onUserCode callback failed`, { cause });
   }
+}
 
+/** What the poll of a device login works with. */
+interface DeviceLogin {
+  readonly name: string;
+  readonly options: DeviceCodeLoginOptions;
+  readonly oidc: typeof import("openid-client");
+  readonly config: oidc.Configuration;
+  readonly authorization: oidc.DeviceAuthorizationResponse;
+  readonly resource: Record<string, string>;
+  readonly lifetimeS: number;
+  readonly dpop: LoginDPoP | undefined;
+}
+
+/** Polls the token endpoint until the user approves, denies, or the code expires. */
+async function pollUntilApproved(login: DeviceLogin): Promise<oidc.TokenEndpointResponse> {
+  const { name, options, oidc, lifetimeS } = login;
+  const { signal } = options;
   // openid-client polls until its signal aborts. A caller's signal replaces its own
   // expiry timer, so combine both: polling ends at the caller's abort or at expires_in
   // (clamped: a lifetime over about 24.8 days would overflow setTimeout and fire at once).
@@ -150,10 +180,10 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
   const onAbort = () => polling.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const response = await step(
-      oidc.pollDeviceAuthorizationGrant(config, authorization, resource, {
+    return await step(
+      oidc.pollDeviceAuthorizationGrant(login.config, login.authorization, login.resource, {
         signal: polling.signal,
-        ...(dpop !== undefined ? { DPoP: dpop.handle } : {}),
+        ...(login.dpop !== undefined ? { DPoP: login.dpop.handle } : {}),
       }),
       signal,
       (error) => {
@@ -170,7 +200,6 @@ export async function loginWithDeviceCode(options: DeviceCodeLoginOptions): Prom
         return loginRequestFailure(name, "device_code", options, `Device login failed: ${describeFailure(error)}`, error);
       },
     );
-    return loginResult(name, response, dpop);
   } finally {
     clearTimeout(expiry);
     signal?.removeEventListener("abort", onAbort);

@@ -3,8 +3,8 @@
  * on: which URL or request was tried, and which option to change. Reads token-free facts
  * only (status, OAuth error code, library code, the issuer the provider names); no I/O.
  */
-import { ExchangeFailure, ProviderConfigurationError } from "./errors.js";
-import { describeFailure, failureFacts, libraryCode } from "./failure.js";
+import { ProviderConfigurationError } from "./errors.js";
+import { describeFailure, ExchangeFailure, failureFacts, libraryCode } from "./failure.js";
 import { type FailureFacts, failureKind, type GrantType } from "./policy.js";
 
 /** The settings a token-endpoint refusal is explained with. */

@@ -2,6 +2,7 @@
  * One operation at a time: callers that arrive while it runs share its promise.
  * The pending promise is cleared when it settles, so the next caller starts anew.
  */
+
 export interface SingleFlight<T> {
   run(fn: () => Promise<T>): Promise<T>;
   readonly pending: Promise<T> | undefined;

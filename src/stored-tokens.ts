@@ -1,5 +1,10 @@
+/**
+ * The persisted form of a login, the one every store writes and reads: compact JSON of the
+ * known fields, read back strictly. A value that is no login is `corrupt`, and never quoted:
+ * it may hold tokens.
+ */
 import { type StoredDPoPKey, storedJwkKey } from "./dpop-key.js";
-import { ConfigurationError, TokenStoreError } from "./errors.js";
+import { ConfigurationError, corruptLogin } from "./errors.js";
 import type { StoredTokens } from "./types.js";
 
 /**
@@ -47,39 +52,39 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
   try {
     value = JSON.parse(text);
   } catch {
-    throw corrupt(where, "it is not JSON");
+    throw corruptLogin(where, "it is not JSON");
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw corrupt(where, "it is not a JSON object");
+    throw corruptLogin(where, "it is not a JSON object");
   }
   const record = value as Record<string, unknown>;
   if (record.version !== 1) {
     const detail =
       typeof record.version === "number" ? "its format version is not 1 (written by a newer connect-oidc?)" : "it has no format version";
-    throw corrupt(where, detail);
+    throw corruptLogin(where, detail);
   }
   for (const key of ["issuer", "clientId"] as const) {
     if (typeof record[key] !== "string" || record[key] === "") {
-      throw corrupt(where, `field "${key}" is missing or not a string`);
+      throw corruptLogin(where, `field "${key}" is missing or not a string`);
     }
   }
   for (const key of optionalStrings) {
     if (record[key] !== undefined && typeof record[key] !== "string") {
-      throw corrupt(where, `field "${key}" is not a string`);
+      throw corruptLogin(where, `field "${key}" is not a string`);
     }
   }
   for (const key of ["accessToken", "refreshToken"] as const) {
-    if (record[key] !== undefined && !isTokenString(record[key])) throw corrupt(where, `field "${key}" ${NOT_A_TOKEN}`);
+    if (record[key] !== undefined && !isTokenString(record[key])) throw corruptLogin(where, `field "${key}" ${NOT_A_TOKEN}`);
   }
   for (const key of optionalNumbers) {
     if (record[key] !== undefined && !Number.isFinite(record[key])) {
-      throw corrupt(where, `field "${key}" is not a number`);
+      throw corruptLogin(where, `field "${key}" is not a number`);
     }
   }
-  if (record.tokenType !== undefined && record.tokenType !== "DPoP") throw corrupt(where, 'field "tokenType" is not "DPoP"');
+  if (record.tokenType !== undefined && record.tokenType !== "DPoP") throw corruptLogin(where, 'field "tokenType" is not "DPoP"');
   // Never quoted: the key's private part is as secret as the tokens.
   if (record.dpopKey !== undefined && storedJwkKey(record.dpopKey) === undefined) {
-    throw corrupt(where, 'field "dpopKey" is not a usable DPoP key (its algorithm or a JWK member is missing or malformed)');
+    throw corruptLogin(where, 'field "dpopKey" is not a usable DPoP key (its algorithm or a JWK member is missing or malformed)');
   }
   // Copy the known fields only, so unknown ones never reach the token manager: a
   // `discovery` (the provider's metadata, which earlier versions wrote) is ignored. An
@@ -106,11 +111,6 @@ const NOT_A_TOKEN = "holds characters no token may have (only visible ASCII, no 
 
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
 const optionalNumbers = ["issuedAt", "expiresAt", "refreshExpiresAt"] as const;
-
-/** A store's value that holds no usable login: `where` names the value, `detail` says why (never quoting it). */
-export function corrupt(where: string, detail: string): TokenStoreError {
-  return new TokenStoreError("corrupt", `${where} holds no usable login: ${detail}. Delete it, or log in again to overwrite it.`);
-}
 
 /** The same login as far as identity goes: same access token and same refresh token. */
 export function sameLogin(a: StoredTokens | undefined, b: StoredTokens | undefined): boolean {

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ExchangeFailure, ProviderConfigurationError } from "../src/errors.js";
+import { ProviderConfigurationError } from "../src/errors.js";
+import { ExchangeFailure } from "../src/failure.js";
 import { discoveryFailure, discoveryUrl, tokenRequestMisconfiguration } from "../src/misconfiguration.js";
 
 const settings = {

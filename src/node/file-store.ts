@@ -1,3 +1,8 @@
+/**
+ * fileStore: the login in a private JSON file, for machines without an OS keyring. The file
+ * is trusted only when this user wrote it and no one else can read or write it; writes
+ * replace it atomically, under the cross-process lock beside it.
+ */
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, lstat, open, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";

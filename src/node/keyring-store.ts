@@ -1,8 +1,14 @@
+/**
+ * keyringStore: the login in the OS keyring through @napi-rs/keyring, loaded on first use. A
+ * locked or unreachable keyring is a TokenStoreError that says how to fix it, never "no
+ * login"; the keyring has no lock of its own, so a file lock in the user's runtime folder
+ * keeps processes from refreshing one login at once.
+ */
 import { lstat, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { AsyncEntry, EntryOptions } from "@napi-rs/keyring";
-import { ConfigurationError, TokenStoreError } from "../errors.js";
+import { ConfigurationError, corruptLogin, TokenStoreError } from "../errors.js";
 import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { StoredTokens, TokenStore } from "../types.js";
 import { createFileLock, type FileLock } from "./lock.js";
@@ -130,17 +136,14 @@ export function keyringStore(options: KeyringStoreOptions): TokenStore {
         bytes = await call(main, (entry) => entry.getSecret());
       }
       if (bytes === null) return undefined;
+      const where = `The keyring entry (service "${service}", account "${account}")`;
       let text: string;
       try {
         text = new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(bytes));
       } catch {
-        throw new TokenStoreError(
-          "corrupt",
-          `The keyring entry (service "${service}", account "${account}") holds no usable login: ` +
-            `it is not UTF-8 text. Delete it, or log in again to overwrite it.`,
-        );
+        throw corruptLogin(where, "it is not UTF-8 text");
       }
-      return parseStoredTokens(text, `The keyring entry (service "${service}", account "${account}")`);
+      return parseStoredTokens(text, where);
     },
 
     async save(tokens: StoredTokens): Promise<void> {

@@ -1,3 +1,8 @@
+/**
+ * The cross-process lock of the file and keyring stores: a lock folder (proper-lockfile) with
+ * a heartbeat and an owner record, so a lock left by a crashed process is taken over and a
+ * live holder's never is; callers of one process wait in line first (docs/LOCKING.md).
+ */
 import * as fs from "node:fs";
 import { lstat, readFile, rename, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";

@@ -7,6 +7,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
+import type * as oidc from "openid-client";
 import { clampDelay } from "../clock.js";
 import { ConfigurationError, LoginError } from "../errors.js";
 import { describeFailure, libraryCode, oauthErrorCode, summarizeFailure } from "../failure.js";
@@ -15,6 +16,7 @@ import {
   checkLoginOptions,
   DEFAULT_LOGIN_SCOPE,
   discoverForLogin,
+  type LoginDPoP,
   type LoginOptions,
   loginDPoP,
   loginFailure,
@@ -131,15 +133,7 @@ export interface BrowserLoginOptions extends LoginOptions {
  */
 export async function loginWithBrowser(options: BrowserLoginOptions): Promise<TokenEndpointResponse> {
   const name = "loginWithBrowser";
-  checkLoginOptions(name, options);
-  checkDuration(name, "timeoutMs", options.timeoutMs, 1);
-  checkFunction(name, "openBrowser", options.openBrowser);
-  checkPort(name, "redirectPort", options.redirectPort);
-  checkUrlPath(name, "redirectPath", options.redirectPath);
-  const redirectPort = options.redirectPort ?? 0;
-  const redirectPath = options.redirectPath ?? DEFAULT_REDIRECT_PATH;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const openBrowser = options.openBrowser ?? openSystemBrowser;
+  const settings = browserLoginSettings(name, options);
   const { signal } = options;
   signal?.throwIfAborted();
 
@@ -147,118 +141,182 @@ export async function loginWithBrowser(options: BrowserLoginOptions): Promise<To
   const oidc = await loadOpenidClient(); // loaded by the discovery
   const scope = options.scope ?? DEFAULT_LOGIN_SCOPE;
   const codeVerifier = oidc.randomPKCECodeVerifier();
-  const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
   const state = oidc.randomState();
   // The ID token must name this login: some providers refuse `openid` without a nonce.
   const nonce = scope.split(" ").includes("openid") ? oidc.randomNonce() : undefined;
   // DPoP: the code is bound to the key (dpop_jkt, RFC 9449 §10), the exchange carries a proof.
   const dpop = await loginDPoP(name, options, config);
+  const login: BrowserLogin = { name, options, oidc, config, scope, codeVerifier, state, nonce, dpop };
 
-  let listener: Listener;
-  try {
-    listener = await startListener(state, redirectPort, redirectPath);
-  } catch (cause) {
-    throw listenFailure(name, redirectPort, cause);
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
+  const listener = await listen(name, state, settings);
+  let interruption: Interruption | undefined;
   try {
     signal?.throwIfAborted();
-    const parameters: Record<string, string> = {
-      redirect_uri: listener.redirectUri,
-      scope,
-      code_challenge: codeChallenge,
-      code_challenge_method: "S256",
-      state,
-    };
-    if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
-    if (options.resource !== undefined) parameters.resource = options.resource;
-    if (nonce !== undefined) parameters.nonce = nonce;
-    if (dpop !== undefined) parameters.dpop_jkt = await dpop.handle.calculateThumbprint();
-    let authorizationUrl: URL;
-    try {
-      authorizationUrl = oidc.buildAuthorizationUrl(config, parameters);
-    } catch (cause) {
-      // E.g. a provider whose metadata has no authorization_endpoint.
-      throw new LoginError(`${name}: cannot build the authorization URL: ${describeFailure(cause)}`, { cause: summarizeFailure(cause) });
-    }
-
-    // Everything that can end the wait other than the redirect itself.
-    const interrupted = new Promise<never>((_resolve, reject) => {
-      // Clamped: a timeout over about 24.8 days would overflow setTimeout and fire at once.
-      timer = setTimeout(
-        () =>
-          reject(
-            new LoginError(
-              // The provider shows a wrong client id or redirect URI in the browser, never to this listener.
-              `The browser login timed out after ${formatDuration(timeoutMs)}: if the browser showed an error from the identity provider, check \`clientId\` and the redirect URI registered for it (\`redirectPort\`, \`redirectPath\`)`,
-            ),
-          ),
-        clampDelay(timeoutMs),
-      );
-      if (signal !== undefined) {
-        onAbort = () => reject(signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
-      }
-      Promise.resolve()
-        .then(() => openBrowser(new URL(authorizationUrl)))
-        .catch((cause: unknown) =>
-          reject(
-            options.openBrowser === undefined
-              ? new LoginError(
-                  `Could not open a browser for the login (${cause instanceof Error ? cause.message : String(cause)}): ` +
-                    "pass `openBrowser` to show the URL yourself, or use loginWithDeviceCode on a machine without a browser",
-                  { cause },
-                )
-              : new LoginError(`${name}: the openBrowser callback failed`, { cause }),
-          ),
-        );
-    });
-    interrupted.catch(() => {}); // settled later than the login, or never awaited
-
-    const callback = await Promise.race([listener.callback, interrupted]);
-    const response = await Promise.race([
-      step(
-        oidc.authorizationCodeGrant(
-          config,
-          callback.url,
-          { pkceCodeVerifier: codeVerifier, expectedState: state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) },
-          options.resource !== undefined ? { resource: options.resource } : undefined,
-          dpop !== undefined ? { DPoP: dpop.handle } : undefined,
-        ),
-        signal,
-        (error) => {
-          if (error instanceof oidc.AuthorizationResponseError) {
-            // The redirect's `error` is whatever reached the listener: name it only when it is
-            // an RFC 6749 error code, and never repeat error_description or other parameters.
-            // RFC 6749 allows markup characters ("<script>" passes); real codes are snake_case.
-            const rfcCode = oauthErrorCode(error.error);
-            const code = rfcCode !== undefined && PLAIN_ERROR_CODE.test(rfcCode) ? rfcCode : undefined;
-            if (code === "access_denied") {
-              return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
-            }
-            if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
-            return loginRequestFailure(name, "authorization_code", options, `The identity provider refused the browser login (${code})`, {
-              error: code,
-            });
-          }
-          const nonceFailure = nonceFailureCode(error);
-          if (nonceFailure !== undefined) {
-            return loginFailure(`The browser login failed: the ID token does not carry this login's nonce (${nonceFailure})`, error);
-          }
-          return loginRequestFailure(name, "authorization_code", options, `The browser login failed: ${describeFailure(error)}`, error);
-        },
-      ),
-      interrupted,
-    ]);
+    const authorizationUrl = await buildAuthorizationUrl(login, listener.redirectUri);
+    interruption = interruptions(login, settings, authorizationUrl);
+    const callback = await Promise.race([listener.callback, interruption.interrupted]);
+    const response = await Promise.race([exchangeCode(login, callback.url), interruption.interrupted]);
     const result = loginResult(name, response, dpop);
     await listener.finish(true);
     return result;
   } finally {
-    clearTimeout(timer);
-    if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+    interruption?.stop();
     await listener.close();
   }
+}
+
+/** The options of the browser login only, checked, with their defaults. */
+interface BrowserSettings {
+  readonly redirectPort: number;
+  readonly redirectPath: string;
+  readonly timeoutMs: number;
+  readonly openBrowser: (url: URL) => void | Promise<void>;
+}
+
+function browserLoginSettings(name: string, options: BrowserLoginOptions): BrowserSettings {
+  checkLoginOptions(name, options);
+  checkDuration(name, "timeoutMs", options.timeoutMs, 1);
+  checkFunction(name, "openBrowser", options.openBrowser);
+  checkPort(name, "redirectPort", options.redirectPort);
+  checkUrlPath(name, "redirectPath", options.redirectPath);
+  return {
+    redirectPort: options.redirectPort ?? 0,
+    redirectPath: options.redirectPath ?? DEFAULT_REDIRECT_PATH,
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    openBrowser: options.openBrowser ?? openSystemBrowser,
+  };
+}
+
+/** One browser login: what its steps share once the provider is discovered. */
+interface BrowserLogin {
+  readonly name: string;
+  readonly options: BrowserLoginOptions;
+  readonly oidc: typeof import("openid-client");
+  readonly config: oidc.Configuration;
+  readonly scope: string;
+  readonly codeVerifier: string;
+  readonly state: string;
+  readonly nonce: string | undefined;
+  readonly dpop: LoginDPoP | undefined;
+}
+
+async function listen(name: string, state: string, settings: BrowserSettings): Promise<Listener> {
+  try {
+    return await startListener(state, settings.redirectPort, settings.redirectPath);
+  } catch (cause) {
+    throw listenFailure(name, settings.redirectPort, cause);
+  }
+}
+
+async function buildAuthorizationUrl(login: BrowserLogin, redirectUri: string): Promise<URL> {
+  const { oidc, options, scope } = login;
+  const parameters: Record<string, string> = {
+    redirect_uri: redirectUri,
+    scope,
+    code_challenge: await oidc.calculatePKCECodeChallenge(login.codeVerifier),
+    code_challenge_method: "S256",
+    state: login.state,
+  };
+  if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
+  if (options.resource !== undefined) parameters.resource = options.resource;
+  if (login.nonce !== undefined) parameters.nonce = login.nonce;
+  if (login.dpop !== undefined) parameters.dpop_jkt = await login.dpop.handle.calculateThumbprint();
+  try {
+    return oidc.buildAuthorizationUrl(login.config, parameters);
+  } catch (cause) {
+    // E.g. a provider whose metadata has no authorization_endpoint.
+    throw new LoginError(`${login.name}: cannot build the authorization URL: ${describeFailure(cause)}`, {
+      cause: summarizeFailure(cause),
+    });
+  }
+}
+
+/** Everything that can end the wait other than the redirect itself, and its cleanup. */
+interface Interruption {
+  readonly interrupted: Promise<never>;
+  stop(): void;
+}
+
+/** Opens the browser and starts the login's timeout; rejects on either, or on an abort. */
+function interruptions(login: BrowserLogin, settings: BrowserSettings, authorizationUrl: URL): Interruption {
+  const { name, options } = login;
+  const { signal } = options;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    // Clamped: a timeout over about 24.8 days would overflow setTimeout and fire at once.
+    timer = setTimeout(
+      () =>
+        reject(
+          new LoginError(
+            // The provider shows a wrong client id or redirect URI in the browser, never to this listener.
+            `The browser login timed out after ${formatDuration(settings.timeoutMs)}: if the browser showed an error from the identity provider, check \`clientId\` and the redirect URI registered for it (\`redirectPort\`, \`redirectPath\`)`,
+          ),
+        ),
+      clampDelay(settings.timeoutMs),
+    );
+    if (signal !== undefined) {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    Promise.resolve()
+      .then(() => settings.openBrowser(new URL(authorizationUrl)))
+      .catch((cause: unknown) =>
+        reject(
+          options.openBrowser === undefined
+            ? new LoginError(
+                `Could not open a browser for the login (${cause instanceof Error ? cause.message : String(cause)}): ` +
+                  "pass `openBrowser` to show the URL yourself, or use loginWithDeviceCode on a machine without a browser",
+                { cause },
+              )
+            : new LoginError(`${name}: the openBrowser callback failed`, { cause }),
+        ),
+      );
+  });
+  interrupted.catch(() => {}); // settled later than the login, or never awaited
+  return {
+    interrupted,
+    stop() {
+      clearTimeout(timer);
+      if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
+/** The code exchange (openid-client checks `state`, `iss`, PKCE and the nonce), its failures in words. */
+function exchangeCode(login: BrowserLogin, callbackUrl: URL): Promise<oidc.TokenEndpointResponse> {
+  const { name, options, oidc, nonce, dpop } = login;
+  return step(
+    oidc.authorizationCodeGrant(
+      login.config,
+      callbackUrl,
+      { pkceCodeVerifier: login.codeVerifier, expectedState: login.state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) },
+      options.resource !== undefined ? { resource: options.resource } : undefined,
+      dpop !== undefined ? { DPoP: dpop.handle } : undefined,
+    ),
+    options.signal,
+    (error) => {
+      if (error instanceof oidc.AuthorizationResponseError) {
+        // The redirect's `error` is whatever reached the listener: name it only when it is
+        // an RFC 6749 error code, and never repeat error_description or other parameters.
+        // RFC 6749 allows markup characters ("<script>" passes); real codes are snake_case.
+        const rfcCode = oauthErrorCode(error.error);
+        const code = rfcCode !== undefined && PLAIN_ERROR_CODE.test(rfcCode) ? rfcCode : undefined;
+        if (code === "access_denied") {
+          return loginFailure("The browser login was denied at the identity provider (access_denied)", error);
+        }
+        if (code === undefined) return loginFailure("The identity provider returned an invalid error code", error);
+        return loginRequestFailure(name, "authorization_code", options, `The identity provider refused the browser login (${code})`, {
+          error: code,
+        });
+      }
+      const nonceFailure = nonceFailureCode(error);
+      if (nonceFailure !== undefined) {
+        return loginFailure(`The browser login failed: the ID token does not carry this login's nonce (${nonceFailure})`, error);
+      }
+      return loginRequestFailure(name, "authorization_code", options, `The browser login failed: ${describeFailure(error)}`, error);
+    },
+  );
 }
 
 /** A port option: an integer 0–65535 (0 = any free port). */

@@ -5,8 +5,7 @@
  * one (a replay by someone who can write Redis but holds no key), does not decrypt. A
  * Redis reader without the key gets no usable token.
  */
-import { ConfigurationError } from "../errors.js";
-import { corrupt } from "../stored-tokens.js";
+import { ConfigurationError, corruptLogin } from "../errors.js";
 
 /**
  * What an encrypted value starts with; the rest is base64 of IV ‖ ciphertext ‖ tag.
@@ -34,7 +33,7 @@ export const plainText: Cipher = {
   },
   async open(value, where) {
     if (value.startsWith(PREFIX) || value.startsWith(KEY_ONLY_PREFIX)) {
-      throw corrupt(where, "it is encrypted and no encryptionKey was given to redisStore");
+      throw corruptLogin(where, "it is encrypted and no encryptionKey was given to redisStore");
     }
     return value;
   },
@@ -61,10 +60,10 @@ export function aesGcm(key: CryptoKey | Uint8Array, redisKey: string): Cipher {
     async open(value, where, version) {
       const bound = value.startsWith(PREFIX);
       if (!bound && !value.startsWith(KEY_ONLY_PREFIX)) {
-        throw corrupt(where, "it is not encrypted, but redisStore was given an encryptionKey");
+        throw corruptLogin(where, "it is not encrypted, but redisStore was given an encryptionKey");
       }
       const bytes = Buffer.from(value.slice(bound ? PREFIX.length : KEY_ONLY_PREFIX.length), "base64");
-      if (bytes.length <= IV_BYTES + 16) throw corrupt(where, "its encrypted value is too short");
+      if (bytes.length <= IV_BYTES + 16) throw corruptLogin(where, "its encrypted value is too short");
       try {
         const plain = await crypto.subtle.decrypt(
           { name: "AES-GCM", iv: bytes.subarray(0, IV_BYTES), additionalData: bound ? boundTo(version) : keyOnly },
@@ -73,7 +72,7 @@ export function aesGcm(key: CryptoKey | Uint8Array, redisKey: string): Cipher {
         );
         return new TextDecoder().decode(plain);
       } catch {
-        throw corrupt(
+        throw corruptLogin(
           where,
           bound
             ? "it does not decrypt with the given encryptionKey as the version stored beside it (another key, an altered value, or an older value written back)"

@@ -4,9 +4,9 @@
  * What it guarantees on one Redis, under failover and on Cluster: docs/REDIS.md.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { TokenStoreError } from "../errors.js";
+import { corruptLogin, TokenStoreError } from "../errors.js";
 import { createLockQueue } from "../lock-queue.js";
-import { corrupt, parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
+import { parseStoredTokens, serializeStoredTokens } from "../stored-tokens.js";
 import type { LockHold, StoredTokens, TokenStore } from "../types.js";
 import { aesGcm, plainText } from "./cipher.js";
 import { createCommands } from "./command.js";
@@ -168,7 +168,7 @@ export function redisStore(options: RedisStoreOptions): TokenStore {
             `than leaseMs, ${settings.leaseMs} ms) and another process holds it now: no refresh here; the next attempt waits for the lease.`,
         );
       }
-      if (version < 0) throw corrupt(where, "it is not a hash");
+      if (version < 0) throw corruptLogin(where, "it is not a hash");
       if (hold !== undefined) hold.version = version;
       const login = value === null ? undefined : parseStoredTokens(await cipher.open(value, where, version), where);
       lastSeen = login;

@@ -3,6 +3,7 @@
  * import (kept as such in the CommonJS build) loads it on every Node version, where a
  * `require` would need Node 20.19 or later. A failed load is not kept.
  */
+
 export type Jose = typeof import("jose");
 
 let loading: Promise<Jose> | undefined;

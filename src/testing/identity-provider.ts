@@ -15,8 +15,8 @@ import { decideDeviceCode, headlessLogin } from "./headless-login.js";
 import type { TestIdentityProvider, TestIdentityProviderOptions } from "./identity-provider-types.js";
 import { providerHandler } from "./interactions.js";
 import { providerConfiguration } from "./provider-configuration.js";
-import { loadProviderModule } from "./provider-module.js";
-import { createProviderStorage } from "./provider-storage.js";
+import { loadProviderModule, type ProviderModule } from "./provider-module.js";
+import { createProviderStorage, type ProviderStorage } from "./provider-storage.js";
 import { installTokenEndpointKnobs } from "./token-endpoint.js";
 
 const DEFAULT_AUDIENCE = "urn:connect-oidc:test";
@@ -42,6 +42,8 @@ async function listenOnLoopback(): Promise<{ server: http.Server; issuer: string
     },
   };
 }
+
+type Keys = Awaited<ReturnType<typeof createKeys>>;
 
 async function createKeys() {
   const rsa = await promisify(generateNodeKeyPair)("rsa", { modulusLength: 2048 });
@@ -81,65 +83,25 @@ async function revokeGrants(provider: Provider, grantIds: readonly string[]): Pr
  * ```
  */
 export async function startTestIdentityProvider(options: TestIdentityProviderOptions = {}): Promise<TestIdentityProvider> {
-  const { default: ProviderClass, errors } = await loadProviderModule();
+  const providerModule = await loadProviderModule();
   const accountId = options.accountId ?? DEFAULT_ACCOUNT;
   const audience = options.audience ?? DEFAULT_AUDIENCE;
   const apiScopes = [...(options.apiScopes ?? ["api"])];
-  const serviceClient = { clientId: "test-service" as const, clientSecret: randomBytes(24).toString("base64url") };
-  const postClient = { clientId: "test-service-post" as const, clientSecret: `a-b_c.d~e-${randomBytes(12).toString("base64url")}` };
   const keys = await createKeys();
-  const jwtClient = { clientId: "test-service-jwt" as const, privateKey: keys.jwtClientKeys.privateKey, kid: keys.jwtClientJwk.kid };
-  const dpop =
-    options.dpop === false ? undefined : { requireNonce: typeof options.dpop === "object" && options.dpop.requireNonce === true };
+  const clients = testClients(keys);
+  const { serviceClient, postClient, jwtClient } = clients;
 
   const listener = await listenOnLoopback();
   const { issuer, server } = listener;
   const storage = createProviderStorage();
-  const provider = new ProviderClass(
-    issuer,
-    providerConfiguration({
-      errors,
-      signingJwk: keys.signingJwk,
-      cookieKey: randomBytes(32).toString("base64url"),
-      dpopNonceSecret: randomBytes(32),
-      secrets: { serviceSecret: serviceClient.clientSecret, postSecret: postClient.clientSecret, jwtClientJwk: keys.jwtClientJwk },
-      adapter: storage.factory,
-      accessTokenTtl: options.accessTokenTtl ?? 5,
-      refreshTokenTtl: options.refreshTokenTtl ?? 24 * 60 * 60,
-      audience,
-      apiScopes,
-      rotateRefreshTokens: options.rotateRefreshTokens ?? true,
-      opaqueAccessTokens: options.opaqueAccessTokens === true,
-      dpop,
-      requireNonce: options.requireNonce ?? false,
-      exactRedirectUris: options.exactRedirectUris,
-      clientAuthMethods: options.clientAuthMethods,
-    }),
-  );
+  const provider = createProvider(providerModule, issuer, { options, keys, clients, storage, audience, apiScopes });
   setDeviceCodeInterval(provider, options.deviceCodeInterval ?? 1);
   const knobs = installTokenEndpointKnobs(provider);
   listener.handle(providerHandler(provider, { accountId, audience, apiScopes }));
 
-  const discoveryOptions = { execute: [oidc.allowInsecureRequests] };
-  let cliConfig: Promise<oidc.Configuration> | undefined;
-  let serviceConfig: Promise<oidc.Configuration> | undefined;
-  const getCliConfig = () => (cliConfig ??= oidc.discovery(new URL(issuer), "test-cli", undefined, oidc.None(), discoveryOptions));
-  const getServiceConfig = () =>
-    (serviceConfig ??= oidc.discovery(
-      new URL(issuer),
-      serviceClient.clientId,
-      undefined,
-      oidc.ClientSecretBasic(serviceClient.clientSecret),
-      discoveryOptions,
-    ));
+  const configs = clientConfigs(issuer, serviceClient);
   const verificationUri = new URL(provider.urlFor("code_verification")).href;
-
-  let closed: Promise<void> | undefined;
-  const close = () =>
-    (closed ??= new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }));
+  const close = closeOnce(server);
 
   return {
     issuer,
@@ -157,9 +119,9 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
       return knobs.stats;
     },
     resetStats: knobs.resetStats,
-    login: async (loginOptions) => headlessLogin(await getCliConfig(), `openid offline_access ${apiScopes.join(" ")}`, loginOptions),
-    cliConfig: getCliConfig,
-    serviceConfig: getServiceConfig,
+    login: async (loginOptions) => headlessLogin(await configs.cli(), `openid offline_access ${apiScopes.join(" ")}`, loginOptions),
+    cliConfig: configs.cli,
+    serviceConfig: configs.service,
     approveDeviceCode: (userCode) => decideDeviceCode(verificationUri, userCode, "confirm"),
     denyDeviceCode: (userCode) => decideDeviceCode(verificationUri, userCode, "abort"),
     async revokeLogin(refreshToken) {
@@ -174,6 +136,84 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** The confidential clients, one per way of authenticating: fresh secrets and keys per provider. */
+function testClients(keys: Keys) {
+  return {
+    serviceClient: { clientId: "test-service" as const, clientSecret: randomBytes(24).toString("base64url") },
+    postClient: { clientId: "test-service-post" as const, clientSecret: `a-b_c.d~e-${randomBytes(12).toString("base64url")}` },
+    jwtClient: { clientId: "test-service-jwt" as const, privateKey: keys.jwtClientKeys.privateKey, kid: keys.jwtClientJwk.kid },
+  };
+}
+
+/** What the provider is made of besides its issuer. */
+interface ProviderParts {
+  readonly options: TestIdentityProviderOptions;
+  readonly keys: Keys;
+  readonly clients: ReturnType<typeof testClients>;
+  readonly storage: ProviderStorage;
+  readonly audience: string;
+  readonly apiScopes: readonly string[];
+}
+
+function createProvider({ default: ProviderClass, errors }: ProviderModule, issuer: string, parts: ProviderParts): Provider {
+  const { options, keys, clients } = parts;
+  const dpop =
+    options.dpop === false ? undefined : { requireNonce: typeof options.dpop === "object" && options.dpop.requireNonce === true };
+  return new ProviderClass(
+    issuer,
+    providerConfiguration({
+      errors,
+      signingJwk: keys.signingJwk,
+      cookieKey: randomBytes(32).toString("base64url"),
+      dpopNonceSecret: randomBytes(32),
+      secrets: {
+        serviceSecret: clients.serviceClient.clientSecret,
+        postSecret: clients.postClient.clientSecret,
+        jwtClientJwk: keys.jwtClientJwk,
+      },
+      adapter: parts.storage.factory,
+      accessTokenTtl: options.accessTokenTtl ?? 5,
+      refreshTokenTtl: options.refreshTokenTtl ?? 24 * 60 * 60,
+      audience: parts.audience,
+      apiScopes: parts.apiScopes,
+      rotateRefreshTokens: options.rotateRefreshTokens ?? true,
+      opaqueAccessTokens: options.opaqueAccessTokens === true,
+      dpop,
+      requireNonce: options.requireNonce ?? false,
+      exactRedirectUris: options.exactRedirectUris,
+      clientAuthMethods: options.clientAuthMethods,
+    }),
+  );
+}
+
+/** openid-client configurations of the public and the service client, discovered on first use. */
+function clientConfigs(issuer: string, serviceClient: { readonly clientId: string; readonly clientSecret: string }) {
+  const discoveryOptions = { execute: [oidc.allowInsecureRequests] };
+  let cli: Promise<oidc.Configuration> | undefined;
+  let service: Promise<oidc.Configuration> | undefined;
+  return {
+    cli: () => (cli ??= oidc.discovery(new URL(issuer), "test-cli", undefined, oidc.None(), discoveryOptions)),
+    service: () =>
+      (service ??= oidc.discovery(
+        new URL(issuer),
+        serviceClient.clientId,
+        undefined,
+        oidc.ClientSecretBasic(serviceClient.clientSecret),
+        discoveryOptions,
+      )),
+  };
+}
+
+/** Stops listening and drops every connection; later calls share the first one's promise. */
+function closeOnce(server: http.Server): () => Promise<void> {
+  let closed: Promise<void> | undefined;
+  return () =>
+    (closed ??= new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }));
 }
 
 /** oidc-provider sends no `interval` in device authorization answers; openid-client then polls every 5 s. */

@@ -4,7 +4,7 @@
  * function of (state, times, request): no I/O, no clock reads.
  */
 import type { DPoPAlgorithm } from "../dpop-key.js";
-import { ReauthRequiredError, TokenManagerClosedError } from "../errors.js";
+import { closedError, noLogin, noRefreshToken } from "../errors.js";
 import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "../policy.js";
 import { forcedRefreshAllowed, type Login, type State, usableAt } from "./state.js";
 import type { RefreshReason } from "../types.js";
@@ -159,20 +159,4 @@ export function wakeAt(state: State, settings: Settings): { readonly wall?: numb
   const tokens = state.login.tokens;
   if (tokens.issuedAt === undefined || tokens.expiresAt === undefined || tokens.accessToken === undefined) return { wall: 0 };
   return { wall: refreshAt(tokens as TokenTimes, settings.refreshWindowMs) };
-}
-
-export function noLogin(settings: Settings): ReauthRequiredError {
-  return new ReauthRequiredError(
-    `No login found for client "${settings.clientId}" at ${settings.issuer}: log in (loginWithBrowser or loginWithDeviceCode) and pass the result to setTokens()`,
-  );
-}
-
-export function noRefreshToken(settings: Settings): ReauthRequiredError {
-  return new ReauthRequiredError(
-    `The login of client "${settings.clientId}" at ${settings.issuer} has no usable refresh token (the identity provider refused it, or never issued one): log in again and pass the result to setTokens()`,
-  );
-}
-
-export function closedError(): TokenManagerClosedError {
-  return new TokenManagerClosedError("The token manager was closed (close() or dispose): create a new one");
 }

@@ -7,13 +7,13 @@
  * everything comes in through the request.
  */
 import { isDPoPTokenType, type StoredDPoPKey } from "../dpop-key.js";
-import { ConfigurationError, DPoPKeyError, ExchangeFailure, ReauthRequiredError, TokenStoreError } from "../errors.js";
-import { describeFailure, failureFacts } from "../failure.js";
+import { ConfigurationError, DPoPKeyError, noLogin, noRefreshToken, ReauthRequiredError, TokenStoreError } from "../errors.js";
+import { describeFailure, ExchangeFailure, failureFacts } from "../failure.js";
 import type { GrantResult, OidcAdapter } from "../oidc.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "../policy.js";
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "../stored-tokens.js";
 import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
-import { noLogin, noRefreshToken, type Settings } from "./decision.js";
+import type { Settings } from "./decision.js";
 import type { TokenDPoP } from "./dpop.js";
 import { type RefreshOutcome, usableAt } from "./state.js";
 

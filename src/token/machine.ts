@@ -15,14 +15,14 @@
  */
 import { abortable } from "../abortable.js";
 import { clampDelay, monotonicOf } from "../clock.js";
-import { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { closedError, ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
 import { describeFailure, summarizeFailure } from "../failure.js";
 import { type RequestSettings, tokenRequestMisconfiguration } from "../misconfiguration.js";
 import type { OidcAdapter } from "../oidc.js";
 import { type BackoffOptions, backoffDelay, DEMAND_RETRY_MS, MAX_SLEEP_MS } from "../policy.js";
 import { createSingleFlight, type SingleFlight } from "../single-flight.js";
 import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEvent, TokenProvider } from "../types.js";
-import { closedError, decide, type Now, serveUntil, wakeAt } from "./decision.js";
+import { decide, type Now, serveUntil, wakeAt } from "./decision.js";
 import type { TokenDPoP } from "./dpop.js";
 import { type ExchangeDeps, exchangeUnderLock, ownLogin, usableLogin } from "./exchange.js";
 import { entryEvents, type Flight, type Input, loginOf, type RefreshOutcome, type State, transition, usableAt } from "./state.js";

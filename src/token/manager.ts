@@ -8,7 +8,7 @@
 import { checkClientAuthentication, type ClientAuthentication, type ClientPrivateKey } from "../client-auth.js";
 import { systemClock } from "../clock.js";
 import { type DPoPOption, dpopAlgorithm } from "../dpop-key.js";
-import { ConfigurationError } from "../errors.js";
+import { closedError, ConfigurationError } from "../errors.js";
 import { memoryStore } from "../memory-store.js";
 import type { RequestSettings } from "../misconfiguration.js";
 import { createOidcAdapter, type OidcAdapter } from "../oidc.js";
@@ -16,7 +16,7 @@ import { checkDuration, checkFunction, checkIssuer, checkString } from "../optio
 import { DEFAULT_LOGIN_EXPIRING_MS, DEFAULT_REFRESH_WINDOW_MS } from "../policy.js";
 import { tokenResponseProblem } from "../stored-tokens.js";
 import type { Clock, TokenEndpointResponse, TokenEvent, TokenProvider, TokenStore } from "../types.js";
-import { closedError, type Settings } from "./decision.js";
+import type { Settings } from "./decision.js";
 import { createTokenDPoP } from "./dpop.js";
 import { storedFromResponse } from "./exchange.js";
 import { createMachine } from "./machine.js";
