@@ -10,16 +10,18 @@
  *   import is its generated service, `./gen/my_service_pb.js` (`MyService`): the test
  *   provides it from this repository's generated Echo service.
  * - ```ts signature: a sketch of signatures in docs/API.md (the contract's notation, not a
- *   program). Allowed in docs/API.md only.
+ *   program). Allowed in docs/API.md only; every name a sketch line declares at its start
+ *   (`createX(`, `interface X`, `type X =`) must be an export of the packed package.
  * - a snippet that deliberately does not compile here carries `<!-- not compiled: reason -->`
  *   on the line right before its fence. Rare: at most two in all the docs, each with a reason.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { after, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
+import ts from "typescript";
 import { type CodeBlock, codeBlocks, markdownFiles, readText } from "../support/markdown-docs.js";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -69,6 +71,33 @@ function installPacked(dir: string): void {
   );
 }
 
+/** The name a sketch line declares at its start: `createX(`, `interface X`, `type X =`, `class X`, `const x:`. */
+function declaredName(line: string): string | undefined {
+  const m =
+    /^(?:(?:interface|type|class|const|function)\s+)?([A-Za-z_$][\w$]*)\s*[(<:=]|^(?:interface|type|class)\s+([A-Za-z_$][\w$]*)/.exec(line);
+  return m?.[1] ?? m?.[2];
+}
+
+/** Every name (value or type) the packed package's entry points export, read from its ESM typings. */
+function packedExports(dir: string): Set<string> {
+  const pkg = join(dir, "node_modules/connect-oidc");
+  const manifest = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as {
+    exports: Record<string, { import?: { types: string } }>;
+  };
+  const entries = Object.values(manifest.exports).flatMap((e) => (e.import ? [join(pkg, e.import.types)] : []));
+  const program = ts.createProgram(entries, {
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    noEmit: true,
+  });
+  const checker = program.getTypeChecker();
+  const names = entries.flatMap((file) => {
+    const module = checker.getSymbolAtLocation(program.getSourceFile(file)!);
+    return module ? checker.getExportsOfModule(module).map((s) => s.name) : [];
+  });
+  return new Set(names);
+}
+
 describe("the snippets in the README and the docs", () => {
   const blocks = markdownFiles(root).flatMap((file) => codeBlocks(file, readText(root, file)).filter(isTypeScript));
   const snippets = blocks.filter((b) => b.variant === "" && b.notCompiled === undefined);
@@ -93,10 +122,11 @@ describe("the snippets in the README and the docs", () => {
     for (const b of notCompiled) assert.ok(b.notCompiled!.length >= 10, `${b.file}:${b.line} says why it is not compiled`);
   });
 
+  const dir = mkdtempSync(join(tmpdir(), "connect-oidc-snippets-"));
+  before(() => installPacked(dir), { timeout: 300_000 });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
   it("compile under tsc --strict against the packed package (and a wrong one fails)", { timeout: 300_000 }, () => {
-    const dir = mkdtempSync(join(tmpdir(), "connect-oidc-snippets-"));
-    after(() => rmSync(dir, { recursive: true, force: true }));
-    installPacked(dir);
     for (const b of snippets) writeFileSync(join(dir, "snippets", snippetName(b)), b.code);
     // A snippet that must fail: proves the check reports errors (issuer missing).
     writeFileSync(
@@ -124,10 +154,6 @@ describe("the snippets in the README and the docs", () => {
       "nothing from src/",
     );
     const errors = output.filter((l) => /error TS\d+/.test(l));
-    assert.ok(
-      errors.some((e) => e.startsWith("snippets/canary.ts(2,")),
-      `the wrong snippet fails: ${tsc.stdout}${tsc.stderr}`,
-    );
     const where = new Map(snippets.map((b) => [`snippets/${snippetName(b)}`, b]));
     const located = errors
       .filter((e) => !e.startsWith("snippets/canary.ts"))
@@ -137,5 +163,23 @@ describe("the snippets in the README and the docs", () => {
         return block ? `${block.file}:${block.line + Number(m![2])}: ${m![3]}` : e;
       });
     assert.deepEqual(located, [], `snippets that do not compile:\n${located.join("\n")}`);
+    assert.ok(
+      errors.some((e) => e.startsWith("snippets/canary.ts(2,")),
+      `the wrong snippet fails: ${tsc.stdout}${tsc.stderr}`,
+    );
+  });
+
+  it("API.md's signature sketches name exports of the packed package, and only those", () => {
+    const sketched = new Set(
+      blocks.filter((b) => b.variant === "signature").flatMap((b) => b.code.split("\n").flatMap((line) => declaredName(line) ?? [])),
+    );
+    const exported = packedExports(dir);
+    assert.ok(sketched.size >= 30 && exported.has("createTokenManager"), `read the sketches (${sketched.size}) and the exports`);
+    assert.ok(!exported.has("createNoSuchThing"), "a name that is not exported is missed");
+    assert.deepEqual(
+      [...sketched].filter((name) => !exported.has(name)),
+      [],
+      "names in docs/API.md that the package does not export",
+    );
   });
 });
