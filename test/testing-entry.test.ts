@@ -4,7 +4,7 @@
  * would (jose against its JWKS), DPoP on and off, client credentials, and each knob
  * (revocation, outage, latency) seen from openid-client or the token manager; startTestServer
  * (h2c, per-method scopes, configuration, close); that no other entry point of the built
- * package loads oidc-provider; and that the README's integration test is the one npm test runs.
+ * package loads oidc-provider; and that the testing guide's integration test is the one npm test runs.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -300,11 +300,10 @@ describe("startTestServer", () => {
   });
 });
 
-describe("README", () => {
-  it("the README's integration test is test/readme-integration.test.ts, character for character (so npm test runs it)", async () => {
+describe("the testing guide", () => {
+  it("the guide's integration test is test/readme-integration.test.ts, character for character (so npm test runs it)", async () => {
     const root = join(import.meta.dirname, "..");
-    const readme = await readFile(join(root, "README.md"), "utf8");
-    const section = readme.slice(readme.indexOf("## Integration tests of your client and server"));
+    const section = await readFile(join(root, "docs/guides/testing.md"), "utf8");
     const block = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
     assert.equal(block, await readFile(join(root, "test/readme-integration.test.ts"), "utf8"));
     assert.ok(block.split("\n").length <= 31, "under 30 lines");
