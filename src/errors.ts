@@ -31,6 +31,7 @@ export type ConnectOidcErrorCode =
   | "ERR_LOGIN"
   | "ERR_CONFIGURATION"
   | "ERR_PROVIDER_CONFIGURATION"
+  | "ERR_CLIENT_ASSERTION"
   | "ERR_MANAGER_CLOSED";
 
 /**
@@ -245,13 +246,15 @@ export class ConfigurationError extends ConnectOidcError {
  *   switch (error.code) {
  *     case "ERR_PROVIDER_CONFIGURATION":
  *       return "the identity provider refused these options: " + error.message;
+ *     case "ERR_CLIENT_ASSERTION":
+ *       return "the client assertion (its token file) cannot be used: " + error.message;
  *     case "ERR_CONFIGURATION":
  *       return error.message; // names the option and the fix
  *   }
  * }
  * ```
  */
-export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
+export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION" | "ERR_CLIENT_ASSERTION";
 
 /**
  * Which option the identity provider's answer shows to be wrong: `switch (err.reason)` narrows.
@@ -412,6 +415,66 @@ export type DPoPKeyErrorReason =
 export class DPoPKeyError extends ReauthRequiredError {
   readonly reason: DPoPKeyErrorReason;
   constructor(reason: DPoPKeyErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why a client assertion cannot be used: `switch (err.reason)` narrows.
+ *
+ * @example
+ * ```ts
+ * import type { ClientAssertionErrorReason } from "connect-oidc";
+ *
+ * const hints: Record<ClientAssertionErrorReason, string> = {
+ *   missing: "mount the projected service-account token at that path",
+ *   unsafe: "the path must be a regular file others cannot write",
+ *   "too-large": "the path holds something larger than a token",
+ *   unreadable: "give this process read access to the file",
+ *   malformed: "the file (or function) must give one JWT",
+ * };
+ * ```
+ */
+export type ClientAssertionErrorReason =
+  /** No file at the path (or a folder on the way is missing). */
+  | "missing"
+  /** Not a regular file (a folder, a FIFO, a device), or writable by other users. */
+  | "unsafe"
+  /** Larger than a token file can be (64 KiB). */
+  | "too-large"
+  /** The file exists but this process may not read it, or reading failed. */
+  | "unreadable"
+  /** Empty, or not a JWT (three base64url parts); a `clientAssertion` that returned no string. */
+  | "malformed";
+
+/**
+ * The client assertion (`clientAssertion`, e.g. `clientAssertionFromFile`) cannot be used:
+ * a token file missing, unsafe, too large or unreadable, or no JWT in it. A
+ * {@link ConfigurationError} (`instanceof` holds) with its own code and a `reason`; the
+ * message names the path and the fix, never the file's content. A token manager treats it
+ * as it treats a {@link ProviderConfigurationError}: final while the settings never worked
+ * in this process, retried with backoff once they have.
+ *
+ * @example
+ * ```ts
+ * import { ClientAssertionError } from "connect-oidc";
+ *
+ * try {
+ *   await tokens.getAccessToken();
+ * } catch (error) {
+ *   if (error instanceof ClientAssertionError) {
+ *     console.error(`Workload identity (${error.reason}): ${error.message}`);
+ *     process.exitCode = 78; // EX_CONFIG
+ *   }
+ * }
+ * ```
+ */
+export class ClientAssertionError extends ConfigurationError {
+  static override readonly code: ConfigurationErrorCode = "ERR_CLIENT_ASSERTION";
+  override readonly code: ConfigurationErrorCode = "ERR_CLIENT_ASSERTION";
+  readonly reason: ClientAssertionErrorReason;
+  constructor(reason: ClientAssertionErrorReason, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.reason = reason;
   }

@@ -11,7 +11,13 @@
 import { abortable } from "./abortable.js";
 import { systemClock } from "./clock.js";
 import { ConfigurationError, type ReauthRequiredError, TokenRefreshError } from "./errors.js";
-import { type ClientAuthentication, type ClientPrivateKey, checkClientAuthentication } from "./client-auth.js";
+import {
+  type ClientAssertion,
+  type ClientAuthentication,
+  type ClientPrivateKey,
+  checkClientAuthentication,
+  credentialsKind,
+} from "./client-auth.js";
 import { type DPoPOption, dpopAlgorithm } from "./dpop-key.js";
 import { memoryStore } from "./memory-store.js";
 import { createOidcAdapter, type OidcAdapter } from "./oidc.js";
@@ -72,6 +78,13 @@ export interface TokenManagerOptions {
   readonly clientAuthentication?: ClientAuthentication;
   /** For private_key_jwt: the client's private key (WebCrypto), with its `kid` if the provider needs one. */
   readonly clientPrivateKey?: ClientPrivateKey;
+  /**
+   * For private_key_jwt with a JWT from elsewhere (RFC 7523, workload identity): a function
+   * giving the assertion, asked before every token request (e.g. `clientAssertionFromFile`
+   * from connect-oidc/node for a Kubernetes projected service-account token). Instead of
+   * `clientPrivateKey`.
+   */
+  readonly clientAssertion?: ClientAssertion;
   /** Default "refresh_token". */
   readonly grant?: "refresh_token" | "client_credentials";
   /** Sent with refresh and client_credentials requests. */
@@ -212,7 +225,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       issuer: settings.issuer,
       clientId: settings.clientId,
       grant: settings.grant,
-      credentials: credentialsOf(options),
+      credentials: credentialsKind(options),
       ...(options.scope !== undefined ? { scope: options.scope } : {}),
       ...(options.resource !== undefined ? { resource: options.resource } : {}),
     },
@@ -351,13 +364,6 @@ async function getAccessToken(
   }
 }
 
-/** How the client proves itself, as a refusal of its credentials names it. */
-function credentialsOf(options: TokenManagerOptions): "secret" | "private-key" | "none" {
-  if (options.clientAuthentication === "none") return "none";
-  if (options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined) return "private-key";
-  return options.clientSecret !== undefined ? "secret" : "none";
-}
-
 /** Every option checked at the door; the settings the rules need. */
 function checkOptions(options: TokenManagerOptions): Settings {
   const name = "createTokenManager";
@@ -372,8 +378,15 @@ function checkOptions(options: TokenManagerOptions): Settings {
     throw new ConfigurationError(`${name}: unknown grant ${JSON.stringify(grant)}`);
   }
   checkClientAuthentication(name, options);
-  if (grant === "client_credentials" && options.clientSecret === undefined && options.clientPrivateKey === undefined) {
-    throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\` or \`clientPrivateKey\``);
+  if (
+    grant === "client_credentials" &&
+    options.clientSecret === undefined &&
+    options.clientPrivateKey === undefined &&
+    options.clientAssertion === undefined
+  ) {
+    throw new ConfigurationError(
+      `${name}: the client_credentials grant needs \`clientSecret\`, \`clientPrivateKey\` or \`clientAssertion\``,
+    );
   }
   checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
   checkDuration(name, "loginExpiringMs", options.loginExpiringMs, 0);

@@ -46,7 +46,9 @@ export function createRefresher({
         worked ||= !result.outcome.adopted;
         return machine.apply({ type: "refresh-done", flight, outcome: result.outcome, at: machine.monotonic() });
       }
-      const misconfiguration = tokenRequestMisconfiguration(result.error, request);
+      // Our own ConfigurationError from before the request (a client assertion file that cannot be used) counts as one.
+      const misconfiguration =
+        result.error instanceof ConfigurationError ? result.error : tokenRequestMisconfiguration(result.error, request);
       if (misconfiguration !== undefined) {
         if (!worked) return machine.apply({ type: "misconfigured", flight, error: misconfiguration });
         return machine.apply(failedInput(flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));

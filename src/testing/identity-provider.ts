@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import type Provider from "oidc-provider";
 import * as oidc from "openid-client";
+import { registerExchangeGrant } from "./exchange-grant.js";
 import { decideDeviceCode, headlessLogin } from "./headless-login.js";
 import type { TestIdentityProvider, TestIdentityProviderOptions } from "./identity-provider-types.js";
 import { providerHandler } from "./interactions.js";
@@ -114,8 +115,21 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
       requireNonce: options.requireNonce ?? false,
       exactRedirectUris: options.exactRedirectUris,
       clientAuthMethods: options.clientAuthMethods,
+      workloadClient: options.workloadClient,
+      tokenExchange: options.tokenExchange !== undefined,
     }),
   );
+  if (options.tokenExchange !== undefined) {
+    const { d: _private, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = keys.signingJwk as JsonWebKey & Record<string, unknown>;
+    registerExchangeGrant(provider, {
+      errors,
+      publicJwk,
+      targets: options.tokenExchange.targets,
+      scopes: apiScopes,
+      accessTokenTtl: options.accessTokenTtl ?? 5,
+      grantIds: storage.grantIds,
+    });
+  }
   setDeviceCodeInterval(provider, options.deviceCodeInterval ?? 1);
   const knobs = installTokenEndpointKnobs(provider);
   listener.handle(providerHandler(provider, { accountId, audience, apiScopes }));
@@ -148,6 +162,7 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
     postClient,
     jwtClient,
     exactClientId: "test-cli-exact",
+    workloadClientId: "test-workload",
     audience,
     apiScopes,
     accountId,
