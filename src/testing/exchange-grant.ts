@@ -32,14 +32,17 @@ export interface ExchangeGrantSettings {
   readonly targets: readonly string[];
   readonly scopes: readonly string[];
   readonly accessTokenTtl: number;
-  /** The ids of the logins alive now. */
-  readonly grantIds: () => string[];
 }
 
 type KoaContext = Parameters<Parameters<Provider["use"]>[0]>[0];
 
 export function registerExchangeGrant(provider: Provider, settings: ExchangeGrantSettings): void {
   const { errors } = settings;
+  // A JWT access token names no login: remember which login each one was issued for.
+  const loginOfToken = new Map<string, string>();
+  provider.on("access_token.issued", (token: { jti?: string; grantId?: string }) => {
+    if (token.jti !== undefined && token.grantId !== undefined) loginOfToken.set(token.jti, token.grantId);
+  });
   const verify = async (token: unknown, type: unknown, name: string) => {
     if (type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest(`${name}_token_type must be ${ACCESS_TOKEN_TYPE}`);
     const jose = await loadJose();
@@ -48,9 +51,10 @@ export function registerExchangeGrant(provider: Provider, settings: ExchangeGran
       .jwtVerify(String(token), key, { issuer: provider.issuer, typ: "at+jwt", algorithms: ["RS256"] })
       .catch(() => undefined);
     if (verified === undefined) throw new errors.InvalidGrant(`${name}_token is not valid`);
-    const { sub, client_id: clientId } = verified.payload as { sub?: string; client_id?: string };
+    const { sub, client_id: clientId, jti } = verified.payload as { sub?: string; client_id?: string; jti?: string };
     // A user's token: its login must still be there (a sign-out ends what may be exchanged).
-    if (sub !== undefined && sub !== clientId && !(await loginAlive(provider, settings, sub, clientId))) {
+    const login = jti === undefined ? undefined : loginOfToken.get(jti);
+    if (sub !== clientId && login !== undefined && (await provider.Grant.find(login)) === undefined) {
       throw new errors.InvalidGrant(`the login of the ${name}_token has ended`);
     }
     return verified.payload;
@@ -77,8 +81,9 @@ export function registerExchangeGrant(provider: Provider, settings: ExchangeGran
       gty: "token_exchange",
       // Not a stored login: the exchanged token is a JWT nothing looks up again.
       grantId: `exchange-${randomUUID()}`,
-      ...(actor !== undefined ? { extra: { act: { sub: actor.sub } } } : {}),
     });
+    // The `act` claim (delegation), added by the configuration's extraTokenClaims.
+    if (actor !== undefined) Object.assign(token, { exchangeActor: actor.sub });
     token.resourceServer = new provider.ResourceServer(target, {
       audience: target,
       scope,
@@ -96,12 +101,4 @@ export function registerExchangeGrant(provider: Provider, settings: ExchangeGran
     };
   };
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, handler as never, PARAMETERS, ["audience", "resource"]);
-}
-
-async function loginAlive(provider: Provider, settings: ExchangeGrantSettings, accountId: string, clientId: unknown): Promise<boolean> {
-  for (const id of settings.grantIds()) {
-    const grant = await provider.Grant.find(id);
-    if (grant?.accountId === accountId && grant.clientId === clientId) return true;
-  }
-  return false;
 }

@@ -127,7 +127,6 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
       targets: options.tokenExchange.targets,
       scopes: apiScopes,
       accessTokenTtl: options.accessTokenTtl ?? 5,
-      grantIds: storage.grantIds,
     });
   }
   setDeviceCodeInterval(provider, options.deviceCodeInterval ?? 1);

@@ -183,6 +183,11 @@ export function providerConfiguration(input: ConfigurationInput): Configuration 
       const { dispatcher: _ssrfCheck, ...rest } = options as RequestInit & { dispatcher?: unknown };
       return globalThis.fetch(url, rest);
     },
+    // A token exchange's actor (exchange-grant.ts) becomes the `act` claim (RFC 8693 §4.1).
+    extraTokenClaims: async (_ctx, token) => {
+      const actor = (token as { exchangeActor?: unknown }).exchangeActor;
+      return typeof actor === "string" ? { act: { sub: actor } } : undefined;
+    },
     pkce: { required: () => true },
     findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
