@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeJwt } from "jose";
-import { ClientAssertionError, ConfigurationError, ProviderConfigurationError } from "../../src/errors.js";
+import { ClientAssertionError, ConfigurationError, ProviderConfigurationError, TokenRefreshError } from "../../src/errors.js";
 import { clientAssertionFromFile } from "../../src/node.js";
 import { createTokenManager, type TokenManagerOptions } from "../../src/token-manager.js";
 import type { TokenEvent } from "../../src/types.js";
@@ -132,6 +132,33 @@ describe("client assertions from the platform (RFC 7523 client authentication)",
       leaks.assertClean(events, "the events");
     });
   }
+
+  it("a clientAssertion that throws (the platform's token service is down) is a wait, not a configuration failure", async () => {
+    let down = true;
+    const clientAssertion = async () => {
+      if (down) throw new Error("metadata service unreachable: eyJsecret.part.here");
+      return platformToken();
+    };
+    using tokens = createTokenManager(managerOptions(clientAssertion));
+    idp.resetStats();
+    const error = await tokens.getAccessToken().then(
+      () => assert.fail("no assertion, no token"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof TokenRefreshError, `a wait, got ${String(error)}`);
+    assert.match(error.message, /`clientAssertion` failed \(Error\)/);
+    assert.doesNotMatch(`${error.message} ${String((error as Error).cause)}`, /eyJsecret|metadata service/, "nothing of what it threw");
+    assert.equal(idp.stats.tokenRequests, 0, "nothing sent without an assertion");
+    down = false;
+    const end = performance.now() + 5000;
+    let token: string | undefined;
+    while (token === undefined) {
+      if (performance.now() > end) assert.fail("no token within 5 s of the assertion source's return");
+      token = await tokens.getAccessToken().catch(() => undefined);
+      if (token === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(decodeJwt(token).client_id, CLIENT);
+  });
 
   describe("a token file that cannot be used: a typed error naming the path, never its content", () => {
     const secretContent = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0LXdvcmtsb2FkLXNlY3JldCJ9.c2lnbmF0dXJlLXRoYXQtaXMtc2VjcmV0";
