@@ -22,6 +22,7 @@ export type ConnectOidcErrorCode =
   | "ERR_LOGIN"
   | "ERR_CONFIGURATION"
   | "ERR_PROVIDER_CONFIGURATION"
+  | "ERR_CLIENT_ASSERTION"
   | "ERR_MANAGER_CLOSED";
 
 /**
@@ -295,7 +296,7 @@ export class LoginError extends ConnectOidcError {
  *
  * @family {@link ConfigurationError}
  */
-export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION";
+export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGURATION" | "ERR_CLIENT_ASSERTION";
 
 /**
  * Fix the configuration: options that cannot work (bad issuer URL, missing client id, ...),
@@ -318,6 +319,9 @@ export type ConfigurationErrorCode = "ERR_CONFIGURATION" | "ERR_PROVIDER_CONFIGU
  *       break;
  *     case "ERR_PROVIDER_CONFIGURATION": // refused by the identity provider
  *       if (error instanceof ProviderConfigurationError) console.error(`Fix the configuration (${error.reason}): ${error.message}`);
+ *       break;
+ *     case "ERR_CLIENT_ASSERTION": // the client assertion (its token file) cannot be used
+ *       console.error(error.message); // names the path, never the content
  *       break;
  *   }
  *   process.exitCode = 78; // EX_CONFIG
@@ -371,6 +375,43 @@ export class ProviderConfigurationError extends ConfigurationError {
   override readonly code: ConfigurationErrorCode = "ERR_PROVIDER_CONFIGURATION";
   readonly reason: ProviderConfigurationErrorReason;
   constructor(reason: ProviderConfigurationErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why a client assertion cannot be used: `switch (err.reason)` narrows.
+ *
+ * @family {@link ConfigurationError}
+ */
+export type ClientAssertionErrorReason =
+  /** No file at the path (or a folder on the way is missing). */
+  | "missing"
+  /** Not a regular file (a folder, a FIFO, a device), or writable by other users. */
+  | "unsafe"
+  /** Larger than a token file can be (64 KiB). */
+  | "too-large"
+  /** The file exists but this process may not read it, or reading failed. */
+  | "unreadable"
+  /** Empty, or not a JWT (three base64url parts); a `clientAssertion` that returned no string. */
+  | "malformed";
+
+/**
+ * The client assertion (`clientAssertion`, e.g. `clientAssertionFromFile`) cannot be used:
+ * a token file missing, unsafe, too large or unreadable, or no JWT in it. A
+ * {@link ConfigurationError} (`instanceof` holds) with its own code and a `reason`; the
+ * message names the path and the fix, never the file's content. A token manager treats it
+ * as it treats a {@link ProviderConfigurationError}: final while the settings never worked
+ * in this process, retried with backoff once they have.
+ *
+ * @family {@link ConfigurationError}
+ */
+export class ClientAssertionError extends ConfigurationError {
+  static override readonly code: ConfigurationErrorCode = "ERR_CLIENT_ASSERTION";
+  override readonly code: ConfigurationErrorCode = "ERR_CLIENT_ASSERTION";
+  readonly reason: ClientAssertionErrorReason;
+  constructor(reason: ClientAssertionErrorReason, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.reason = reason;
   }

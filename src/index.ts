@@ -22,10 +22,13 @@
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
 export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
-export type { ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
+export { createTokenExchange, type ExchangeSource, type TokenExchange, type TokenExchangeOptions } from "./exchanged-tokens.js";
+export type { ClientAssertion, ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
 export type { DPoPAlgorithm, DPoPKey, DPoPOption, StoredDPoPKey } from "./dpop-key.js";
 export { loginWithDeviceCode, type DeviceCodeInfo, type DeviceCodeLoginOptions } from "./login-device.js";
 export {
+  ClientAssertionError,
+  type ClientAssertionErrorReason,
   ConfigurationError,
   type ConfigurationErrorCode,
   ConnectOidcError,

@@ -3,6 +3,7 @@
  * on: which URL or request was tried, and which option to change. Reads token-free facts
  * only (status, OAuth error code, library code, the issuer the provider names); no I/O.
  */
+import type { ClientCredentialsKind } from "./client-auth.js";
 import { ProviderConfigurationError } from "./errors.js";
 import { describeFailure, ExchangeFailure, failureFacts, libraryCode } from "./failure.js";
 import { type FailureFacts, failureKind, type GrantType } from "./policy.js";
@@ -12,10 +13,12 @@ export interface RequestSettings {
   readonly issuer: string;
   readonly clientId: string;
   readonly grant: GrantType;
-  /** How the client proves itself: a secret, a private key, or nothing (a public client). */
-  readonly credentials: "secret" | "private-key" | "none";
+  /** How the client proves itself: a secret, a private key, a client assertion, or nothing (a public client). */
+  readonly credentials: ClientCredentialsKind;
   readonly scope?: string;
   readonly resource?: string;
+  /** A token exchange's `audience`. */
+  readonly audience?: string;
 }
 
 const withoutSlash = (url: string) => url.replace(/\/$/, "");
@@ -115,11 +118,13 @@ function explain(facts: FailureFacts, settings: RequestSettings): [ProviderConfi
   switch (facts.error) {
     case "invalid_scope":
       return ["scope", `the identity provider refused the scope ${JSON.stringify(settings.scope ?? "")} (invalid_scope): check \`scope\``];
-    case "invalid_target":
+    case "invalid_target": {
+      const option = settings.audience !== undefined ? "audience" : "resource";
       return [
         "resource",
-        `the identity provider does not know the resource ${JSON.stringify(settings.resource ?? "")} (invalid_target): check \`resource\``,
+        `the identity provider does not know the ${option} ${JSON.stringify(settings.audience ?? settings.resource ?? "")} (invalid_target): check \`${option}\``,
       ];
+    }
     case "unauthorized_client":
     case "unsupported_grant_type":
     case "invalid_request":
@@ -145,6 +150,8 @@ function clientRefused(answered: string, settings: RequestSettings): string {
       return `the identity provider refused this client's credentials (${answered}): check \`clientId\`, \`clientSecret\` and \`clientAuthentication\``;
     case "private-key":
       return `the identity provider refused this client's credentials (${answered}): check \`clientId\`, \`clientPrivateKey\` (and its \`kid\`) and \`clientAuthentication\``;
+    case "assertion":
+      return `the identity provider refused this client's assertion (${answered}): check \`clientAssertion\` — the provider must trust the key that signed it and its issuer, its \`iss\`/\`sub\` must name client "${settings.clientId}" as the provider expects, its \`aud\` the provider, and it must not have expired`;
     case "none": {
       // The token manager takes a secret; the logins are for public clients only.
       const secret = settings.grant === "refresh_token" || settings.grant === "client_credentials";

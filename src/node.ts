@@ -15,6 +15,7 @@
  *
  * @module connect-oidc/node
  */
+export { clientAssertionFromFile } from "./node/assertion-file.js";
 export { fileStore } from "./node/file-store.js";
 export { keyringStore, type KeyringStoreOptions } from "./node/keyring-store.js";
 export { createFileLock, type FileLock, type FileLockOptions } from "./node/lock.js";

@@ -14,10 +14,17 @@
  * stored token is valid never needs it, and a short-lived one would pay for it on every start.
  */
 import type * as oidc from "openid-client";
-import { type ClientAuthentication, type ClientCredentialsOptions, chooseClientAuthentication } from "./client-auth.js";
+import {
+  type ClientAssertion,
+  type ClientAuthentication,
+  type ClientCredentialsOptions,
+  chooseClientAuthentication,
+  isJwtShaped,
+} from "./client-auth.js";
 import { MAX_TIMER_MS } from "./clock.js";
 import { idpDPoPHandle } from "./dpop-idp-nonce.js";
-import { summarizeFailure } from "./failure.js";
+import { ClientAssertionError, ConnectOidcError } from "./errors.js";
+import { ExchangeFailure, libraryCode, summarizeFailure } from "./failure.js";
 import { discoveryFailure } from "./misconfiguration.js";
 import { retryAfterMs } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
@@ -33,6 +40,9 @@ export interface OidcAdapterOptions extends ClientCredentialsOptions {
   /** Wall clock (Retry-After dates) and monotonic clock (the metadata's age). Default: the system clock. */
   readonly clock?: Pick<Clock, "now" | "monotonic">;
 }
+
+/** RFC 8693's grant type. */
+export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /** Metadata discovered longer ago than this (monotonic clock) is discovered again. */
 export const DISCOVERY_MAX_AGE_MS = 24 * 3600_000;
@@ -69,6 +79,8 @@ export interface OidcAdapter {
    */
   refresh(refreshToken: string, dpop?: CryptoKeyPair): Promise<GrantResult>;
   clientCredentials(dpop?: CryptoKeyPair): Promise<GrantResult>;
+  /** An RFC 8693 token exchange with these parameters (subject, actor, target, scope). */
+  tokenExchange?(parameters: Readonly<Record<string, string>>): Promise<GrantResult>;
   /**
    * Discovers the provider now unless this process's metadata is fresh: called before the
    * store's lock is taken, so a lock holder waits for the token request alone (and its lease
@@ -140,10 +152,46 @@ function clientAuth(lib: OpenidClient, method: ClientAuthentication, options: Cl
     case "client_secret_post":
       return lib.ClientSecretPost(options.clientSecret);
     case "private_key_jwt":
+      if (options.clientAssertion !== undefined) return assertionAuth(options.clientAssertion);
       return lib.PrivateKeyJwt(options.clientPrivateKey as CryptoKey | { key: CryptoKey; kid?: string });
     case "none":
       return lib.None();
   }
+}
+
+/** RFC 7523 client authentication with a JWT from elsewhere (the platform): asked for anew for every request. */
+function assertionAuth(clientAssertion: ClientAssertion): oidc.ClientAuth {
+  return (async (_server: oidc.ServerMetadata, client: oidc.ClientMetadata, body: URLSearchParams) => {
+    const assertion = await clientAssertion();
+    body.set("client_id", client.client_id);
+    body.set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    body.set("client_assertion", assertion);
+  }) as oidc.ClientAuth;
+}
+
+/**
+ * The user's `clientAssertion`, checked and watched: a failure is kept in `failures.last`
+ * (openid-client wraps whatever a client authentication throws) as a token-free error —
+ * our own typed errors as they are, a `ClientAssertionError` for an answer that is no JWT,
+ * anything else an `ExchangeFailure` (transient: a platform's token service may come back).
+ */
+function watchedAssertion(clientAssertion: ClientAssertion, failures: { last: Error | undefined }): ClientAssertion {
+  return async () => {
+    try {
+      const assertion = await clientAssertion();
+      if (typeof assertion !== "string" || !isJwtShaped(assertion)) {
+        throw new ClientAssertionError("malformed", "`clientAssertion` gave no JWT (three base64url parts): check what it returns");
+      }
+      return assertion;
+    } catch (error) {
+      const name = libraryCode(error) ?? (error instanceof Error ? error.name : typeof error);
+      failures.last =
+        error instanceof ConnectOidcError
+          ? error
+          : new ExchangeFailure(`\`clientAssertion\` failed (${name})`, { code: "CLIENT_ASSERTION" });
+      throw failures.last;
+    }
+  };
 }
 
 /** The provider's metadata as one adapter uses it: discovered by this process, never read from a store. */
@@ -179,7 +227,11 @@ function neverSent(error: unknown, depth = 0): boolean {
   return neverSent(cause, depth + 1);
 }
 
-export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
+export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
+  // A failure of the client assertion, for the exchange it failed (see watchedAssertion).
+  const assertionFailures: { last: Error | undefined } = { last: undefined };
+  const options: OidcAdapterOptions =
+    given.clientAssertion === undefined ? given : { ...given, clientAssertion: watchedAssertion(given.clientAssertion, assertionFailures) };
   const wallNow = () => options.clock?.now() ?? Date.now();
   const monotonicNow = () => options.clock?.monotonic?.() ?? options.clock?.now() ?? performance.now();
   // What openid-client's errors do not carry: the refresh token of a 200 token-endpoint
@@ -261,10 +313,13 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     answeredRefreshToken = undefined;
     answeredRetryAfter = null;
     tokenAttempt = "none";
+    assertionFailures.last = undefined;
     try {
       const response = await run(await loadOpenidClient(), metadata.config);
       return { result: { ok: true, response: { ...response } as TokenEndpointResponse }, notProcessed: false };
     } catch (error) {
+      // No request left without its assertion: the assertion's own error, not openid-client's wrapper.
+      if (assertionFailures.last !== undefined) return { result: { ok: false, error: assertionFailures.last }, notProcessed: false };
       const rotated = answeredRefreshToken;
       const retryAfter = retryAfterMs(answeredRetryAfter, wallNow());
       const result: GrantResult = {
@@ -316,6 +371,8 @@ export function createOidcAdapter(options: OidcAdapterOptions): OidcAdapter {
     refresh: (refreshToken, dpop) =>
       grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
     clientCredentials: (dpop) => grant((lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
+    tokenExchange: (exchangeParameters) =>
+      grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,
   };
 }

@@ -148,8 +148,11 @@ export function failureKind(facts: FailureFacts, grant: GrantType = "refresh_tok
 
 export type FailureKind = "transient" | "reauth" | "configuration";
 
-/** The grants whose refusals `failureKind` reads: only client credentials have no login behind them. */
-export type GrantType = "refresh_token" | "client_credentials" | "authorization_code" | "device_code";
+/**
+ * The grants whose refusals `failureKind` reads: only client credentials have no login behind
+ * them (a token exchange's `invalid_grant` is its subject's login ending).
+ */
+export type GrantType = "refresh_token" | "client_credentials" | "authorization_code" | "device_code" | "token_exchange";
 
 /** Retrying the same grant can never succeed: a dead login, or settings the provider refuses. */
 export function isTerminal(facts: FailureFacts): boolean {

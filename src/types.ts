@@ -276,7 +276,8 @@ export type TokenEvent =
   /**
    * The identity provider refused this configuration (issuer, client id, secret, scope,
    * grant) before it ever worked in this process: fix the options. Once; every call then
-   * fails with `error` (a `ProviderConfigurationError`) without asking the provider.
+   * fails with `error` (a `ProviderConfigurationError`, or a `ClientAssertionError` for a
+   * client assertion that cannot be used) without asking the provider.
    */
   | { readonly type: "misconfigured"; readonly error: Error }
   /**

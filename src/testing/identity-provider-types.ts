@@ -82,6 +82,23 @@ export interface TestIdentityProviderOptions {
    * registered with a method not listed are left out. Default: oidc-provider's list.
    */
   readonly clientAuthMethods?: readonly string[];
+  /**
+   * Register {@link TestIdentityProvider.workloadClientId}: a confidential client on
+   * private_key_jwt whose keys are another issuer's (its `jwks_uri`), as a provider trusting
+   * a platform's tokens (workload identity) is set up. Its client assertions are JWTs that
+   * issuer signs with `iss` and `sub` the client id and `aud` this provider; each is accepted
+   * once. Default: not registered.
+   */
+  readonly workloadClient?: { readonly jwksUri: string; readonly signingAlg?: "RS256" | "ES256" | "PS256" | "EdDSA" };
+  /**
+   * RFC 8693 token exchange (`urn:ietf:params:oauth:grant-type:token-exchange`), registered
+   * with oidc-provider's `registerGrantType` for the confidential clients: a subject token
+   * (and an optional actor token, which becomes the `act` claim) issued by this provider is
+   * traded for a JWT access token for one of `targets` (sent as `audience` or `resource`;
+   * others answer `invalid_target`). A subject token whose login has ended (`revokeLogin`)
+   * answers `invalid_grant`. Default: off.
+   */
+  readonly tokenExchange?: { readonly targets: readonly string[] };
 }
 
 /** Options of {@link TestIdentityProvider.login}. *
@@ -141,6 +158,8 @@ export interface TestIdentityProviderStats {
     client_credentials: number;
     authorization_code: number;
     device_code: number;
+    /** RFC 8693 token exchange (with `tokenExchange`). */
+    token_exchange: number;
     [grantType: string]: number;
   };
   /** Token endpoint answers with `error: "invalid_grant"`. */
@@ -234,6 +253,8 @@ export interface TestIdentityProvider extends AsyncDisposable {
   readonly postClient: { readonly clientId: "test-service-post"; readonly clientSecret: string };
   /** A confidential client on private_key_jwt: its private key (ES256) and key id. */
   readonly jwtClient: { readonly clientId: "test-service-jwt"; readonly privateKey: CryptoKey; readonly kid: string };
+  /** The workload identity client; registered only with `workloadClient`. */
+  readonly workloadClientId: "test-workload";
   /** The exact-redirect client; registered only with `exactRedirectUris`. */
   readonly exactClientId: "test-cli-exact";
   /** The `aud` of every access token. */

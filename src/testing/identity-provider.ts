@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import type Provider from "oidc-provider";
 import * as oidc from "openid-client";
+import { registerExchangeGrant } from "./exchange-grant.js";
 import { decideDeviceCode, headlessLogin } from "./headless-login.js";
 import type { TestIdentityProvider, TestIdentityProviderOptions } from "./identity-provider-types.js";
 import { providerHandler } from "./interactions.js";
@@ -110,6 +111,7 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
     postClient,
     jwtClient,
     exactClientId: "test-cli-exact",
+    workloadClientId: "test-workload",
     audience,
     apiScopes,
     accountId,
@@ -161,7 +163,7 @@ function createProvider({ default: ProviderClass, errors }: ProviderModule, issu
   const { options, keys, clients } = parts;
   const dpop =
     options.dpop === false ? undefined : { requireNonce: typeof options.dpop === "object" && options.dpop.requireNonce === true };
-  return new ProviderClass(
+  const provider = new ProviderClass(
     issuer,
     providerConfiguration({
       errors,
@@ -184,8 +186,21 @@ function createProvider({ default: ProviderClass, errors }: ProviderModule, issu
       requireNonce: options.requireNonce ?? false,
       exactRedirectUris: options.exactRedirectUris,
       clientAuthMethods: options.clientAuthMethods,
+      workloadClient: options.workloadClient,
+      tokenExchange: options.tokenExchange !== undefined,
     }),
   );
+  if (options.tokenExchange !== undefined) {
+    const { d: _private, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = keys.signingJwk as JsonWebKey & Record<string, unknown>;
+    registerExchangeGrant(provider, {
+      errors,
+      publicJwk,
+      targets: options.tokenExchange.targets,
+      scopes: parts.apiScopes,
+      accessTokenTtl: options.accessTokenTtl ?? 5,
+    });
+  }
+  return provider;
 }
 
 /** openid-client configurations of the public and the service client, discovered on first use. */

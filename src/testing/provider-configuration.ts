@@ -37,17 +37,22 @@ export interface ConfigurationInput {
   readonly requireNonce: boolean;
   readonly exactRedirectUris: readonly string[] | undefined;
   readonly clientAuthMethods: readonly string[] | undefined;
+  /** A private_key_jwt client trusting another issuer's keys (workload identity). */
+  readonly workloadClient: { readonly jwksUri: string; readonly signingAlg?: string } | undefined;
+  /** Confidential clients may use RFC 8693 token exchange (registered by exchange-grant.ts). */
+  readonly tokenExchange: boolean;
 }
 
 function confidential(
   clientId: string,
   method: NonNullable<ClientMetadata["token_endpoint_auth_method"]>,
   extra: Partial<ClientMetadata>,
+  tokenExchange: boolean,
 ): ClientMetadata {
   return {
     client_id: clientId,
     token_endpoint_auth_method: method,
-    grant_types: ["client_credentials"],
+    grant_types: tokenExchange ? ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"] : ["client_credentials"],
     response_types: [],
     redirect_uris: [],
     ...extra,
@@ -67,14 +72,23 @@ function clientsOf(input: ConfigurationInput): ClientMetadata[] {
       redirect_uris: ["http://127.0.0.1/callback"],
     },
   ];
-  const { secrets } = input;
+  const { secrets, tokenExchange } = input;
   if (allowed("client_secret_basic"))
-    clients.push(confidential("test-service", "client_secret_basic", { client_secret: secrets.serviceSecret }));
+    clients.push(confidential("test-service", "client_secret_basic", { client_secret: secrets.serviceSecret }, tokenExchange));
   if (allowed("client_secret_post"))
-    clients.push(confidential("test-service-post", "client_secret_post", { client_secret: secrets.postSecret }));
+    clients.push(confidential("test-service-post", "client_secret_post", { client_secret: secrets.postSecret }, tokenExchange));
   if (allowed("private_key_jwt")) {
     const jwk = { ...secrets.jwtClientJwk, alg: "ES256", use: "sig" };
-    clients.push(confidential("test-service-jwt", "private_key_jwt", { token_endpoint_auth_signing_alg: "ES256", jwks: { keys: [jwk] } }));
+    const jwks = { keys: [jwk] };
+    clients.push(confidential("test-service-jwt", "private_key_jwt", { token_endpoint_auth_signing_alg: "ES256", jwks }, tokenExchange));
+  }
+  const workload = input.workloadClient;
+  if (workload !== undefined && allowed("private_key_jwt")) {
+    const metadata: Partial<ClientMetadata> = {
+      token_endpoint_auth_signing_alg: (workload.signingAlg ?? "RS256") as ClientMetadata["token_endpoint_auth_signing_alg"],
+      jwks_uri: workload.jwksUri,
+    };
+    clients.push(confidential("test-workload", "private_key_jwt", metadata, tokenExchange));
   }
   if (input.exactRedirectUris !== undefined) {
     clients.push({
@@ -141,6 +155,11 @@ function featuresOf(input: ConfigurationInput): NonNullable<Configuration["featu
   };
 }
 
+function isLoopback(url: string | URL | Request): boolean {
+  const host = new URL(url instanceof Request ? url.url : url).hostname;
+  return host === "127.0.0.1" || host === "[::1]" || host === "localhost";
+}
+
 export function providerConfiguration(input: ConfigurationInput): Configuration {
   const ttl = () => input.accessTokenTtl;
   const methods = input.clientAuthMethods;
@@ -157,6 +176,18 @@ export function providerConfiguration(input: ConfigurationInput): Configuration 
           enabledJWA: { dPoPSigningAlgValues: DPOP_SIGNING_ALGORITHMS as NonNullable<Configuration["enabledJWA"]>["dPoPSigningAlgValues"] },
         }
       : {}),
+    // oidc-provider refuses to fetch from special-use addresses (SSRF protection): a test's
+    // second issuer (the workload client's jwks_uri) lives on loopback, so loopback is let through.
+    fetch: (url, options) => {
+      if (!isLoopback(url)) return globalThis.fetch(url, options);
+      const { dispatcher: _ssrfCheck, ...rest } = options as RequestInit & { dispatcher?: unknown };
+      return globalThis.fetch(url, rest);
+    },
+    // A token exchange's actor (exchange-grant.ts) becomes the `act` claim (RFC 8693 §4.1).
+    extraTokenClaims: async (_ctx, token) => {
+      const actor = (token as { exchangeActor?: unknown }).exchangeActor;
+      return typeof actor === "string" ? { act: { sub: actor } } : undefined;
+    },
     pkce: { required: () => true },
     findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },

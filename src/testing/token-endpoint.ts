@@ -28,7 +28,7 @@ type KoaContext = Parameters<Parameters<Provider["use"]>[0]>[0];
 function emptyStats(): TestIdentityProviderStats {
   return {
     tokenRequests: 0,
-    byGrantType: { refresh_token: 0, client_credentials: 0, authorization_code: 0, device_code: 0 },
+    byGrantType: { refresh_token: 0, client_credentials: 0, authorization_code: 0, device_code: 0, token_exchange: 0 },
     invalidGrant: 0,
     outages: 0,
     errors: {},
@@ -37,6 +37,7 @@ function emptyStats(): TestIdentityProviderStats {
 
 function grantTypeLabel(grantType: unknown): string {
   if (typeof grantType !== "string" || grantType === "") return "(none)";
+  if (grantType === "urn:ietf:params:oauth:grant-type:token-exchange") return "token_exchange";
   return grantType === "urn:ietf:params:oauth:grant-type:device_code" ? "device_code" : grantType;
 }
 

@@ -312,7 +312,9 @@ async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefin
       run.worked ||= !result.outcome.adopted;
       return apply(run, { type: "refresh-done", flight, outcome: result.outcome, at: run.monotonic() });
     }
-    const misconfiguration = tokenRequestMisconfiguration(result.error, run.request);
+    // Our own ConfigurationError from before the request (a client assertion file that cannot be used) counts as one.
+    const misconfiguration =
+      result.error instanceof ConfigurationError ? result.error : tokenRequestMisconfiguration(result.error, run.request);
     if (misconfiguration !== undefined) {
       if (!run.worked) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
       return apply(run, failedInput(run, flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));

@@ -5,7 +5,13 @@
  * decision.ts over the states of state.ts, and run in machine.ts; one refresh under the
  * store's lock is exchange.ts; the timing policy is policy.ts.
  */
-import { checkClientAuthentication, type ClientAuthentication, type ClientPrivateKey } from "../client-auth.js";
+import {
+  type ClientAssertion,
+  type ClientAuthentication,
+  type ClientPrivateKey,
+  checkClientAuthentication,
+  credentialsKind,
+} from "../client-auth.js";
 import { systemClock } from "../clock.js";
 import { type DPoPOption, dpopAlgorithm } from "../dpop-key.js";
 import { closedError, ConfigurationError } from "../errors.js";
@@ -57,6 +63,13 @@ export interface TokenManagerOptions {
   readonly clientAuthentication?: ClientAuthentication;
   /** For private_key_jwt: the client's private key (WebCrypto), with its `kid` if the provider needs one. */
   readonly clientPrivateKey?: ClientPrivateKey;
+  /**
+   * For private_key_jwt with a JWT from elsewhere (RFC 7523, workload identity): a function
+   * giving the assertion, asked before every token request (e.g. `clientAssertionFromFile`
+   * from connect-oidc/node for a Kubernetes projected service-account token). Instead of
+   * `clientPrivateKey`.
+   */
+  readonly clientAssertion?: ClientAssertion;
   /** Default "refresh_token". */
   readonly grant?: "refresh_token" | "client_credentials";
   /** Sent with refresh and client_credentials requests. */
@@ -208,19 +221,11 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
 
 /** The settings a refusal of the configuration is explained with; how the client proves itself, as such a refusal names it. */
 function requestSettings(options: TokenManagerOptions, settings: Settings): RequestSettings {
-  const credentials =
-    options.clientAuthentication === "none"
-      ? "none"
-      : options.clientAuthentication === "private_key_jwt" || options.clientPrivateKey !== undefined
-        ? "private-key"
-        : options.clientSecret !== undefined
-          ? "secret"
-          : "none";
   return {
     issuer: settings.issuer,
     clientId: settings.clientId,
     grant: settings.grant,
-    credentials,
+    credentials: credentialsKind(options),
     ...(options.scope !== undefined ? { scope: options.scope } : {}),
     ...(options.resource !== undefined ? { resource: options.resource } : {}),
   };
@@ -240,8 +245,15 @@ function checkOptions(options: TokenManagerOptions): Settings {
     throw new ConfigurationError(`${name}: unknown grant ${JSON.stringify(grant)}`);
   }
   checkClientAuthentication(name, options);
-  if (grant === "client_credentials" && options.clientSecret === undefined && options.clientPrivateKey === undefined) {
-    throw new ConfigurationError(`${name}: the client_credentials grant needs \`clientSecret\` or \`clientPrivateKey\``);
+  if (
+    grant === "client_credentials" &&
+    options.clientSecret === undefined &&
+    options.clientPrivateKey === undefined &&
+    options.clientAssertion === undefined
+  ) {
+    throw new ConfigurationError(
+      `${name}: the client_credentials grant needs \`clientSecret\`, \`clientPrivateKey\` or \`clientAssertion\``,
+    );
   }
   checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
   checkDuration(name, "loginExpiringMs", options.loginExpiringMs, 0);

@@ -22,7 +22,7 @@
  * A result whose flight is no longer the state's (the login was replaced, the manager
  * closed, meanwhile) is dropped here and nowhere else.
  */
-import type { ProviderConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import type { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
 import { forcedRefreshDelay, isUsable, type TokenTimes } from "../policy.js";
 import { sameLogin } from "../stored-tokens.js";
 import type { RefreshReason, StoredTokens, TokenEvent } from "../types.js";
@@ -107,7 +107,7 @@ export type State =
    * options (a new manager) helps, or a new login (`setTokens`) to try again. Callers fail
    * fast with `error`; the provider is not asked again.
    */
-  | { readonly kind: "misconfigured"; readonly login: Login | undefined; readonly error: ProviderConfigurationError }
+  | { readonly kind: "misconfigured"; readonly login: Login | undefined; readonly error: ConfigurationError }
   | { readonly kind: "closed" };
 
 export type Input =
@@ -135,7 +135,7 @@ export type Input =
       readonly at: number;
     }
   /** The refresh's answer shows the configuration is wrong, and it never worked in this process. */
-  | { readonly type: "misconfigured"; readonly flight: Flight; readonly error: ProviderConfigurationError }
+  | { readonly type: "misconfigured"; readonly flight: Flight; readonly error: ConfigurationError }
   /** The store was read outside a refresh (after a failed save): what it holds now. */
   | { readonly type: "store-seen"; readonly stored: StoredTokens | undefined }
   | { readonly type: "refused"; readonly token: string }
