@@ -1,15 +1,18 @@
 /**
- * The auth interceptor: puts a bearer token (or a DPoP-bound token with a fresh proof) on
- * every request and, when a server still says Unauthenticated, asks for a new token (or,
- * for a DPoP nonce challenge, takes the nonce) and re-sends the request once.
+ * The auth interceptor: puts a token on every request through the scheme chosen once when
+ * it is made (bearer, or DPoP with a fresh proof: auth-scheme-*.ts) and, when a server still
+ * says Unauthenticated, asks for a new token (or, for a DPoP nonce challenge, takes the
+ * nonce) and re-sends the request once. A call whose bearer token is at hand (the provider's
+ * `current()`) goes to `next` without waiting for any promise.
  * It knows nothing of OIDC: tokens and proofs come from a TokenProvider.
  */
 import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
 import { abortable } from "./abortable.js";
-import { nonceProblem } from "./dpop-proof.js";
+import { type AuthScheme, RequestNotSent, unauthenticated } from "./auth-scheme.js";
+import { bearerScheme } from "./auth-scheme-bearer.js";
+import { dpopScheme } from "./auth-scheme-dpop.js";
 import { ConfigurationError } from "./errors.js";
 import type { TokenProvider } from "./types.js";
-import { hasChallengeError } from "./www-authenticate.js";
 
 /**
  * Options of {@link createAuthInterceptor}.
@@ -64,259 +67,254 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   if (typeof tokens?.getAccessToken !== "function") {
     throw new ConfigurationError("createAuthInterceptor: `tokens` must have getAccessToken() (e.g. a createTokenManager() result)");
   }
-  const retry = options.retry ?? true;
-  const dpop = tokens.dpop;
-  const useHttpGet = options.useHttpGet === true;
-
-  const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {
-    try {
-      // Raced here too: a provider that ignores the signal must not hold the call past its deadline.
-      return await abortable(tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected }), signal);
-    } catch (error) {
-      if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
-      throw unauthenticated(error, rejected !== undefined);
-    }
-  };
-
-  // Tell the provider the token was refused, so the next call gets a fresh one; never fails.
-  // Not tied to the call's signal: that one is aborted as soon as the call has failed.
-  // A DPoP nonce challenge says nothing of the token: not reported.
-  const report = (error: unknown, rejected: string) => {
-    if (!isRefusal(error) || (dpop !== undefined && isNonceChallenge(error))) return;
-    tokens.getAccessToken({ rejected }).catch(() => {});
-  };
-
-  // Every DPoP-Nonce a server sends (headers, trailers, an error's metadata) is the latest for its origin.
-  const noteNonce = (url: string, headers: Headers | undefined) => {
-    if (dpop === undefined) return; // a bearer call looks at no header
-    const nonce = headers?.get("dpop-nonce");
-    if (nonce === null || nonce === undefined) return;
-    try {
-      dpop.nonce(url, nonce);
-    } catch {
-      // `nonce` must not throw; a provider's failure costs at most a nonce round trip.
-    }
-  };
-  const noteErrorNonce = (url: string, error: unknown) => {
-    if (error instanceof ConnectError) noteNonce(url, error.metadata);
-  };
-
-  /** A copy of the request for one attempt, with the token (and for DPoP a fresh proof for this URL). */
-  const authorize = async <R extends UnaryRequest | StreamRequest>(req: R, token: string): Promise<R> => {
-    const header = new Headers(req.header);
-    if (dpop === undefined) {
-      setHeader(header, "authorization", `Bearer ${token}`);
-      return { ...req, header };
-    }
-    let proof: string;
-    try {
-      proof = await abortable(dpop.proof({ method: httpMethod(req, useHttpGet), url: req.url, accessToken: token }), req.signal);
-    } catch (error) {
-      if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
-      const failure = unauthenticated(error, false);
-      unsent.add(failure);
-      throw failure;
-    }
-    setHeader(header, "authorization", `DPoP ${token}`);
-    setHeader(header, "dpop", proof);
-    return { ...req, header };
-  };
-
-  // Tell the provider a call sent with `token` succeeded. `accepted` must not throw; if it
-  // does anyway (or is async and rejects), that is no reason to fail a call that succeeded.
-  const accept = (token: string) => {
-    try {
-      const result: unknown = tokens.accepted?.(token);
-      if (result instanceof Promise) result.catch(() => {});
-    } catch {
-      // ignored: see above
-    }
-  };
-
-  return (next) => async (req) => {
-    if (req.header.has("authorization")) return next(req);
-    const first = await token(req.signal);
-    if (!req.stream) return unary(next, req, first);
-    if (req.method.methodKind === "server_streaming") return serverStream(next, req, first);
-    return otherStream(next, req, first);
-  };
-
-  async function unary(next: Next, req: UnaryRequest, sent: string) {
-    return withOneRetry(req, sent, async (t) => {
-      const res = await next(await authorize(req, t));
-      noteNonce(req.url, res.header);
-      noteNonce(req.url, res.trailer);
-      accept(t);
-      return res;
-    });
+  const scheme = tokens.dpop === undefined ? bearerScheme() : dpopScheme(tokens.dpop, options.useHttpGet === true);
+  const call: Call = { tokens, scheme, retry: options.retry ?? true };
+  const setAtOnce = scheme.setAtOnce;
+  if (setAtOnce === undefined || typeof tokens.current !== "function") {
+    return (next) => (req) => (req.header.has("authorization") ? send(next, req) : authorized(call, next, req));
   }
+  return (next) => (req) => {
+    if (req.header.has("authorization")) return send(next, req);
+    const token = req.stream ? undefined : current(tokens);
+    return token === undefined ? authorized(call, next, req) : unaryAtOnce(call, next, req as UnaryRequest, token, setAtOnce);
+  };
+}
 
-  async function serverStream(next: Next, req: StreamRequest, sent: string) {
-    // The request's iterable can be read only once: read the one message now, re-send it on retry.
-    const messages: unknown[] = [];
-    for await (const m of req.message) messages.push(m);
-    return withOneRetry(req, sent, async (t) =>
-      openStream(next, { ...(await authorize(req, t)), message: replay(messages) } as StreamRequest, t),
-    );
-  }
-
-  /**
-   * Call, then read the first response message, so an Unauthenticated before it surfaces here
-   * (and can be retried); one after it cannot be retried and is reported.
-   */
-  async function openStream(next: Next, req: StreamRequest, sent: string): Promise<StreamResponse> {
-    const res = (await next(req)) as StreamResponse;
-    noteNonce(req.url, res.header);
-    const it = res.message[Symbol.asyncIterator]();
-    const first = await it.next();
-    // A first message, or an end without error: the server took the token.
-    accept(sent);
-    if (first.done) noteNonce(req.url, res.trailer);
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          if (first.done) return;
-          yield first.value;
-          for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
-          noteNonce(req.url, res.trailer);
-        } catch (error) {
-          noteErrorNonce(req.url, error);
-          report(error, sent);
-          throw error;
-        } finally {
-          // A consumer that stops early ends the underlying stream too.
-          await it.return?.();
-        }
-      })(),
-    };
-  }
-
-  /**
-   * Run `attempt` with the token sent; on Unauthenticated, once more: with the same token and
-   * the server's new nonce for a DPoP nonce challenge, else with a fresh token. A refusal of
-   * that second attempt is reported, never retried.
-   */
-  async function withOneRetry<T>(req: UnaryRequest | StreamRequest, sent: string, attempt: (token: string) => Promise<T>): Promise<T> {
-    try {
-      return await attempt(sent);
-    } catch (error) {
-      noteErrorNonce(req.url, error);
-      if (!isRefusal(error)) throw error;
-      if (!retry) {
-        report(error, sent);
-        throw error;
-      }
-      // A nonce challenge: the nonce is noted and the next proof carries it; no new token for it.
-      const nonceChallenge = dpop !== undefined && isNonceChallenge(error);
-      const unusable = nonceChallenge ? unusableNonceChallenge(req.url, error) : undefined;
-      if (unusable !== undefined) throw unusable;
-      const fresh = nonceChallenge ? sent : await token(req.signal, sent);
-      if (!nonceChallenge && fresh === sent) throw error;
-      try {
-        return await attempt(fresh);
-      } catch (again) {
-        noteErrorNonce(req.url, again);
-        report(again, fresh);
-        throw again;
-      }
-    }
-  }
-
-  // Client-streaming and bidi: the request stream cannot be re-sent, but the refusal is reported.
-  async function otherStream(next: Next, req: StreamRequest, sent: string) {
-    let res: StreamResponse;
-    try {
-      res = (await next(await authorize(req, sent))) as StreamResponse;
-    } catch (error) {
-      noteErrorNonce(req.url, error);
-      report(error, sent);
-      throw error;
-    }
-    noteNonce(req.url, res.header);
-    const source = res.message;
-    let acceptedOnce = false;
-    const acceptOnce = () => {
-      if (acceptedOnce) return;
-      acceptedOnce = true;
-      accept(sent);
-    };
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          for await (const m of source) {
-            acceptOnce();
-            yield m;
-          }
-          acceptOnce();
-          noteNonce(req.url, res.trailer);
-        } catch (error) {
-          noteErrorNonce(req.url, error);
-          report(error, sent);
-          throw error;
-        }
-      })(),
-    };
-  }
+/** What every call of one interceptor shares: its provider, its scheme, whether it retries. */
+interface Call {
+  readonly tokens: TokenProvider;
+  readonly scheme: AuthScheme;
+  readonly retry: boolean;
 }
 
 type Next = Parameters<Interceptor>[0];
+type Response = Awaited<ReturnType<Next>>;
 
-/** MethodOptions.IdempotencyLevel.NO_SIDE_EFFECTS (not imported: @bufbuild/protobuf/wkt would load with the entry). */
-const NO_SIDE_EFFECTS = 1;
+/** `next(req)`, a synchronous throw turned into a rejection (as from an async function). */
+function send(next: Next, req: UnaryRequest | StreamRequest): Promise<Response> {
+  try {
+    return next(req);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
 
-/**
- * The HTTP method the request goes out with: POST, or GET for a side-effect-free unary call
- * on a Connect transport with `useHttpGet` (which turns it into a GET after the interceptors).
- */
-function httpMethod(req: UnaryRequest | StreamRequest, useHttpGet: boolean): string {
-  if (useHttpGet && !req.stream && (req.method.idempotency as number) === NO_SIDE_EFFECTS) return "GET";
-  return req.requestMethod;
+/** The provider's token at hand, if any; a `current()` that throws anyway counts as none. */
+function current(tokens: TokenProvider): string | undefined {
+  try {
+    return tokens.current?.();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
- * A DPoP nonce challenge (RFC 9449 §9): a `DPoP` challenge with `error="use_dpop_nonce"`
- * among the `WWW-Authenticate` challenges (another scheme's `error` is not one), whether or
- * not its `DPoP-Nonce` can be used.
+ * The fast path: a unary call whose token is at hand gets its header in place (no copy, no
+ * await) and goes to `next` at once. The header is taken off again when the call ends, so
+ * an outer interceptor that re-sends the same request gets a token of its own; a refusal
+ * takes the reactive path below with a copy of the headers, like any other call.
  */
-function isNonceChallenge(error: unknown): error is ConnectError {
-  if (!(error instanceof ConnectError) || error.code !== Code.Unauthenticated) return false;
-  return hasChallengeError(error.metadata.get("www-authenticate"), "DPoP", "use_dpop_nonce");
+function unaryAtOnce(call: Call, next: Next, req: UnaryRequest, token: string, setAtOnce: (header: Headers, token: string) => void) {
+  try {
+    setAtOnce(req.header, token);
+  } catch {
+    return unary(call, next, req, token); // meets the same refusal there, and answers it
+  }
+  return send(next, req).then(
+    (res) => {
+      req.header.delete("authorization");
+      accept(call.tokens, token);
+      return res;
+    },
+    (error: unknown) => {
+      req.header.delete("authorization");
+      return afterFailure(call, req, token, error, (t) => unaryAttempt(call, next, req, t));
+    },
+  );
 }
 
-/**
- * A nonce challenge whose `DPoP-Nonce` cannot be used: re-sending with the old nonce would
- * only be refused again, so the call fails now, naming the server's broken answer.
- */
-function unusableNonceChallenge(url: string, challenge: ConnectError): ConnectError | undefined {
-  const problem = nonceProblem(challenge.metadata.get("dpop-nonce"));
-  if (problem === undefined) return undefined;
-  const cause = new Error(`the server at ${new URL(url).origin} asked for a DPoP nonce (use_dpop_nonce) but sent ${problem}`, {
-    cause: challenge,
-  });
-  return new ConnectError(
-    `Not authenticated (${cause.message}): the call was not re-sent; the server must send a valid DPoP-Nonce with its challenge`,
-    Code.Unauthenticated,
-    challenge.metadata,
-    undefined,
-    cause,
+/** A call without a token at hand, a stream, or a DPoP call: wait for the token, then send. */
+async function authorized(call: Call, next: Next, req: UnaryRequest | StreamRequest): Promise<Response> {
+  const first = current(call.tokens) ?? (await token(call.tokens, req.signal));
+  if (!req.stream) return unary(call, next, req, first);
+  if (req.method.methodKind === "server_streaming") return serverStream(call, next, req, first);
+  return otherStream(call, next, req, first);
+}
+
+async function token(tokens: TokenProvider, signal: AbortSignal, rejected?: string): Promise<string> {
+  try {
+    // Raced here too: a provider that ignores the signal must not hold the call past its deadline.
+    return await abortable(tokens.getAccessToken(rejected === undefined ? { signal } : { signal, rejected }), signal);
+  } catch (error) {
+    if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
+    throw unauthenticated(error, rejected !== undefined);
+  }
+}
+
+function unary(call: Call, next: Next, req: UnaryRequest, sent: string) {
+  return withOneRetry(call, req, sent, (t) => unaryAttempt(call, next, req, t));
+}
+
+async function unaryAttempt(call: Call, next: Next, req: UnaryRequest, token: string) {
+  const res = await next(await call.scheme.authorize(req, token));
+  call.scheme.note(req.url, res.header);
+  call.scheme.note(req.url, res.trailer);
+  accept(call.tokens, token);
+  return res;
+}
+
+async function serverStream(call: Call, next: Next, req: StreamRequest, sent: string) {
+  // The request's iterable can be read only once: read the one message now, re-send it on retry.
+  const messages: unknown[] = [];
+  for await (const m of req.message) messages.push(m);
+  return withOneRetry(call, req, sent, async (t) =>
+    openStream(call, next, { ...(await call.scheme.authorize(req, t)), message: replay(messages) } as StreamRequest, t),
   );
 }
 
 /**
- * `Headers.set`, whose refusal (a value with CR, LF, NUL or beyond Latin-1) quotes the value:
- * replaced by a token-free Unauthenticated error. Treated as a refusal of the token, so the
- * provider is told and the call is tried once more with a fresh one.
+ * Call, then read the first response message, so an Unauthenticated before it surfaces here
+ * (and can be retried); one after it cannot be retried and is reported.
  */
-function setHeader(header: Headers, name: string, value: string): void {
+async function openStream(call: Call, next: Next, req: StreamRequest, sent: string): Promise<StreamResponse> {
+  const { scheme } = call;
+  const res = (await next(req)) as StreamResponse;
+  scheme.note(req.url, res.header);
+  const it = res.message[Symbol.asyncIterator]();
+  const first = await it.next();
+  // A first message, or an end without error: the server took the token.
+  accept(call.tokens, sent);
+  if (first.done) scheme.note(req.url, res.trailer);
+  return {
+    ...res,
+    message: (async function* () {
+      try {
+        if (first.done) return;
+        yield first.value;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+        scheme.note(req.url, res.trailer);
+      } catch (error) {
+        noteError(scheme, req.url, error);
+        report(call, req.url, error, sent);
+        throw error;
+      } finally {
+        // A consumer that stops early ends the underlying stream too.
+        await it.return?.();
+      }
+    })(),
+  };
+}
+
+/** Run `attempt` with the token sent; on Unauthenticated, once more (see {@link afterFailure}). */
+async function withOneRetry<T>(
+  call: Call,
+  req: UnaryRequest | StreamRequest,
+  sent: string,
+  attempt: (token: string) => Promise<T>,
+): Promise<T> {
   try {
-    header.set(name, value);
+    return await attempt(sent);
+  } catch (error) {
+    return afterFailure(call, req, sent, error, attempt);
+  }
+}
+
+/**
+ * The first attempt, sent with `sent`, failed with `error`. On Unauthenticated, `attempt`
+ * once more: with the same token and the server's new nonce for a DPoP nonce challenge, else
+ * with a fresh token. A refusal of that second attempt is reported, never retried.
+ */
+async function afterFailure<T>(
+  call: Call,
+  req: UnaryRequest | StreamRequest,
+  sent: string,
+  error: unknown,
+  attempt: (token: string) => Promise<T>,
+): Promise<T> {
+  if (error instanceof RequestNotSent) throw error.failure;
+  noteError(call.scheme, req.url, error);
+  if (!isUnauthenticated(error)) throw error;
+  const answer = call.scheme.answer(req.url, error);
+  if (!call.retry) {
+    if (answer.kind === "new-token") reportRefused(call.tokens, sent);
+    throw error;
+  }
+  if (answer.kind === "fail") throw answer.error;
+  const fresh = answer.kind === "same-token" ? sent : await token(call.tokens, req.signal, sent);
+  if (answer.kind === "new-token" && fresh === sent) throw error;
+  try {
+    return await attempt(fresh);
+  } catch (again) {
+    if (again instanceof RequestNotSent) throw again.failure;
+    noteError(call.scheme, req.url, again);
+    report(call, req.url, again, fresh);
+    throw again;
+  }
+}
+
+// Client-streaming and bidi: the request stream cannot be re-sent, but the refusal is reported.
+async function otherStream(call: Call, next: Next, req: StreamRequest, sent: string) {
+  const { scheme } = call;
+  let res: StreamResponse;
+  try {
+    res = (await next(await scheme.authorize(req, sent))) as StreamResponse;
+  } catch (error) {
+    if (error instanceof RequestNotSent) throw error.failure;
+    noteError(scheme, req.url, error);
+    report(call, req.url, error, sent);
+    throw error;
+  }
+  scheme.note(req.url, res.header);
+  const source = res.message;
+  let acceptedOnce = false;
+  const acceptOnce = () => {
+    if (acceptedOnce) return;
+    acceptedOnce = true;
+    accept(call.tokens, sent);
+  };
+  return {
+    ...res,
+    message: (async function* () {
+      try {
+        for await (const m of source) {
+          acceptOnce();
+          yield m;
+        }
+        acceptOnce();
+        scheme.note(req.url, res.trailer);
+      } catch (error) {
+        noteError(scheme, req.url, error);
+        report(call, req.url, error, sent);
+        throw error;
+      }
+    })(),
+  };
+}
+
+/** The server's answer in an error's metadata (DPoP: a nonce). */
+function noteError(scheme: AuthScheme, url: string, error: unknown): void {
+  if (error instanceof ConnectError) scheme.note(url, error.metadata);
+}
+
+/** Tell the provider the token was refused, if `error` is a refusal of it (a DPoP nonce challenge is not). */
+function report(call: Call, url: string, error: unknown, sent: string): void {
+  if (isUnauthenticated(error) && call.scheme.answer(url, error).kind === "new-token") reportRefused(call.tokens, sent);
+}
+
+// Tell the provider the token was refused, so the next call gets a fresh one; never fails.
+// Not tied to the call's signal: that one is aborted as soon as the call has failed.
+function reportRefused(tokens: TokenProvider, rejected: string): void {
+  tokens.getAccessToken({ rejected }).catch(() => {});
+}
+
+// Tell the provider a call sent with `token` succeeded. `accepted` must not throw; if it
+// does anyway (or is async and rejects), that is no reason to fail a call that succeeded.
+function accept(tokens: TokenProvider, token: string): void {
+  try {
+    const result: unknown = tokens.accepted?.(token);
+    if (result instanceof Promise) result.catch(() => {});
   } catch {
-    throw new ConnectError(
-      `Not authenticated (the request was not sent): what the token provider gave makes no valid \`${name}\` header value (a token is visible ASCII only)`,
-      Code.Unauthenticated,
-    );
+    // ignored: see above
   }
 }
 
@@ -324,22 +322,6 @@ async function* replay(messages: readonly unknown[]) {
   yield* messages;
 }
 
-/** Failures of a request never sent (no proof could be made): no server refused its token. */
-const unsent = new WeakSet<object>();
-
-/** A server said Unauthenticated to a request that was sent. */
-function isRefusal(error: unknown): boolean {
-  return isUnauthenticated(error) && !(typeof error === "object" && error !== null && unsent.has(error));
-}
-
 function isUnauthenticated(error: unknown): boolean {
   return error instanceof ConnectError ? error.code === Code.Unauthenticated : ConnectError.from(error).code === Code.Unauthenticated;
-}
-
-function unauthenticated(cause: unknown, afterRefusal: boolean): ConnectError {
-  const why = cause instanceof Error ? cause.message : "no access token could be obtained";
-  const what = afterRefusal
-    ? "the server refused the access token and no new one could be had"
-    : "no access token, the request was not sent";
-  return new ConnectError(`Not authenticated (${what}): ${why}`, Code.Unauthenticated, undefined, undefined, cause);
 }

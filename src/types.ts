@@ -30,6 +30,33 @@ export interface TokenProvider {
    */
   getAccessToken(options?: { readonly signal?: AbortSignal; readonly rejected?: string }): Promise<string>;
   /**
+   * Optional, the fast path: the token `getAccessToken()` would resolve with right now
+   * without waiting for anything, or `undefined` when the caller must call
+   * `getAccessToken()` (no token at hand, one due for a refresh, a refresh under way, …).
+   * Must not throw or do I/O. With it, the interceptor sets the header of a call whose token
+   * is at hand without waiting for a promise; a refusal of that token still goes through
+   * `getAccessToken({ rejected })`. A provider without it keeps working.
+   *
+   * @example
+   * ```ts
+   * import type { TokenProvider } from "connect-oidc";
+   *
+   * // A token fetched once and kept until an hour has passed or a server refuses it.
+   * let kept: { token: string; until: number } | undefined;
+   * const cached: TokenProvider = {
+   *   current: () => (kept !== undefined && Date.now() < kept.until ? kept.token : undefined),
+   *   async getAccessToken(options) {
+   *     if (kept === undefined || Date.now() >= kept.until || options?.rejected === kept.token) {
+   *       const response = await fetch("https://tokens.example.com/token", { signal: options?.signal ?? null });
+   *       kept = { token: await response.text(), until: Date.now() + 3_600_000 };
+   *     }
+   *     return kept.token;
+   *   },
+   * };
+   * ```
+   */
+  current?(): string | undefined;
+  /**
    * Optional: a server accepted `token` (a call sent with it succeeded). The interceptor
    * calls it after every successful call; a provider uses it to tell a token that a server
    * accepted and later refused (a revocation: replace it at once) from one refused from
