@@ -1,8 +1,9 @@
 /**
  * Row 1 (in-process): what the interceptor alone costs a unary call, against a fixed-header
- * interceptor, with `next` answering at once (no transport, no network): ns per call. Each
- * call gets a fresh request whose headers are made as the Connect transport makes them, on
- * both sides. Rounds alternate the sides so drift on a shared machine hits both.
+ * interceptor, with `next` answering at once (no transport, no network): the process's CPU
+ * time (user + system) per call, which other processes on a shared machine move far less
+ * than wall time. Each call gets a fresh request whose headers are made as the Connect
+ * transport makes them, on both sides. Rounds alternate the sides so drift hits both.
  */
 import type { Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import { EchoService } from "../gen/connectoidc/test/v1/echo_pb.js";
@@ -42,13 +43,13 @@ export async function interceptorAloneRows(token: string, manager: TokenProvider
   });
   const managerHasCurrent = typeof manager.current === "function";
   return [
-    row("1. interceptor alone, in-process, next answers at once: provider with current() (ns per call)", perSide.current!, 1000),
-    row("1. … provider without current(): getAccessToken() awaited (ns per call)", perSide.awaited!),
-    row(`1. … the token manager (${managerHasCurrent ? "with" : "without"} current()) (ns per call)`, perSide.manager!),
+    row("1. interceptor alone, in-process, next answers at once: provider with current() (CPU ns per call)", perSide.current!, 1000),
+    row("1. … provider without current(): getAccessToken() awaited (CPU ns per call)", perSide.awaited!),
+    row(`1. … the token manager (${managerHasCurrent ? "with" : "without"} current()) (CPU ns per call)`, perSide.manager!),
   ];
 }
 
-/** The median over rounds of each side's mean ns per call. */
+/** The median over rounds of each side's mean CPU ns per call. */
 async function measure(sides: Record<string, Interceptor>): Promise<Record<string, number>> {
   const names = Object.keys(sides);
   const handlers = Object.fromEntries(names.map((n) => [n, sides[n]!(answerAtOnce)]));
@@ -57,9 +58,10 @@ async function measure(sides: Record<string, Interceptor>): Promise<Record<strin
     const order = round % 2 === 0 ? names : [...names].reverse();
     for (const name of order) {
       const handler = handlers[name]!;
-      const t0 = performance.now();
+      const before = process.cpuUsage();
       for (let i = 0; i < CALLS_PER_ROUND; i += 1) await handler(request());
-      if (round > 0) samples[name]!.push(((performance.now() - t0) * 1e6) / CALLS_PER_ROUND); // round 0 warms up
+      const used = process.cpuUsage(before);
+      if (round > 0) samples[name]!.push(((used.user + used.system) * 1e3) / CALLS_PER_ROUND); // round 0 warms up
     }
   }
   return Object.fromEntries(names.map((n) => [n, median(samples[n]!)]));
