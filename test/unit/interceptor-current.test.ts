@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Client, createClient, type Interceptor, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
-import { createAuthInterceptor, type TokenProvider } from "../../src/index.js";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { generateDPoPKey } from "../../src/dpop-key.js";
+import { createProofSigner } from "../../src/dpop-proof.js";
+import { createAuthInterceptor, createTokenManager, type TokenProvider } from "../../src/index.js";
+import { createDpopVerifier } from "../support/dpop-verify.js";
+import { nonceChallenge, startDpopRecorder } from "../support/dpop-recorder.js";
 import { type Idp, startIdp } from "../support/idp.js";
 import { hashToken, startServer, type TestServer } from "../support/server.js";
 import { KINDS, serverFor, transportFor } from "../support/transports.js";
@@ -134,6 +139,44 @@ describe("interceptor fast path: TokenProvider.current() (real IdP tokens, real 
     await client.say({ text: "two" });
     assert.deepEqual(asked, [{ rejected: undefined }, { rejected: undefined }]);
     assert.deepEqual(sentTokens(h2), [hashToken(tokenA), hashToken(tokenA)]);
+  });
+});
+
+describe("interceptor with current() and DPoP (recorded requests, proofs checked with jose)", () => {
+  it("the token at hand goes out as DPoP with a proof for it; a nonce challenge is answered with the same token", async () => {
+    const TOKEN = `at-${"c".repeat(40)}`;
+    const recorder = await startDpopRecorder();
+    const dpopKey = await generateDPoPKey("ES256", true);
+    const thumbprint = (await createProofSigner("ES256", dpopKey.keyPair)).thumbprint;
+    const manager = createTokenManager({ issuer: "https://id.example.com", clientId: "cli", dpop: true });
+    try {
+      await manager.setTokens({ access_token: TOKEN, token_type: "DPoP", expires_in: 3600, dpopKey });
+      const { provider, asked } = countingProvider({ current: () => TOKEN, fromGetAccessToken: () => TOKEN });
+      const interceptor = createAuthInterceptor({ ...provider, dpop: manager.dpop! });
+      const client = createClient(
+        EchoService,
+        createConnectTransport({ baseUrl: recorder.baseUrl, httpVersion: "1.1", interceptors: [interceptor] }),
+      );
+      recorder.script(nonceChallenge('DPoP error="use_dpop_nonce"', "nonce-1"));
+      await client.say({ text: "dpop" });
+      assert.equal(recorder.seen.length, 2, "the challenge was answered by exactly one re-send");
+      for (const seen of recorder.seen) {
+        assert.equal(seen.authorization, `DPoP ${TOKEN}`);
+        const result = await createDpopVerifier().verify({
+          proof: seen.dpop,
+          accessToken: TOKEN,
+          boundJkt: thumbprint,
+          method: seen.method,
+          url: seen.url,
+        });
+        assert.equal(result.ok, true);
+      }
+      assert.notEqual(recorder.seen[0]!.dpop, recorder.seen[1]!.dpop, "each attempt has its own proof");
+      assert.deepEqual(asked, [], "getAccessToken() was asked although current() had the token");
+    } finally {
+      manager.close();
+      await recorder.close();
+    }
   });
 });
 
