@@ -25,34 +25,17 @@ export async function overheadRows(idp: Idp): Promise<Row[]> {
   const client = (interceptor: Parameters<typeof createConnectTransport>[0]["interceptors"]) =>
     createClient(EchoService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2", interceptors: interceptor ?? [] }));
   const provider = withCurrent(manager, login.access_token);
-  const sides = { ours: client([createAuthInterceptor(provider)]), fixed: client([fixedHeaderInterceptor(login.access_token)]) };
+  const sides = {
+    ours: client([createAuthInterceptor(provider)]),
+    fixed: client([fixedHeaderInterceptor(login.access_token)]),
+    // A second fixed-header client: its ratio to the first is what this machine's noise alone gives.
+    control: client([fixedHeaderInterceptor(login.access_token)]),
+  };
   const rows: Row[] = [];
   try {
     rows.push(...(await interceptorAloneRows(login.access_token, manager)));
-    for (const concurrency of [1, 32]) {
-      const perRound = concurrency === 1 ? 400 : 1600;
-      const latency = { ours: [] as number[], fixed: [] as number[] };
-      const busyMs = { ours: 0, fixed: 0 };
-      for (let round = 0; round < 7; round += 1) {
-        const order = round % 2 === 0 ? (["ours", "fixed"] as const) : (["fixed", "ours"] as const);
-        for (const side of order) {
-          server.resetStats();
-          const t0 = performance.now();
-          const samples = await run(sides[side], perRound, concurrency);
-          if (round === 0) continue; // warm-up
-          busyMs[side] += performance.now() - t0;
-          latency[side].push(...samples);
-        }
-      }
-      rows.push(
-        ...latencyRows(
-          `1. unary call over HTTP/2, concurrency ${concurrency} (${provider === manager ? "token manager" : "provider with current()"})`,
-          { latency: latency.ours, busyMs: busyMs.ours },
-          { latency: latency.fixed, busyMs: busyMs.fixed },
-          { median: 1.01, callsPerSecond: 0.97 },
-        ),
-      );
-    }
+    const label = provider === manager ? "token manager" : "provider with current()";
+    for (const concurrency of [1, 32]) rows.push(...(await http2Rows(sides, server, concurrency, label)));
     // 2. getAccessToken alone, a fresh token: ns per call, against an async function returning a constant.
     const n = 1_000_000;
     const constant = async () => login.access_token;
@@ -77,6 +60,46 @@ export async function overheadRows(idp: Idp): Promise<Row[]> {
     await server.close();
   }
   return rows;
+}
+
+type EchoClient = ReturnType<typeof createClient<typeof EchoService>>;
+type Side = "ours" | "fixed" | "control";
+
+/**
+ * Row 1 at one concurrency: ours against the fixed header, and the control (a second
+ * fixed-header client) against it. Seven rounds (the first a warm-up), the sides' order
+ * rotating each round so drift on a shared machine hits all of them.
+ */
+async function http2Rows(
+  sides: Record<Side, EchoClient>,
+  server: { resetStats(): void },
+  concurrency: number,
+  label: string,
+): Promise<Row[]> {
+  const perRound = concurrency === 1 ? 400 : 1600;
+  const latency: Record<Side, number[]> = { ours: [], fixed: [], control: [] };
+  const busyMs: Record<Side, number> = { ours: 0, fixed: 0, control: 0 };
+  const names: Side[] = ["ours", "fixed", "control"];
+  for (let round = 0; round < 7; round += 1) {
+    const order = [...names.slice(round % 3), ...names.slice(0, round % 3)];
+    for (const side of round % 2 === 0 ? order : order.reverse()) {
+      server.resetStats();
+      const t0 = performance.now();
+      const samples = await run(sides[side], perRound, concurrency);
+      if (round === 0) continue; // warm-up
+      busyMs[side] += performance.now() - t0;
+      latency[side].push(...samples);
+    }
+  }
+  const side = (s: Side) => ({ latency: latency[s], busyMs: busyMs[s] });
+  const [controlMedian] = latencyRows("", side("control"), side("fixed"));
+  return [
+    ...latencyRows(`1. unary call over HTTP/2, concurrency ${concurrency} (${label})`, side("ours"), side("fixed"), {
+      median: 1.01,
+      callsPerSecond: 0.97,
+    }),
+    { ...controlMedian!, name: `1. … control: a second fixed-header client against the first, concurrency ${concurrency}: median` },
+  ];
 }
 
 /** The manager itself when it has `current()`; else a provider object with one, answering with `token`. */
