@@ -1,5 +1,5 @@
 /**
- * keyringStore on the kernel keyring (keyutils) for test/keyring-store-keyutils.test.ts.
+ * keyringStore on the kernel keyring (keyutils) for test/integration/keyring-store-keyutils.test.ts.
  * The kernel keyring refuses a process without a session keyring, so the test process
  * cannot use it itself: it starts this worker under `keyctl session -` and sends it one
  * operation per line of JSON on stdin; each answer is one line of JSON on stdout.
