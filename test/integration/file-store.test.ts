@@ -1,3 +1,9 @@
+/**
+ * What fileStore promises beyond the store contract (test/integration/store-contract.test.ts
+ * runs the cases every store shares against it): private modes (0600 file, 0700 folder),
+ * atomic replacement, read and write failures that are not "no login", and the lock folder
+ * beside the file.
+ */
 import assert from "node:assert/strict";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -41,10 +47,6 @@ async function failure(promise: Promise<unknown>): Promise<TokenStoreError> {
 }
 
 describe("fileStore", () => {
-  test("a missing file (and folder) is no login", async () => {
-    assert.equal(await fileStore(join(folder, "nowhere", "tokens.json")).load(), undefined);
-  });
-
   test("round trip; 0600 file in a new 0700 folder; no temporary files left", async () => {
     const dir = join(folder, "new", "deeper");
     const path = join(dir, "tokens.json");
@@ -65,15 +67,6 @@ describe("fileStore", () => {
     await chmod(path, 0o644);
     await fileStore(path).save(tokens);
     if (posix) assert.equal((await stat(path)).mode & 0o777, 0o600);
-  });
-
-  test("only the known fields are written", async () => {
-    const path = join(folder, "extra.json");
-    const withExtra = { ...tokens, idToken: "id-token-that-must-not-be-kept" } as StoredTokens;
-    await fileStore(path).save(withExtra);
-    const text = await readFile(path, "utf8");
-    assert.doesNotMatch(text, /id-token/);
-    assert.deepEqual(JSON.parse(text), { ...tokens });
   });
 
   test("a concurrent reader never sees a partial file", async () => {
@@ -101,26 +94,6 @@ describe("fileStore", () => {
     assert.deepEqual(await readdir(folder).then((names) => names.filter((n) => n.endsWith(".tmp"))), []);
   });
 
-  test("a corrupt file is a typed error naming the path, never echoing the content", async () => {
-    const path = join(folder, "corrupt.json");
-    const contents = [
-      `not json at all ${secrets[0]}`,
-      `["${secrets[0]}"]`,
-      JSON.stringify({ ...tokens, version: 2 }),
-      JSON.stringify({ ...tokens, issuer: undefined }),
-      JSON.stringify({ ...tokens, accessToken: 42 }),
-      JSON.stringify({ ...tokens, expiresAt: secrets[1] }),
-      "",
-    ];
-    for (const content of contents) {
-      await writeFile(path, content, { mode: 0o600 }); // private: only the content is wrong
-      const error = await failure(fileStore(path).load());
-      assert.equal(error.reason, "corrupt");
-      assert.ok(error.message.includes(path), error.message);
-      assert.match(error.message, /log in again/);
-    }
-  });
-
   test("an unreadable path is an error, not 'no login'", async () => {
     const path = join(folder, "a-folder.json");
     await mkdir(path);
@@ -134,15 +107,6 @@ describe("fileStore", () => {
     await writeFile(blocker, "a file where a folder should be");
     const error = await failure(fileStore(join(blocker, "tokens.json")).save(tokens));
     assert.equal(error.reason, "io");
-  });
-
-  test("clear removes the file; clearing nothing is fine", async () => {
-    const path = join(folder, "clear.json");
-    const store = fileStore(path);
-    await store.save(tokens);
-    await store.clear();
-    assert.equal(await store.load(), undefined);
-    await store.clear();
   });
 
   test("lock holds <path>.lock beside the file for the whole callback", async () => {
@@ -166,7 +130,7 @@ describe("fileStore", () => {
   });
 
   test("no error carries token material", () => {
-    assert.ok(errors.length > 5);
+    assert.ok(errors.length >= 2, `only ${errors.length} errors seen`);
     for (const error of errors) {
       for (const text of [String(error), (error as Error).message, inspect(error, { depth: 10 })]) {
         for (const secret of secrets) assert.ok(!text.includes(secret), `leaked in: ${text}`);
