@@ -5,8 +5,9 @@
  *   private D-Bus session and keyring, redis-server, temp folders, on free ports), several
  *   at a time (TEST_CONCURRENCY, default 3);
  * - the exclusive lane: files whose assertions bound wall-clock time across many OS
- *   processes (fleets, locks, leases, a 2-second token in another runtime), one at a time,
- *   so that at most one of them shares the machine with the pool.
+ *   processes (fleets, locks, leases, the demo's run, a 2-second token in another runtime),
+ *   one at a time, so that at most one of them shares the machine with the pool
+ *   (TEST_LANES=after: the lane runs alone once the pool has ended).
  * Longest files start first in each lane. The pool reports as it goes; the exclusive lane's
  * report follows when it ends. Exit code 1 when any test failed.
  * Usage: node scripts/run-tests.mjs [file ...]   (default: every test file)
@@ -22,6 +23,7 @@ const KINDS = ["test/unit", "test/integration", "test/system"];
 const EXCLUSIVE = [
   "test/integration/redis-fleet.test.ts",
   "test/integration/multiprocess.test.ts",
+  "test/system/demo.test.ts",
   "test/integration/dpop-multiprocess.test.ts",
   "test/integration/lock-bounds.test.ts",
   "test/integration/lock-safety.test.ts",
@@ -33,7 +35,6 @@ const EXCLUSIVE = [
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
 const LONG_FIRST = [
   "test/system/pack.test.ts",
-  "test/system/demo.test.ts",
   "test/integration/interceptor.test.ts",
   "test/system/examples-cli.test.ts",
   "test/integration/store-contract.test.ts",
@@ -95,11 +96,14 @@ const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
 
 const folder = await mkdtemp(join(tmpdir(), "connect-oidc-run-tests-"));
 const started = performance.now();
-console.log(`pool: ${pool.length} files, ${concurrency} at a time; exclusive lane: ${exclusive.length} files, one at a time`);
-const [poolCode, exclusiveCode] = await Promise.all([
-  lane(pool, concurrency, join(folder, "pool.tap"), "stdout"),
-  lane(exclusive, 1, join(folder, "exclusive.tap"), join(folder, "exclusive.txt")),
-]);
+console.log(
+  `pool: ${pool.length} files, ${concurrency} at a time; exclusive lane: ${exclusive.length} files, one at a time, ` +
+    `${process.env.TEST_LANES === "after" ? "after the pool" : "beside the pool"}`,
+);
+const runPool = () => lane(pool, concurrency, join(folder, "pool.tap"), "stdout");
+const runExclusive = () => lane(exclusive, 1, join(folder, "exclusive.tap"), join(folder, "exclusive.txt"));
+const [poolCode, exclusiveCode] =
+  process.env.TEST_LANES === "after" ? [await runPool(), await runExclusive()] : await Promise.all([runPool(), runExclusive()]);
 if (exclusive.length > 0) {
   console.log("\n── the exclusive lane, one file at a time ──");
   process.stdout.write(await readFile(join(folder, "exclusive.txt"), "utf8").catch(() => ""));
