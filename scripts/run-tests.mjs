@@ -5,7 +5,7 @@
  *   private D-Bus session and keyring, redis-server, temp folders, on free ports), several
  *   at a time (TEST_CONCURRENCY, default 3);
  * - the exclusive lane: files whose assertions bound wall-clock time across many OS
- *   processes (fleets, locks, leases, the demo's run, a 2-second token in another runtime),
+ *   processes (fleets, locks, leases, the demo's run, a 2- or 3-second token in another runtime or in Chromium),
  *   one at a time, so that at most one of them shares the machine with the pool
  *   (TEST_LANES=after: the lane runs alone once the pool has ended).
  * Longest files start first in each lane. The pool reports as it goes; the exclusive lane's
@@ -30,6 +30,7 @@ const EXCLUSIVE = [
   "test/integration/lock.test.ts",
   "test/integration/redis-windows.test.ts",
   "test/system/runtimes.test.ts",
+  "test/system/browser.test.ts",
 ];
 
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
