@@ -3,7 +3,7 @@
 # npm package: the lockfile pins what works on Node 20, so this checks it runs there too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=(test/policy.test.ts test/token-manager.test.ts test/interceptor.test.ts)
+files=(test/unit/policy.test.ts test/integration/token-manager.test.ts test/integration/interceptor.test.ts)
 status=0
 for version in 22 24; do
   log=$(mktemp)

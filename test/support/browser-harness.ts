@@ -1,5 +1,5 @@
 /**
- * What test/browser.test.ts needs around a real headless Chromium: a CORS-adding loopback
+ * What test/system/browser.test.ts needs around a real headless Chromium: a CORS-adding loopback
  * proxy in front of the test server (connect-node sets no CORS headers), a loopback page
  * server whose routes the test supplies, and Chromium itself (Debian's `chromium`), started
  * with the flags this machine needs and a fresh profile, and stopped with its children.

@@ -1,5 +1,5 @@
 /**
- * The page test/browser.test.ts runs in headless Chromium (bundled with esbuild for the
+ * The page test/system/browser.test.ts runs in headless Chromium (bundled with esbuild for the
  * browser): connect-web's transport with connect-oidc's interceptor and token manager
  * (memory store) against the test server (through a CORS proxy) and the test IdP (its own
  * CORS). It asks the test for its setup (GET /config), for server-side actions

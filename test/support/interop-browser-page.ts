@@ -1,5 +1,5 @@
 /**
- * The page test/interop-browser.test.ts runs in headless Chromium: connect-web's Connect and
+ * The page test/system/interop-browser.test.ts runs in headless Chromium: connect-web's Connect and
  * gRPC-web transports with nothing of connect-oidc — a fixed `authorization` header set by a
  * three-line interceptor — against a server built with `connect-oidc/testing` (through a CORS
  * proxy). Each call's outcome (the subject the server saw, or the error's code and

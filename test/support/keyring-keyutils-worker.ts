@@ -1,5 +1,6 @@
 /**
- * keyringStore on the kernel keyring (keyutils) for test/keyring-store-keyutils.test.ts.
+ * keyringStore on the kernel keyring (keyutils) for the store contract and
+ * test/integration/keyring-store-keyutils.test.ts (started by keyring-keyutils.ts).
  * The kernel keyring refuses a process without a session keyring, so the test process
  * cannot use it itself: it starts this worker under `keyctl session -` and sends it one
  * operation per line of JSON on stdin; each answer is one line of JSON on stdout.
@@ -16,6 +17,7 @@ import { inspect, promisify } from "node:util";
 import { AsyncEntry } from "@napi-rs/keyring";
 import { keyringStore } from "../../src/node/keyring-store.js";
 import type { StoredTokens } from "../../src/types.js";
+import { threeCallers } from "./lock-callers.js";
 
 export interface KeyutilsRequest {
   readonly op: "load" | "save" | "clear" | "set-text" | "set-bytes" | "get" | "lock-order" | "child";
@@ -58,19 +60,8 @@ async function perform(request: KeyutilsRequest): Promise<unknown> {
       return new AsyncEntry(service, request.account, options).setSecret(Uint8Array.from(request.bytes!));
     case "get":
       return new AsyncEntry(service, request.account, options).getPassword();
-    case "lock-order": {
-      const order: string[] = [];
-      await Promise.all(
-        ["a", "b", "c"].map((name) =>
-          store.lock!(async () => {
-            order.push(`${name} in`);
-            await new Promise((resolve) => setTimeout(resolve, 10));
-            order.push(`${name} out`);
-          }),
-        ),
-      );
-      return order;
-    }
+    case "lock-order":
+      return threeCallers((fn) => store.lock!(fn));
     case "child": {
       const args = ["--import", "tsx", childScript, request.childOp!, service, request.account, "keyutils"];
       const { stdout } = await run(process.execPath, [...args, JSON.stringify(request.tokens ?? {})], { timeout: 60_000 });

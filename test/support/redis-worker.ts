@@ -1,5 +1,5 @@
 /**
- * One machine of a fleet sharing one login through Redis, for test/redis-fleet.test.ts and
+ * One machine of a fleet sharing one login through Redis, for test/integration/redis-fleet.test.ts and
  * bench/redis-fleet.ts: its own Redis connection, its own token manager, a Connect client
  * calling the test server.
  *

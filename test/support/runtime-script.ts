@@ -1,5 +1,5 @@
 /**
- * What test/runtimes.test.ts runs under Deno and Bun (and Node, as the baseline), bundled
+ * What test/system/runtimes.test.ts runs under Deno and Bun (and Node, as the baseline), bundled
  * by esbuild with `connect-oidc` left as an import of the BUILT entry (tsc's ESM output)
  * and the Connect packages left to node_modules: a token manager (memory store) with the
  * test IdP's login, the auth interceptor on connect-web's fetch transport, a real call to

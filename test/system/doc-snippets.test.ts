@@ -26,7 +26,8 @@ import { type CodeBlock, codeBlocks, markdownFiles, readText } from "../support/
 
 const root = resolve(import.meta.dirname, "../..");
 const isTypeScript = (b: CodeBlock) => b.lang === "ts" || b.lang === "typescript";
-const snippetName = (b: CodeBlock) => `${b.file.replace(/[/.]/g, "_")}_L${b.line}.ts`;
+/** A snippet's file under snippets/; the testing guide's test sits in system/, as test/system/readme-integration.test.ts does. */
+const snippetName = (b: CodeBlock) => `${b.code.includes('"../../gen/') ? "system/" : ""}${b.file.replace(/[/.]/g, "_")}_L${b.line}.ts`;
 
 /** A project with the packed connect-oidc in node_modules and everything else linked from ours. */
 function installPacked(dir: string): void {
@@ -45,7 +46,7 @@ function installPacked(dir: string): void {
     if (name === "connect-oidc" || name.startsWith(".")) continue;
     symlinkSync(join(root, "node_modules", name), join(modules, name));
   }
-  symlinkSync(join(root, "gen"), join(dir, "gen")); // for `../gen/…` in the testing guide's test
+  symlinkSync(join(root, "gen"), join(dir, "gen")); // for `../../gen/…` in the testing guide's test (snippets/system/)
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "snippets", private: true, type: "module" }));
   writeFileSync(
     join(dir, "tsconfig.json"),
@@ -65,6 +66,7 @@ function installPacked(dir: string): void {
     }),
   );
   mkdirSync(join(dir, "snippets/gen"), { recursive: true });
+  mkdirSync(join(dir, "snippets/system"), { recursive: true });
   writeFileSync(
     join(dir, "snippets/gen/my_service_pb.ts"),
     `export { EchoService as MyService } from "../../gen/connectoidc/test/v1/echo_pb.js";\n`,
