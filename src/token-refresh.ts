@@ -100,7 +100,12 @@ export function createRefresher({
     const current = machine.state;
     if (current.kind === "refreshing") return current.flight.done;
     let finished!: () => void;
-    const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
+    const flight: Flight = {
+      reason,
+      done: new Promise<void>((resolve) => (finished = resolve)),
+      grant: exchange.grant,
+      startedAt: machine.monotonic(),
+    };
     machine.apply({ type: "refresh-started", flight });
     const started = machine.state;
     if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
