@@ -32,7 +32,25 @@ export interface AuthInterceptorOptions {
    * `htm` must name the method sent. Default false.
    */
   readonly useHttpGet?: boolean;
+  /** Told of every re-sent call (connect-oidc/otel's `onEvent` counts them). Must not throw; a throw is ignored. */
+  readonly onEvent?: (event: AuthInterceptorEvent) => void;
 }
+
+/**
+ * What {@link createAuthInterceptor} tells its `onEvent`: a call refused with
+ * Unauthenticated was re-sent, with a fresh token (`token-refused`) or with the nonce a
+ * DPoP server asked for (`dpop-nonce`). Never contains token material.
+ *
+ * @example
+ * ```ts
+ * import { type AuthInterceptorEvent, createAuthInterceptor } from "connect-oidc";
+ *
+ * let retries = 0;
+ * const onEvent = (event: AuthInterceptorEvent) => event.type === "retried" && retries++;
+ * const interceptor = createAuthInterceptor(tokens, { onEvent });
+ * ```
+ */
+export type AuthInterceptorEvent = { readonly type: "retried"; readonly cause: "token-refused" | "dpop-nonce" };
 
 /**
  * A Connect interceptor that puts `authorization: Bearer <token>` on every call and, when a
@@ -67,6 +85,13 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
   const retry = options.retry ?? true;
   const dpop = tokens.dpop;
   const useHttpGet = options.useHttpGet === true;
+  const notify = (event: AuthInterceptorEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A listener's failure must not break the call.
+    }
+  };
 
   const token = async (signal: AbortSignal, rejected?: string): Promise<string> => {
     try {
@@ -213,6 +238,7 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
       if (unusable !== undefined) throw unusable;
       const fresh = nonceChallenge ? sent : await token(req.signal, sent);
       if (!nonceChallenge && fresh === sent) throw error;
+      notify({ type: "retried", cause: nonceChallenge ? "dpop-nonce" : "token-refused" });
       try {
         return await attempt(fresh);
       } catch (again) {
