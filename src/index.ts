@@ -45,6 +45,7 @@ export type {
   Clock,
   DPoPProver,
   LockHold,
+  RefreshAttempt,
   RefreshReason,
   StoredTokens,
   TokenEndpointResponse,
