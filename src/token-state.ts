@@ -312,9 +312,12 @@ function stateEvents(previous: State, next: State, wallNow: number, monotonicNow
       if (outcome.saveError !== undefined) events.push({ type: "refresh-failed", error: outcome.saveError, terminal: false });
       return events;
     }
-    case "backing-off":
+    case "backing-off": {
       if (previous.kind !== "refreshing") return [];
-      return [{ type: "refresh-failed", error: next.error, retryAt: wallNow + (next.retryAt - monotonicNow), terminal: false }];
+      const expiresAt = next.login?.tokens.expiresAt;
+      const retryAt = wallNow + (next.retryAt - monotonicNow);
+      return [{ type: "refresh-failed", error: next.error, retryAt, terminal: false, ...(expiresAt !== undefined ? { expiresAt } : {}) }];
+    }
     case "reauth-required":
       if (previous.kind === "reauth-required") return [];
       return [

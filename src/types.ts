@@ -298,6 +298,8 @@ export type TokenEvent =
       readonly error: Error;
       readonly retryAt?: number;
       readonly terminal: boolean;
+      /** Not terminal: when the access token still in use expires (epoch ms), if one is held. */
+      readonly expiresAt?: number;
       /** Present when this failure ended a refresh (absent for a store that could not save refreshed tokens). */
       readonly refresh?: RefreshAttempt;
     }

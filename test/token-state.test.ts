@@ -248,6 +248,7 @@ describe("transition table", () => {
         error: refreshError,
         retryAt: T0 + 1500,
         terminal: false,
+        expiresAt: T0 + HOUR,
         refresh: { reason: "expired", grant: "refresh_token", durationMs: 0 },
       },
     ]);

@@ -173,6 +173,7 @@ export function createTokenTelemetry(options: TokenTelemetryOptions = {}): Token
     const next = loginStateAfter(event);
     if (next !== undefined) state = next;
     if (event.type === "refreshed" || event.type === "adopted") expiresAt = event.expiresAt;
+    if (event.type === "refresh-failed" && event.expiresAt !== undefined) expiresAt = event.expiresAt;
   };
 
   const telemetry: TokenTelemetry = {
