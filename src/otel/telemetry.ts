@@ -75,7 +75,10 @@ export interface TokenTelemetryOptions {
 export interface TokenTelemetry extends Disposable {
   /** Records one event of a token manager (`onEvent` option) or an interceptor (its `onEvent`). Never throws. */
   readonly onEvent: (event: TokenEvent | AuthInterceptorEvent) => void;
-  /** Stops the observable instruments and ignores later events. */
+  /**
+   * Stops observing (the login's state, the time to expiry) and ignores later events. An SDK
+   * with cumulative temporality goes on exporting the last observed values: the API cannot end a series.
+   */
   close(): void;
 }
 

@@ -107,7 +107,7 @@ describe("connect-oidc/otel: metrics and spans over real refreshes", () => {
   });
 
   /** A logged-in manager on a manual clock, reporting through its own SDK providers, and a client through the interceptor. */
-  async function setup(extra: Partial<TokenManagerOptions> = {}, realClock = false) {
+  async function setup(extra: Partial<TokenManagerOptions> = {}, realClock = false, on: TestServer = server) {
     const reader = new OnDemandReader();
     const meterProvider = new MeterProvider({ readers: [reader] });
     const exporter = new InMemorySpanExporter();
@@ -135,11 +135,11 @@ describe("connect-oidc/otel: metrics and spans over real refreshes", () => {
       () => meterProvider.shutdown(),
       () => tracerProvider.shutdown(),
     );
-    const login = await idp.login();
+    const login = await idp.login(extra.dpop === undefined ? {} : { dpop: true });
     leaks.remember(login.access_token, login.refresh_token, login.id_token);
     await tokens.setTokens(login);
     const transport = createConnectTransport({
-      baseUrl: server.baseUrl,
+      baseUrl: on.baseUrl,
       httpVersion: "1.1",
       interceptors: [createAuthInterceptor(tokens, { onEvent: telemetry.onEvent })],
     });
@@ -153,7 +153,7 @@ describe("connect-oidc/otel: metrics and spans over real refreshes", () => {
       allSpans.push(...spans);
       return { points, spans };
     };
-    return { tokens, clock, seen, login, client, read };
+    return { tokens, clock, seen, login, client, read, telemetry };
   }
 
   it("a proactive refresh: one request counted and timed, a span, the new token's time to expiry, state ready", async () => {
@@ -262,13 +262,40 @@ describe("connect-oidc/otel: metrics and spans over real refreshes", () => {
     assert.equal(spans[0]!.attributes["connect_oidc.token.outcome"], "reauth_required");
   });
 
-  it("close(): the observable instruments stop and later events are ignored", async () => {
-    const { tokens, read } = await setup();
-    const telemetry = createTokenTelemetry({ meterProvider: new MeterProvider() });
+  it("a DPoP nonce challenge: the re-sent call counted as a dpop_nonce retry, no token request", async () => {
+    const dpopServer = await startServer({ idp, http2: false, dpop: { requireNonce: true } });
+    try {
+      const { client, read } = await setup({ dpop: true }, false, dpopServer);
+      const res = await client.say({ text: "with a nonce" });
+      assert.equal(res.subject, idp.accountId);
+      const { points, spans } = await read();
+      assert.equal(pointValue(points, "connect_oidc.call.retries", { "connect_oidc.retry.cause": "dpop_nonce" }), 1);
+      assert.equal(pointValue(points, "connect_oidc.call.retries", { "connect_oidc.retry.cause": "token_refused" }), undefined);
+      assert.equal(pointValue(points, "connect_oidc.token.requests"), undefined, "a nonce needs no new token");
+      assert.equal(spans.length, 0);
+    } finally {
+      await dpopServer.close();
+    }
+  });
+
+  it("close(): the login state and time to expiry are no longer observed, later events are ignored", async () => {
+    const { client, read, telemetry, login, seen } = await setup({}, true);
+    await client.say({ text: "accepted" });
+    server.revoke(login.access_token);
+    await client.say({ text: "re-sent" });
+    await eventually(seen, (e) => e.type === "refreshed", "reactive refresh");
+    const open = await read();
+    assert.equal(loginState(open.points), "ready");
+    assert.ok((pointValue(open.points, "connect_oidc.access_token.time_to_expiry") as number) > 3590);
     telemetry.close();
-    telemetry.onEvent({ type: "retried", cause: "token-refused" }); // no throw after close
-    assert.ok(typeof (await tokens.getAccessToken()) === "string");
-    const { points } = await read();
-    assert.equal(loginState(points), undefined, "no state before the first refresh of a login set here");
+    telemetry.onEvent({ type: "retried", cause: "token-refused" });
+    await new Promise((resolve) => setTimeout(resolve, 20)); // a live observation would now be 20 ms less
+    const closed = await read();
+    // No longer observed: the SDK (cumulative) repeats the last values; the API has no way to end a series.
+    assert.equal(
+      pointValue(closed.points, "connect_oidc.access_token.time_to_expiry"),
+      pointValue(open.points, "connect_oidc.access_token.time_to_expiry"),
+    );
+    assert.equal(pointValue(closed.points, "connect_oidc.call.retries", { "connect_oidc.retry.cause": "token_refused" }), 1);
   });
 });
