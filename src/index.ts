@@ -19,7 +19,7 @@
  *
  * @module connect-oidc
  */
-export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
+export { type AuthInterceptorEvent, type AuthInterceptorOptions, createAuthInterceptor } from "./interceptor.js";
 export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
 export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export { createTokenExchange, type ExchangeSource, type TokenExchange, type TokenExchangeOptions } from "./exchanged-tokens.js";
@@ -48,6 +48,7 @@ export type {
   Clock,
   DPoPProver,
   LockHold,
+  RefreshAttempt,
   RefreshReason,
   StoredTokens,
   TokenEndpointResponse,

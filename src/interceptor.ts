@@ -35,7 +35,25 @@ export interface AuthInterceptorOptions {
    * `htm` must name the method sent. Default false.
    */
   readonly useHttpGet?: boolean;
+  /** Told of every re-sent call (connect-oidc/otel's `onEvent` counts them). Must not throw; a throw is ignored. */
+  readonly onEvent?: (event: AuthInterceptorEvent) => void;
 }
+
+/**
+ * What {@link createAuthInterceptor} tells its `onEvent`: a call refused with
+ * Unauthenticated was re-sent, with a fresh token (`token-refused`) or with the nonce a
+ * DPoP server asked for (`dpop-nonce`). Never contains token material.
+ *
+ * @example
+ * ```ts
+ * import { type AuthInterceptorEvent, createAuthInterceptor } from "connect-oidc";
+ *
+ * let retries = 0;
+ * const onEvent = (event: AuthInterceptorEvent) => event.type === "retried" && retries++;
+ * const interceptor = createAuthInterceptor(tokens, { onEvent });
+ * ```
+ */
+export type AuthInterceptorEvent = { readonly type: "retried"; readonly cause: "token-refused" | "dpop-nonce" };
 
 /**
  * A Connect interceptor that puts `authorization: Bearer <token>` on every call and, when a
@@ -68,7 +86,10 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     throw new ConfigurationError("createAuthInterceptor: `tokens` must have getAccessToken() (e.g. a createTokenManager() result)");
   }
   const scheme = tokens.dpop === undefined ? bearerScheme() : dpopScheme(tokens.dpop, options.useHttpGet === true);
-  const call: Call = { tokens, scheme, retry: options.retry ?? true };
+  if (options.onEvent !== undefined && typeof options.onEvent !== "function") {
+    throw new ConfigurationError("createAuthInterceptor: `onEvent` must be a function");
+  }
+  const call: Call = { tokens, scheme, retry: options.retry ?? true, onEvent: options.onEvent };
   const setAtOnce = scheme.setAtOnce;
   if (setAtOnce === undefined || typeof tokens.current !== "function") {
     return (next) => (req) => (req.header.has("authorization") ? send(next, req) : authorized(call, next, req));
@@ -85,6 +106,7 @@ interface Call {
   readonly tokens: TokenProvider;
   readonly scheme: AuthScheme;
   readonly retry: boolean;
+  readonly onEvent: ((event: AuthInterceptorEvent) => void) | undefined;
 }
 
 type Next = Parameters<Interceptor>[0];
@@ -242,6 +264,7 @@ async function afterFailure<T>(
   if (answer.kind === "fail") throw answer.error;
   const fresh = answer.kind === "same-token" ? sent : await token(call.tokens, req.signal, sent);
   if (answer.kind === "new-token" && fresh === sent) throw error;
+  notify(call, { type: "retried", cause: answer.kind === "same-token" ? "dpop-nonce" : "token-refused" });
   try {
     return await attempt(fresh);
   } catch (again) {
@@ -324,4 +347,13 @@ async function* replay(messages: readonly unknown[]) {
 
 function isUnauthenticated(error: unknown): boolean {
   return error instanceof ConnectError ? error.code === Code.Unauthenticated : ConnectError.from(error).code === Code.Unauthenticated;
+}
+
+/** Tells the interceptor's listener; a listener's failure must not break the call. */
+function notify(call: Call, event: AuthInterceptorEvent): void {
+  try {
+    call.onEvent?.(event);
+  } catch {
+    // ignored: see AuthInterceptorOptions.onEvent
+  }
 }

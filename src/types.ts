@@ -262,6 +262,32 @@ export interface LockHold {
 export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
 
 /**
+ * One refresh, as told by the event that ends it (`refresh` on `refreshed`, `adopted`,
+ * `refresh-failed` or `reauth-required`): why it ran, with which grant, and how long it took
+ * on the monotonic clock (from its start to the event, the store's lock and the identity
+ * provider's answer included). What connect-oidc/otel's spans and duration histogram are made of.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, type TokenEvent } from "connect-oidc";
+ *
+ * const onEvent = (event: TokenEvent) => {
+ *   if ("refresh" in event && event.refresh !== undefined) {
+ *     const { reason, grant, durationMs } = event.refresh;
+ *     console.error(`${grant} refresh (${reason}) ended in ${event.type} after ${durationMs.toFixed(0)} ms`);
+ *   }
+ * };
+ * const tokens = createTokenManager({ issuer, clientId, onEvent });
+ * ```
+ */
+export interface RefreshAttempt {
+  readonly reason: RefreshReason;
+  readonly grant: "refresh_token" | "client_credentials";
+  /** Milliseconds on the monotonic clock (`Clock.monotonic`). */
+  readonly durationMs: number;
+}
+
+/**
  * What the token manager tells `onEvent`. Never contains token material.
  *
  * @example
@@ -291,22 +317,28 @@ export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
  * ```
  */
 export type TokenEvent =
-  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number }
-  | { readonly type: "adopted"; readonly expiresAt: number }
+  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number; readonly refresh?: RefreshAttempt }
+  /** Another process's newer login, taken from the store (`refresh`: by a refresh, which then asked no identity provider). */
+  | { readonly type: "adopted"; readonly expiresAt: number; readonly refresh?: RefreshAttempt }
   | {
       readonly type: "refresh-failed";
       readonly error: Error;
       readonly retryAt?: number;
       readonly terminal: boolean;
+      /** Not terminal: when the access token still in use expires (epoch ms), if one is held. */
+      readonly expiresAt?: number;
+      /** Present when this failure ended a refresh (absent for a store that could not save refreshed tokens). */
+      readonly refresh?: RefreshAttempt;
     }
-  | { readonly type: "reauth-required"; readonly error: Error }
+  /** `refresh`: present when a refresh that found no way to go on (no refresh token) ended here. */
+  | { readonly type: "reauth-required"; readonly error: Error; readonly refresh?: RefreshAttempt }
   /**
    * The identity provider refused this configuration (issuer, client id, secret, scope,
    * grant) before it ever worked in this process: fix the options. Once; every call then
    * fails with `error` (a `ProviderConfigurationError`, or a `ClientAssertionError` for a
    * client assertion that cannot be used) without asking the provider.
    */
-  | { readonly type: "misconfigured"; readonly error: Error }
+  | { readonly type: "misconfigured"; readonly error: Error; readonly refresh?: RefreshAttempt }
   /**
    * The login ends at `expiresAt` (the provider's refresh-token lifetime) and that is now
    * less than `loginExpiringMs` away: ask the user to log in again at a good moment. Once

@@ -295,7 +295,12 @@ function refresh(run: Run, reason: RefreshReason): Promise<void> {
   const current = run.state;
   if (current.kind === "refreshing") return current.flight.done;
   let finished!: () => void;
-  const flight: Flight = { reason, done: new Promise<void>((resolve) => (finished = resolve)) };
+  const flight: Flight = {
+    reason,
+    done: new Promise<void>((resolve) => (finished = resolve)),
+    grant: run.settings.grant,
+    startedAt: run.monotonic(),
+  };
   apply(run, { type: "refresh-started", flight });
   const started = run.state;
   if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();

@@ -25,7 +25,7 @@
 import type { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
 import { forcedRefreshDelay, isUsable, type TokenTimes } from "../policy.js";
 import { sameLogin } from "../stored-tokens.js";
-import type { RefreshReason, StoredTokens, TokenEvent } from "../types.js";
+import type { RefreshAttempt, RefreshReason, StoredTokens, TokenEvent } from "../types.js";
 
 /** What this process holds of a login, and what servers said of its access token. */
 export interface Login {
@@ -51,6 +51,9 @@ export interface Login {
 export interface Flight {
   readonly reason: RefreshReason;
   readonly done: Promise<void>;
+  /** The grant it uses, and when it started (monotonic ms): the `refresh` field of the event that ends it. */
+  readonly grant: RefreshAttempt["grant"];
+  readonly startedAt: number;
 }
 
 /** The outcome of a refresh (under the store's lock): new tokens, or adopted from the store. */
@@ -310,6 +313,15 @@ export function usableAt(
 
 /** The events a state announces when it is entered from `previous`. */
 export function entryEvents(previous: State, next: State, wallNow: number, monotonicNow: number): TokenEvent[] {
+  const events = stateEvents(previous, next, wallNow, monotonicNow);
+  // The first event on leaving `refreshing` ends the refresh: it says which, and how long it took.
+  if (previous.kind !== "refreshing" || next.kind === "refreshing" || events[0] === undefined) return events;
+  const { reason, grant, startedAt } = previous.flight;
+  events[0] = { ...events[0], refresh: { reason, grant, durationMs: Math.max(0, monotonicNow - startedAt) } } as TokenEvent;
+  return events;
+}
+
+function stateEvents(previous: State, next: State, wallNow: number, monotonicNow: number): TokenEvent[] {
   if (previous === next) return [];
   switch (next.kind) {
     case "ready": {
@@ -322,9 +334,12 @@ export function entryEvents(previous: State, next: State, wallNow: number, monot
       if (outcome.saveError !== undefined) events.push({ type: "refresh-failed", error: outcome.saveError, terminal: false });
       return events;
     }
-    case "backing-off":
+    case "backing-off": {
       if (previous.kind !== "refreshing") return [];
-      return [{ type: "refresh-failed", error: next.error, retryAt: wallNow + (next.retryAt - monotonicNow), terminal: false }];
+      const expiresAt = next.login?.tokens.expiresAt;
+      const retryAt = wallNow + (next.retryAt - monotonicNow);
+      return [{ type: "refresh-failed", error: next.error, retryAt, terminal: false, ...(expiresAt !== undefined ? { expiresAt } : {}) }];
+    }
     case "reauth-required":
       if (previous.kind === "reauth-required") return [];
       return [

@@ -38,7 +38,8 @@ import { startServer, type TestServer } from "../support/server.js";
 
 const HOUR = 3600_000;
 // jose: only connect-oidc/server (and openid-client, on a refresh) load it; a client with a valid token never does.
-const HEAVY = ["openid-client", "@napi-rs/keyring", "proper-lockfile", "jose"] as const;
+// @opentelemetry/api: only connect-oidc/otel imports it (an optional peer), at no point the client entries.
+const HEAVY = ["openid-client", "@napi-rs/keyring", "proper-lockfile", "jose", "@opentelemetry/api"] as const;
 
 let folder: string;
 let idp: Idp;
@@ -118,6 +119,7 @@ for (const format of ["esm", "cjs"] as const) {
       assert.equal(report.reply, "cold");
       assert.ok(loaded.has("openid-client") && loaded.has("proper-lockfile"), `loaded: ${[...loaded].join(", ")}`);
       assert.ok(!loaded.has("@napi-rs/keyring"), "a fileStore never loads the keyring");
+      assert.ok(!loaded.has("@opentelemetry/api"), "a refresh never loads OpenTelemetry (connect-oidc/otel alone does)");
     });
   });
 }

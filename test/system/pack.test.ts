@@ -1,10 +1,11 @@
 /**
  * The packed package, as a user gets it: `npm pack`, install the tarball into a
- * fresh project, import the entry points from ESM and from CommonJS (connect-oidc/server too).
+ * fresh project, import the entry points from ESM and from CommonJS (connect-oidc/server and,
+ * with its optional peer installed, connect-oidc/otel too).
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, it } from "node:test";
@@ -33,7 +34,10 @@ describe("npm pack", () => {
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
     // One bundle per entry point and shared chunks (a fresh process loads a few files, not one per module).
     const js = files.filter((f) => f.startsWith("dist/esm/") && f.endsWith(".js"));
-    assert.ok(js.length <= 12 && !js.includes("dist/esm/token/manager.js"), `bundled: ${js.join(", ")}`);
+    const chunks = js.filter((f) => f.startsWith("dist/esm/chunks/"));
+    const entries = ["index", "node", "redis", "server", "otel", "testing"].map((e) => `dist/esm/${e}.js`);
+    assert.deepEqual(js.filter((f) => !chunks.includes(f)).sort(), entries.sort(), `one file per entry point: ${js.join(", ")}`);
+    assert.ok(chunks.length <= 7 && !js.includes("dist/esm/token/manager.js"), `bundled: ${js.join(", ")}`);
 
     // Types resolve for ESM and CJS consumers (node16 / bundler resolution): arethetypeswrong.
     execFileSync(join(root, "node_modules/.bin/attw"), ["--profile", "node16", "--format", "ascii", tarball], { encoding: "utf8" });
@@ -78,6 +82,22 @@ describe("npm pack", () => {
     const expected = "function,function,function,ERR_REAUTH_REQUIRED,corrupt,function,invalid";
     assert.equal(execFileSync(process.execPath, ["esm.mjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
     assert.equal(execFileSync(process.execPath, ["cjs.cjs"], { cwd: app, encoding: "utf8" }).trim(), expected);
+
+    // connect-oidc/otel: @opentelemetry/api is an optional peer. Not installed with the package (the runs
+    // above went without it); once the user installs it, the entry loads from ESM and CommonJS alike.
+    assert.ok(!existsSync(join(app, "node_modules/@opentelemetry/api")), "an optional peer is not installed with the package");
+    npm(["install", "--no-audit", "--no-fund", "--prefer-offline", "@opentelemetry/api@^1.7"], app);
+    const otel = (load: string) => `${load}
+       const telemetry = createTokenTelemetry();
+       telemetry.onEvent({ type: "refreshed", reason: "proactive", expiresAt: Date.now() + 60000, refresh: { reason: "proactive", grant: "refresh_token", durationMs: 12 } });
+       telemetry.onEvent({ type: "retried", cause: "token-refused" });
+       telemetry.close();
+       console.log(typeof createTokenTelemetry);`;
+    writeFileSync(join(app, "otel.mjs"), otel(`import { createTokenTelemetry } from "connect-oidc/otel";`));
+    writeFileSync(join(app, "otel.cjs"), otel(`const { createTokenTelemetry } = require("connect-oidc/otel");`));
+    for (const file of ["otel.mjs", "otel.cjs"]) {
+      assert.equal(execFileSync(process.execPath, [file], { cwd: app, encoding: "utf8" }).trim(), "function", file);
+    }
 
     // The published types: codes and store reasons narrow in a switch; the test-only adapter hook is not there.
     writeFileSync(

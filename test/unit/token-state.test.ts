@@ -25,7 +25,12 @@ const tokens = (n: number, extra: Partial<StoredTokens> = {}): StoredTokens => (
   ...extra,
 });
 const login = (extra: Partial<Login> = {}): Login => ({ ...newLogin(tokens(1), false), ...extra });
-const flight = (reason: Flight["reason"] = "proactive"): Flight => ({ reason, done: Promise.resolve() });
+const flight = (reason: Flight["reason"] = "proactive"): Flight => ({
+  reason,
+  done: Promise.resolve(),
+  grant: "refresh_token",
+  startedAt: 0,
+});
 const refreshError = new TokenRefreshError("down");
 const reauthError = new ReauthRequiredError("dead");
 
@@ -218,10 +223,17 @@ describe("transition table", () => {
     assert.ok(s3.kind === "ready" && s3.login.unacceptedForced === 1, "a revocation of an accepted token starts anew");
   });
 
-  it("entry events: refreshed / adopted on a result, refresh-failed on backing off, reauth-required once", () => {
+  it("entry events: refreshed / adopted on a result, refresh-failed on backing off, reauth-required once; the first ends the refresh", () => {
     const f1 = flight("expired");
     const done = transition(refreshing(f1), { type: "refresh-done", flight: f1, outcome, at: 1 });
-    assert.deepEqual(entryEvents(refreshing(f1), done, T0, 0), [{ type: "refreshed", reason: "expired", expiresAt: T0 + HOUR }]);
+    assert.deepEqual(entryEvents(refreshing(f1), done, T0, 40), [
+      {
+        type: "refreshed",
+        reason: "expired",
+        expiresAt: T0 + HOUR,
+        refresh: { reason: "expired", grant: "refresh_token", durationMs: 40 },
+      },
+    ]);
     const failed = transition(refreshing(f1), {
       type: "refresh-failed",
       flight: f1,
@@ -231,7 +243,14 @@ describe("transition table", () => {
       demandRetryAt: 1000,
     });
     assert.deepEqual(entryEvents(refreshing(f1), failed, T0, 0), [
-      { type: "refresh-failed", error: refreshError, retryAt: T0 + 1500, terminal: false },
+      {
+        type: "refresh-failed",
+        error: refreshError,
+        retryAt: T0 + 1500,
+        terminal: false,
+        expiresAt: T0 + HOUR,
+        refresh: { reason: "expired", grant: "refresh_token", durationMs: 0 },
+      },
     ]);
     const dead = transition(refreshing(f1), { type: "reauth", flight: f1, error: reauthError, terminal: true, at: 0 });
     assert.deepEqual(
@@ -242,7 +261,7 @@ describe("transition table", () => {
     assert.deepEqual(entryEvents(done, transition(done, { type: "accepted", token: "access-2" }), T0, 0), [], "a report announces nothing");
     const wrong = transition(refreshing(f1), { type: "misconfigured", flight: f1, error: configError });
     assert.deepEqual(entryEvents(refreshing(f1), wrong, T0, 0), [
-      { type: "refresh-failed", error: configError, terminal: true },
+      { type: "refresh-failed", error: configError, terminal: true, refresh: { reason: "expired", grant: "refresh_token", durationMs: 0 } },
       { type: "misconfigured", error: configError },
     ]);
   });
