@@ -5,7 +5,7 @@
  */
 import type { ClientCredentialsKind } from "./client-auth.js";
 import { ProviderConfigurationError } from "./errors.js";
-import { describeFailure, ExchangeFailure, failureFacts, libraryCode } from "./failure.js";
+import { describeFailure, ExchangeFailure, failureFacts, libraryCode, untrustedCertificate } from "./failure.js";
 import { type FailureFacts, failureKind, type GrantType } from "./policy.js";
 
 /** The settings a token-endpoint refusal is explained with. */
@@ -77,6 +77,10 @@ export function discoveryFailure(error: unknown, issuer: string | URL): Error {
       `the answer at ${url} is not a discovery document (${code}): check \`issuer\` (the URL the provider names as its issuer)`,
       { cause: summary(error) },
     );
+  }
+  if (untrustedCertificate(error) !== undefined) {
+    // The message names the fix already; no "check `issuer`" here.
+    return new ExchangeFailure(`${describeFailure(error)} (discovery at ${url})`, { ...facts, ...(code !== undefined ? { code } : {}) });
   }
   const network = networkCode(error);
   const tls = network !== undefined && /CERT|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(network);
