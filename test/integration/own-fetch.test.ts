@@ -1,6 +1,6 @@
 /**
- * Your own `fetch` (issue 17 item 3) on real parts: every request of the token manager, the
- * device code login and the token exchange to the identity provider goes through the
+ * Your own `fetch` (issue 17 item 3) on real parts: every request of the token manager, both
+ * logins and the token exchange to the identity provider goes through the
  * `fetch` given — through a real HTTP proxy (Debian's tinyproxy, whose log shows what it
  * forwarded), to a provider behind a private CA (served over HTTPS with a certificate from
  * `openssl`, trusted by one client only, not the process), and with a client certificate
@@ -19,6 +19,7 @@ import {
   TokenRefreshError,
 } from "../../src/index.js";
 import { loginWithBrowser } from "../../src/node.js";
+import { createHeadlessBrowser, type HeadlessPage } from "../support/headless-browser.js";
 import { type Idp, startIdp } from "../support/idp.js";
 import { startIdpProxy } from "../support/idp-proxy.js";
 import { createLeakScanner } from "../support/leaks.js";
@@ -118,6 +119,24 @@ describe("your own fetch", () => {
       `GET ${idp.issuer}/.well-known/openid-configuration`,
       `POST ${idp.issuer}/token`,
     ]);
+  });
+
+  it("through a real HTTP proxy: the browser login's discovery and code exchange (the browser itself goes direct)", async () => {
+    const seen = proxy.requests().length;
+    const browser = createHeadlessBrowser();
+    let walk: Promise<HeadlessPage> | undefined;
+    const result = await loginWithBrowser({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      fetch: nodeFetch({ proxy: proxy.url }),
+      openBrowser: (url) => {
+        walk = browser.open(url);
+      },
+    });
+    await walk;
+    leaks.remember(result.access_token, result.refresh_token);
+    assert.deepEqual(proxy.requests().slice(seen), [`GET ${idp.issuer}/.well-known/openid-configuration`, `POST ${idp.issuer}/token`]);
   });
 
   it("a private CA: a manager whose fetch trusts it gets tokens; one without it fails, saying why", async () => {
