@@ -87,7 +87,7 @@ export function discoveryFailure(error: unknown, issuer: string | URL): Error {
   const reached =
     status !== undefined
       ? ""
-      : `${network !== undefined ? ` (${network})` : ""}; if this persists, check \`issuer\`${tls ? " (a private CA: NODE_EXTRA_CA_CERTS)" : ""}`;
+      : `${network !== undefined ? ` (${network})` : ""}; if this persists, check \`issuer\`${tls ? " (a private CA: a `fetch` of your own that trusts it, or NODE_EXTRA_CA_CERTS)" : ""}`;
   return new ExchangeFailure(`${describeFailure(error)} at ${url}${reached}`, {
     ...facts,
     ...(code !== undefined ? { code } : {}),
