@@ -369,17 +369,7 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     return (await exchange(current, run)).result;
   };
 
-  // One DPoP handle per key pair and configuration: it keeps the identity provider's nonce,
-  // and starts with the one the login (or an earlier manager) of this process learned.
-  let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
-  const dpopOptions = (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
-    if (keyPair === undefined) return undefined;
-    if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
-      dpopHandle = { config, keyPair, options: { DPoP: idpDPoPHandle(lib, config, keyPair) } };
-    }
-    return dpopHandle.options;
-  };
-
+  const dpopOptions = dpopOptionsCache();
   return {
     refresh: (refreshToken, dpop) =>
       grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
@@ -387,5 +377,20 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     tokenExchange: (exchangeParameters) =>
       grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,
+  };
+}
+
+/**
+ * One DPoP handle per key pair and configuration: it keeps the identity provider's nonce,
+ * and starts with the one the login (or an earlier manager) of this process learned.
+ */
+function dpopOptionsCache() {
+  let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
+  return (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
+    if (keyPair === undefined) return undefined;
+    if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
+      dpopHandle = { config, keyPair, options: { DPoP: idpDPoPHandle(lib, config, keyPair) } };
+    }
+    return dpopHandle.options;
   };
 }
