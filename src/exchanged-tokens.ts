@@ -30,7 +30,7 @@ import {
   tokenTimes,
 } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
-import type { Clock, TokenProvider } from "./types.js";
+import type { Clock, CustomFetch, TokenProvider } from "./types.js";
 
 /** RFC 8693's token type of an access token (the default for the subject and the actor). */
 export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
@@ -100,6 +100,8 @@ export interface TokenExchangeOptions {
   readonly allowInsecureRequests?: boolean;
   /** Time source (its monotonic clock times the cache). Default: the system clock. */
   readonly clock?: Clock;
+  /** Your own `fetch` for every request to the identity provider, as in the token manager. Default: the global `fetch`. */
+  readonly fetch?: CustomFetch;
 }
 
 /**
@@ -168,15 +170,10 @@ const keyOf = (inputs: Inputs) => `${inputs.subject}\n${inputs.actor ?? ""}`;
  * ```
  */
 export function createTokenExchange(options: TokenExchangeOptions): TokenExchange {
-  return createTokenExchangeWith(options, undefined);
-}
-
-/** @internal `createTokenExchange` with the openid-client adapter replaced (fault injection in tests). */
-export function createTokenExchangeWith(options: TokenExchangeOptions, adapter: OidcAdapter | undefined): TokenExchange {
   const settings = checkOptions(options);
   const clock = options.clock ?? systemClock;
   const monotonic = monotonicOf(clock);
-  const oidc = adapter ?? createOidcAdapter({ ...options, issuer: settings.issuer });
+  const oidc = createOidcAdapter({ ...options, issuer: settings.issuer });
   const window = options.refreshWindowMs ?? DEFAULT_REFRESH_WINDOW_MS;
 
   let current: Exchanged | undefined;
@@ -335,6 +332,7 @@ function checkOptions(options: TokenExchangeOptions): { issuer: string; request:
   checkDuration(name, "refreshWindowMs", options.refreshWindowMs, 0);
   checkDuration(name, "timeoutMs", options.timeoutMs, 1);
   checkFunction(name, "clock.now", options.clock?.now);
+  checkFunction(name, "fetch", options.fetch);
   return {
     issuer,
     request: {

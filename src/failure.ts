@@ -59,6 +59,17 @@ export function libraryCode(error: unknown): string | undefined {
   return typeof code === "string" && LIBRARY_CODE.test(code) ? code : undefined;
 }
 
+/** Node's codes for a TLS certificate this process does not trust (or that does not fit the host). */
+const UNTRUSTED_CERTIFICATE = /^(?:UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME)/;
+
+/** The code of an untrusted TLS certificate anywhere in the cause chain (fetch wraps it in a TypeError). */
+export function untrustedCertificate(error: unknown, depth = 0): string | undefined {
+  if (typeof error !== "object" || error === null || depth > 5) return undefined;
+  const code = libraryCode(error);
+  if (code !== undefined && UNTRUSTED_CERTIFICATE.test(code)) return code;
+  return untrustedCertificate((error as { cause?: unknown }).cause, depth + 1);
+}
+
 /** A short, token-free description of a failed exchange for error messages. */
 export function describeFailure(error: unknown): string {
   // Our own errors (a store or lock failure) already say what happened, token-free.
@@ -73,6 +84,10 @@ export function describeFailure(error: unknown): string {
     return `the identity provider answered HTTP ${facts.status} without an OAuth error (not a standard answer)`;
   }
   if (facts.status !== undefined) return `the identity provider answered HTTP ${facts.status}`;
+  const certificate = untrustedCertificate(error);
+  if (certificate !== undefined) {
+    return `the identity provider's TLS certificate is not trusted (${certificate}): trust its CA in a \`fetch\` of your own, or with NODE_EXTRA_CA_CERTS for the whole process`;
+  }
   if (error instanceof TypeError && code === undefined) return "the identity provider could not be reached";
   if (code !== undefined) return `the request failed (${code})`;
   return "the request failed";

@@ -46,6 +46,7 @@ export {
 } from "./errors.js";
 export type {
   Clock,
+  CustomFetch,
   DPoPProver,
   LockHold,
   RefreshAttempt,

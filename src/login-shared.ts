@@ -11,8 +11,8 @@ import { describeFailure, summarizeFailure } from "./failure.js";
 import { tokenRequestMisconfiguration } from "./misconfiguration.js";
 import { discover, loadOpenidClient } from "./oidc.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
-import { checkIssuer, checkString } from "./options.js";
-import type { TokenEndpointResponse } from "./types.js";
+import { checkFunction, checkIssuer, checkString } from "./options.js";
+import type { CustomFetch, TokenEndpointResponse } from "./types.js";
 
 /** The scope both logins request when none is given: an ID token and a refresh token. */
 export const DEFAULT_LOGIN_SCOPE = "openid offline_access";
@@ -41,6 +41,12 @@ export interface LoginOptions {
    * identity provider that answers with bearer tokens ends the login with a `LoginError`.
    */
   readonly dpop?: DPoPOption;
+  /**
+   * Your own `fetch` for every request to the identity provider (discovery, device
+   * authorization, token requests): a proxy, a private CA, a client certificate, instrumentation.
+   * Default: the global `fetch`. If it throws, the login fails with a `LoginError`.
+   */
+  readonly fetch?: CustomFetch;
 }
 
 /** @internal Throws a `ConfigurationError` for options that cannot work. */
@@ -54,6 +60,7 @@ export function checkLoginOptions(name: string, options: LoginOptions): URL {
     throw new ConfigurationError(`${name}: \`signal\` must be an AbortSignal`);
   }
   dpopAlgorithm(name, options.dpop);
+  checkFunction(name, "fetch", options.fetch);
   return issuer;
 }
 
@@ -104,6 +111,7 @@ export function discoverForLogin(name: string, options: LoginOptions): Promise<o
       issuer: options.issuer,
       clientId: options.clientId,
       ...(options.allowInsecureRequests ? { allowInsecureRequests: true } : {}),
+      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
     }),
     options.signal,
     (error) =>

@@ -5,7 +5,7 @@
  */
 import type { ClientCredentialsKind } from "./client-auth.js";
 import { ProviderConfigurationError } from "./errors.js";
-import { describeFailure, ExchangeFailure, failureFacts, libraryCode } from "./failure.js";
+import { describeFailure, ExchangeFailure, failureFacts, libraryCode, untrustedCertificate } from "./failure.js";
 import { type FailureFacts, failureKind, type GrantType } from "./policy.js";
 
 /** The settings a token-endpoint refusal is explained with. */
@@ -78,12 +78,16 @@ export function discoveryFailure(error: unknown, issuer: string | URL): Error {
       { cause: summary(error) },
     );
   }
+  if (untrustedCertificate(error) !== undefined) {
+    // The message names the fix already; no "check `issuer`" here.
+    return new ExchangeFailure(`${describeFailure(error)} (discovery at ${url})`, { ...facts, ...(code !== undefined ? { code } : {}) });
+  }
   const network = networkCode(error);
   const tls = network !== undefined && /CERT|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(network);
   const reached =
     status !== undefined
       ? ""
-      : `${network !== undefined ? ` (${network})` : ""}; if this persists, check \`issuer\`${tls ? " (a private CA: NODE_EXTRA_CA_CERTS)" : ""}`;
+      : `${network !== undefined ? ` (${network})` : ""}; if this persists, check \`issuer\`${tls ? " (a private CA: a `fetch` of your own that trusts it, or NODE_EXTRA_CA_CERTS)" : ""}`;
   return new ExchangeFailure(`${describeFailure(error)} at ${url}${reached}`, {
     ...facts,
     ...(code !== undefined ? { code } : {}),

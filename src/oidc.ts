@@ -28,7 +28,7 @@ import { ExchangeFailure, libraryCode, summarizeFailure } from "./failure.js";
 import { discoveryFailure } from "./misconfiguration.js";
 import { retryAfterMs } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
-import type { Clock, TokenEndpointResponse } from "./types.js";
+import type { Clock, CustomFetch, TokenEndpointResponse } from "./types.js";
 
 export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly issuer: string | URL;
@@ -39,6 +39,8 @@ export interface OidcAdapterOptions extends ClientCredentialsOptions {
   readonly allowInsecureRequests?: boolean;
   /** Wall clock (Retry-After dates) and monotonic clock (the metadata's age). Default: the system clock. */
   readonly clock?: Pick<Clock, "now" | "monotonic">;
+  /** Every request to the identity provider goes through it (openid-client's `customFetch`). Default: the global `fetch`. */
+  readonly fetch?: CustomFetch;
 }
 
 /** RFC 8693's grant type. */
@@ -90,7 +92,16 @@ export interface OidcAdapter {
   prepare?(): Promise<void>;
 }
 
-type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+type Fetch = CustomFetch;
+
+/**
+ * The user's `fetch` as openid-client calls it: always a promise (a fetch that throws at
+ * once rejects like one that fails later), so every failure takes the same token-free path.
+ */
+function userFetch(given: Fetch | undefined): Fetch {
+  if (given === undefined) return (url, init) => fetch(url, init);
+  return async (url, init) => given(url, init);
+}
 
 type OpenidClient = typeof import("openid-client");
 let openidClient: Promise<OpenidClient> | undefined;
@@ -113,8 +124,9 @@ export function loadOpenidClient(): Promise<OpenidClient> {
  * the client authentication method chosen from what the provider lists. Fails with a
  * `ProviderConfigurationError` when the answer shows the issuer is wrong (see misconfiguration.ts).
  */
-export async function discover(options: OidcAdapterOptions, fetchImpl?: Fetch): Promise<oidc.Configuration> {
+export async function discover(options: OidcAdapterOptions, given?: Fetch): Promise<oidc.Configuration> {
   const lib = await loadOpenidClient();
+  const fetchImpl = given ?? (options.fetch !== undefined ? userFetch(options.fetch) : undefined);
   const discovered = await lib
     .discovery(new URL(options.issuer), options.clientId, undefined, lib.None(), {
       timeout: timeoutSeconds(options),
@@ -243,11 +255,12 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
   /** "none": no token request made; "not-processed": refused before it was sent, or 404/405. */
   let tokenAttempt: "none" | "not-processed" | "sent" = "none";
   const tokenRequestTaken = () => tokenAttempt === "sent";
+  const send = userFetch(options.fetch);
   const watchingFetch: Fetch = async (url, init) => {
     const tokenRequest = init.method === "POST" && String(init.body).includes("grant_type=");
     let response: Response;
     try {
-      response = await fetch(url, init);
+      response = await send(url, init);
     } catch (error) {
       if (tokenRequest) tokenAttempt = neverSent(error) ? "not-processed" : "sent";
       throw error;
@@ -356,17 +369,7 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     return (await exchange(current, run)).result;
   };
 
-  // One DPoP handle per key pair and configuration: it keeps the identity provider's nonce,
-  // and starts with the one the login (or an earlier manager) of this process learned.
-  let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
-  const dpopOptions = (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
-    if (keyPair === undefined) return undefined;
-    if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
-      dpopHandle = { config, keyPair, options: { DPoP: idpDPoPHandle(lib, config, keyPair) } };
-    }
-    return dpopHandle.options;
-  };
-
+  const dpopOptions = dpopOptionsCache();
   return {
     refresh: (refreshToken, dpop) =>
       grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
@@ -374,5 +377,20 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     tokenExchange: (exchangeParameters) =>
       grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,
+  };
+}
+
+/**
+ * One DPoP handle per key pair and configuration: it keeps the identity provider's nonce,
+ * and starts with the one the login (or an earlier manager) of this process learned.
+ */
+function dpopOptionsCache() {
+  let dpopHandle: { config: oidc.Configuration; keyPair: CryptoKeyPair; options: oidc.DPoPOptions } | undefined;
+  return (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => {
+    if (keyPair === undefined) return undefined;
+    if (dpopHandle?.config !== config || dpopHandle.keyPair !== keyPair) {
+      dpopHandle = { config, keyPair, options: { DPoP: idpDPoPHandle(lib, config, keyPair) } };
+    }
+    return dpopHandle.options;
   };
 }

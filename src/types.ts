@@ -374,3 +374,24 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
+
+/**
+ * Your own `fetch` for every request to the identity provider (discovery, token, device
+ * authorization, revocation): openid-client's `customFetch`. The global `fetch` has this
+ * shape; give one that goes through a proxy, trusts a private CA, presents a client
+ * certificate (mTLS) or records each request.
+ *
+ * @example
+ * ```ts
+ * import { createTokenManager, type CustomFetch } from "connect-oidc";
+ *
+ * // Instrumentation: count the identity provider's requests, then send them as usual.
+ * let requests = 0;
+ * const counting: CustomFetch = (url, init) => {
+ *   requests += 1;
+ *   return fetch(url, init);
+ * };
+ * const tokens = createTokenManager({ issuer: "https://login.example.com", clientId: "my-cli", fetch: counting });
+ * ```
+ */
+export type CustomFetch = (url: string, init: RequestInit) => Promise<Response>;

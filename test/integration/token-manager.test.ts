@@ -12,10 +12,9 @@ import {
   ReauthRequiredError,
   TokenRefreshError,
   TokenStoreError,
+  type CustomFetch,
   type TokenEvent,
 } from "../../src/index.js";
-import { createOidcAdapter } from "../../src/oidc.js";
-import { createTokenManagerWith } from "../../src/token/manager.js";
 import { startIdp } from "../support/idp.js";
 import { managerSuite } from "../support/manager-suite.js";
 import { createManualClock } from "../support/manual-clock.js";
@@ -250,29 +249,28 @@ describe("token manager (real oidc-provider)", () => {
     // An IdP that does not rotate refresh tokens (and, here, does not repeat them either).
     const plainIdp = await startIdp({ accessTokenTtl: 3600, rotateRefreshTokens: false });
     try {
-      const real = createOidcAdapter({ issuer: plainIdp.issuer, clientId: plainIdp.clientId, allowInsecureRequests: true });
       const sent: string[] = [];
       const clock = createManualClock();
-      const manager = createTokenManagerWith(
-        {
-          clock,
-          issuer: plainIdp.issuer,
-          clientId: plainIdp.clientId,
-          allowInsecureRequests: true,
-          onEvent: (e) => events.push(e),
-        },
-        // Injected fault: the real IdP's answer with its refresh_token removed.
-        {
-          async refresh(rt) {
-            sent.push(rt);
-            const result = await real.refresh(rt);
-            if (!result.ok) return result;
-            const { refresh_token: _dropped, ...rest } = result.response;
-            return { ok: true, response: rest as typeof result.response };
-          },
-          clientCredentials: () => real.clientCredentials(),
-        },
-      );
+      // Injected fault, at the HTTP level through the manager's `fetch`: the real IdP's
+      // refresh answer with its refresh_token removed.
+      const withoutRefreshToken: CustomFetch = async (url, init) => {
+        const response = await fetch(url, init);
+        const body = new URLSearchParams(String(init.body));
+        if (body.get("grant_type") !== "refresh_token" || response.status !== 200) return response;
+        sent.push(body.get("refresh_token") ?? "");
+        const { refresh_token: _dropped, ...rest } = (await response.json()) as Record<string, unknown>;
+        const headers = new Headers(response.headers);
+        headers.delete("content-length");
+        return new Response(JSON.stringify(rest), { status: 200, headers });
+      };
+      const manager = createTokenManager({
+        clock,
+        issuer: plainIdp.issuer,
+        clientId: plainIdp.clientId,
+        allowInsecureRequests: true,
+        onEvent: (e) => events.push(e),
+        fetch: withoutRefreshToken,
+      });
       s.keep(manager);
       const login = await plainIdp.login();
       leaks.remember(login.access_token, login.refresh_token);

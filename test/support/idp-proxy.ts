@@ -4,12 +4,15 @@
  * issuer and endpoints) is replaced by the proxy's own, `http://127.0.0.1:<port>` — reached
  * as `http://localhost:<port>`, it is an issuer alias. It counts every request it gets, and
  * can answer 404 to everything instead (a provider's deploy serving 404 for a while).
+ * With `tls`, it serves HTTPS (`https://127.0.0.1:<port>`) with that certificate: a provider
+ * behind a private CA, optionally asking for client certificates (mTLS).
  */
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 
 export interface IdpProxy {
-  /** `http://127.0.0.1:<port>`: the issuer the discovery document names. */
+  /** `http://127.0.0.1:<port>` (`https://` with `tls`): the issuer the discovery document names. */
   readonly origin: string;
   readonly port: number;
   /** Every request received, whatever it was answered. */
@@ -19,11 +22,18 @@ export interface IdpProxy {
   close(): Promise<void>;
 }
 
-export async function startIdpProxy(target: string): Promise<IdpProxy> {
+export interface IdpProxyTls {
+  readonly cert: string;
+  readonly key: string;
+  /** Ask for a client certificate signed by this CA, and refuse the handshake without one. */
+  readonly clientCa?: string;
+}
+
+export async function startIdpProxy(target: string, tls?: IdpProxyTls): Promise<IdpProxy> {
   const targetUrl = new URL(target);
   let requests = 0;
   let origin = "";
-  const server = http.createServer((req, res) => {
+  const handler: http.RequestListener = (req, res) => {
     requests += 1;
     if (proxy.mode === "404") {
       res.writeHead(404, { "content-length": "0" }).end();
@@ -57,13 +67,24 @@ export async function startIdpProxy(target: string): Promise<IdpProxy> {
         })
         .catch(() => res.writeHead(502, { "content-length": "0" }).end());
     });
-  });
+  };
+  const server =
+    tls === undefined
+      ? http.createServer(handler)
+      : https.createServer(
+          {
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+          },
+          handler,
+        );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  origin = `http://127.0.0.1:${port}`;
+  origin = `${tls === undefined ? "http" : "https"}://127.0.0.1:${port}`;
   const proxy: IdpProxy = {
     origin,
     port,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ProviderConfigurationError } from "../../src/errors.js";
-import { ExchangeFailure } from "../../src/failure.js";
+import { describeFailure, ExchangeFailure } from "../../src/failure.js";
 import { discoveryFailure, discoveryUrl, tokenRequestMisconfiguration } from "../../src/misconfiguration.js";
 
 const settings = {
@@ -52,7 +52,15 @@ describe("misconfiguration: the words of a configuration failure", () => {
       /at https:\/\/login\.example\.com\/\.well-known\/openid-configuration \(ECONNREFUSED\); if this persists, check `issuer`$/,
     );
     const tls = discoveryFailure(new TypeError("fetch failed", { cause: { code: "SELF_SIGNED_CERT_IN_CHAIN" } }), settings.issuer);
-    assert.match(tls.message, /\(SELF_SIGNED_CERT_IN_CHAIN\); .*NODE_EXTRA_CA_CERTS/);
+    assert.match(
+      tls.message,
+      /^the identity provider's TLS certificate is not trusted \(SELF_SIGNED_CERT_IN_CHAIN\): .*`fetch` of your own.*NODE_EXTRA_CA_CERTS.* \(discovery at https:\/\/login\.example\.com\/\.well-known\/openid-configuration\)$/,
+    );
+    // The token endpoint's certificate (after a discovery that worked, e.g. another host).
+    assert.match(
+      describeFailure(new TypeError("fetch failed", { cause: { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" } })),
+      /^the identity provider's TLS certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\): trust its CA in a `fetch` of your own/,
+    );
     const down = discoveryFailure({ status: 503 }, settings.issuer);
     assert.ok(down instanceof ExchangeFailure);
   });
