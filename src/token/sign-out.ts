@@ -9,7 +9,15 @@ import { describeFailure } from "../failure.js";
 import type { OidcAdapter, RevocableToken } from "../oidc.js";
 import type { StoredTokens } from "../types.js";
 
-/** Options of `tokens.signOut()`. */
+/**
+ * Options of `tokens.signOut()`.
+ *
+ * @example
+ * ```ts
+ * await tokens.signOut(); // revoke when the provider offers it, then clear the store
+ * await tokens.signOut({ revoke: false }); // clear the store only
+ * ```
+ */
 export interface SignOutOptions {
   /**
    * Revoke the login at the identity provider (RFC 7009) before clearing the store.

@@ -13,11 +13,37 @@ import { loginOf, type State } from "./state.js";
  * The token manager's state, as `status()` names it: `empty` (no login), `ready`,
  * `refreshing`, `backing-off` (a refresh failed for a reason that may pass; the next
  * attempt is scheduled), `reauth-required` (log in again), `misconfigured` (fix the
- * options), `closed`.
+ * options), `closed`. The machine's own state names (state.ts), but `loading`: `status()`
+ * reads the store first.
+ *
+ * @example
+ * ```ts
+ * import type { TokenState } from "connect-oidc";
+ *
+ * const advice: Record<TokenState, string> = {
+ *   empty: "not logged in: run `my-cli login`",
+ *   ready: "logged in",
+ *   refreshing: "logged in (renewing the token)",
+ *   "backing-off": "the identity provider is unreachable; retrying",
+ *   "reauth-required": "the login has ended: run `my-cli login`",
+ *   misconfigured: "check the configuration",
+ *   closed: "shut down",
+ * };
+ * console.log(advice[(await tokens.status()).state]);
+ * ```
  */
-export type TokenState = Exclude<State["kind"], "loading">;
+export type TokenState = "empty" | "ready" | "refreshing" | "backing-off" | "reauth-required" | "misconfigured" | "closed";
 
-/** A failure as `status()` reports it: the error's `code` (or name) and message, and when (epoch ms). */
+/**
+ * A failure as `status()` reports it: the error's `code` (a connect-oidc error's, else its
+ * name), its message (token-free) and when it happened (epoch ms).
+ *
+ * @example
+ * ```ts
+ * const { lastFailure } = await tokens.status();
+ * if (lastFailure) console.error(`${new Date(lastFailure.at).toISOString()} ${lastFailure.code}: ${lastFailure.message}`);
+ * ```
+ */
 export interface TokenFailure {
   readonly code: string;
   readonly message: string;
@@ -63,6 +89,11 @@ export interface TokenStatus {
   /** `backing-off`: when the next attempt is scheduled. */
   readonly retryAt?: number;
 }
+
+// Every state of the machine but `loading` is a TokenState, and nothing else is.
+type SameKinds<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const kindsAgree: SameKinds<Exclude<State["kind"], "loading">, TokenState> = true;
+void kindsAgree;
 
 /** What the runner records besides its state, for `status()`. */
 export interface StatusRecord {
