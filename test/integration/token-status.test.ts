@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeJwt } from "jose";
 import { createTokenManager, ReauthRequiredError, TokenRefreshError, type TokenStatus } from "../../src/index.js";
+import { loginWithDeviceCode } from "../../src/index.js";
 import { fileStore } from "../../src/node.js";
 import { type Idp, startIdp } from "../support/idp.js";
 import { createLeakScanner } from "../support/leaks.js";
@@ -133,6 +134,30 @@ describe("tokens.status() on the real identity provider", () => {
       lastRefreshAt: after.lastRefreshAt,
       lastFailure: dead.lastFailure,
     });
+  });
+
+  it("a device code login brings who logged in (its validated ID token), which status() shows", async () => {
+    let approval: Promise<void> | undefined;
+    const login = await loginWithDeviceCode({
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      allowInsecureRequests: true,
+      scope: "openid offline_access profile email",
+      onUserCode: (info) => {
+        approval = idp.approveDeviceCode(info.userCode);
+      },
+    });
+    await approval;
+    leaks.remember(login.access_token, login.refresh_token, login.id_token);
+    assert.deepEqual(login.identity, {
+      subject: idp.accountId,
+      name: "Test User",
+      email: `${idp.accountId}@example.test`,
+      preferredUsername: idp.accountId,
+    });
+    using tokens = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true });
+    await tokens.setTokens(login);
+    assert.equal(seen(await tokens.status()).email, `${idp.accountId}@example.test`);
   });
 
   it("misconfigured: the provider refused the client's secret", async () => {
