@@ -4,7 +4,7 @@
  * client, and a confidential one on client_secret_post), after which the old refresh token
  * is refused; a failed revocation (a wrong secret) still signs out here and says so, with no
  * token in what it says; `revoke: false` keeps the old behaviour (the provider keeps the
- * login); and a second OS process sharing the store sees the sign-out without presenting
+ * login); a provider that is down fails the revocation, not the sign-out; and a second OS process sharing the store sees the sign-out without presenting
  * the old refresh token.
  */
 import assert from "node:assert/strict";
@@ -145,6 +145,28 @@ describe("tokens.signOut() revokes at the real identity provider (RFC 7009)", ()
     await tokens.getAccessToken();
     assert.deepEqual(await tokens.signOut(), { revoked: true });
     assert.equal(await refreshAnswer(config, login.refresh_token!), "invalid_grant");
+  });
+
+  it("the identity provider down: signed out here all the same, and the result says the revocation failed", async () => {
+    const gone = await startIdp({ accessTokenTtl: 60 });
+    const store = fileStore(join(dir, "down.json"));
+    using tokens = createTokenManager({
+      issuer: gone.issuer,
+      clientId: gone.clientId,
+      allowInsecureRequests: true,
+      store,
+      timeoutMs: 2000,
+    });
+    const login = await gone.login();
+    leaks.remember(login.access_token, login.refresh_token, login.id_token);
+    await tokens.setTokens(login);
+    await gone.close();
+    const result = await tokens.signOut();
+    assert.equal(result.revoked, false);
+    assert.equal(result.error?.reason, "failed");
+    leaks.assertClean(result, "the sign-out's result");
+    assert.equal(await store.load(), undefined);
+    assert.equal((await tokens.status()).lastFailure?.code, "ERR_REVOCATION");
   });
 
   it("revoke: false keeps the old behaviour: the store is cleared, the provider keeps the login", async () => {
