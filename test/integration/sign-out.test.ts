@@ -3,9 +3,9 @@
  * revocation through openid-client with the client's authentication as configured (a public
  * client, and a confidential one on client_secret_post), after which the old refresh token
  * is refused; a failed revocation (a wrong secret) still signs out here and says so, with no
- * token in what it says; `revoke: false` keeps the old behaviour (the provider keeps the
- * login); a provider that is down fails the revocation, not the sign-out; and a second OS process sharing the store sees the sign-out without presenting
- * the old refresh token.
+ * token in what it says; a provider that is down fails the revocation, not the sign-out;
+ * `revoke: false` keeps the old behaviour (the provider keeps the login); and a second OS
+ * process sharing the store sees the sign-out without presenting the old refresh token.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
