@@ -253,3 +253,9 @@ export function base64url(bytes: Uint8Array): string {
 export function isDPoPTokenType(tokenType: unknown): boolean {
   return typeof tokenType === "string" && tokenType.toLowerCase() === "dpop";
 }
+
+/** The RFC 7638 thumbprint of a stored key's public part (the `jkt` its tokens are bound to). */
+export async function storedKeyThumbprint(stored: StoredDPoPKey): Promise<string> {
+  const publicJwk = "keyPair" in stored ? await publicJwkOf(stored.algorithm, stored.keyPair.publicKey) : stored.publicJwk;
+  return jwkThumbprint(stored.algorithm, publicJwk);
+}

@@ -23,7 +23,8 @@ export type ConnectOidcErrorCode =
   | "ERR_CONFIGURATION"
   | "ERR_PROVIDER_CONFIGURATION"
   | "ERR_CLIENT_ASSERTION"
-  | "ERR_MANAGER_CLOSED";
+  | "ERR_MANAGER_CLOSED"
+  | "ERR_REVOCATION";
 
 /**
  * The base class of every error connect-oidc throws, with a stable `code` on the class and
@@ -179,6 +180,31 @@ export class TokenRefreshError extends ConnectOidcError {
   constructor(message: string, options?: { cause?: unknown; retryAt?: number }) {
     super(message, options);
     if (options?.retryAt !== undefined) this.retryAt = options.retryAt;
+  }
+}
+
+// Signed out here, but maybe not at the provider: what `signOut()` reports, never throws.
+
+/**
+ * Why `signOut()` could not revoke the login at the identity provider (RFC 7009): its
+ * `reason` says whether the provider offers no revocation (`unsupported`) or the request
+ * failed (`failed`: the provider refused it or did not answer; `cause` is a token-free
+ * summary). The login is cleared from the store all the same; the provider may keep it
+ * until it expires — the user can end it in the provider's account page.
+ *
+ * @example
+ * ```ts
+ * const result = await tokens.signOut(); // revokes when the provider can, then clears the store
+ * if (result.error !== undefined) console.error(`Signed out here, but: ${result.error.message}`);
+ * ```
+ */
+export class RevocationError extends ConnectOidcError {
+  static override readonly code = "ERR_REVOCATION";
+  override readonly code = "ERR_REVOCATION";
+  readonly reason: "unsupported" | "failed";
+  constructor(reason: "unsupported" | "failed", message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
   }
 }
 

@@ -20,7 +20,14 @@
  * @module connect-oidc
  */
 export { type AuthInterceptorEvent, type AuthInterceptorOptions, createAuthInterceptor } from "./interceptor.js";
-export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
+export {
+  createTokenManager,
+  type SignOutOptions,
+  type SignOutResult,
+  type TokenManager,
+  type TokenManagerOptions,
+} from "./token/manager.js";
+export type { TokenFailure, TokenState, TokenStatus } from "./token/status.js";
 export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export { createTokenExchange, type ExchangeSource, type TokenExchange, type TokenExchangeOptions } from "./exchanged-tokens.js";
 export type { ClientAssertion, ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
@@ -39,6 +46,7 @@ export {
   ProviderConfigurationError,
   type ProviderConfigurationErrorReason,
   ReauthRequiredError,
+  RevocationError,
   TokenManagerClosedError,
   TokenRefreshError,
   TokenStoreError,
@@ -50,6 +58,7 @@ export type {
   DPoPProver,
   LockHold,
   RefreshAttempt,
+  LoginIdentity,
   RefreshReason,
   StoredTokens,
   TokenEndpointResponse,

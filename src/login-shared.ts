@@ -10,6 +10,7 @@ import { ConfigurationError, LoginError, ProviderConfigurationError } from "./er
 import { describeFailure, summarizeFailure } from "./failure.js";
 import { tokenRequestMisconfiguration } from "./misconfiguration.js";
 import { discover, loadOpenidClient } from "./oidc.js";
+import { identityOfResponse } from "./login-identity.js";
 import { tokenResponseProblem } from "./stored-tokens.js";
 import { checkFunction, checkIssuer, checkString } from "./options.js";
 import type { CustomFetch, TokenEndpointResponse } from "./types.js";
@@ -89,7 +90,9 @@ export async function loginDPoP(name: string, options: LoginOptions, config: oid
  * never quoted; bearer tokens for a DPoP login too: the user asked for bound tokens.
  */
 export function loginResult(name: string, response: oidc.TokenEndpointResponse, dpop: LoginDPoP | undefined): TokenEndpointResponse {
-  const plain = plainResponse(response);
+  // The validated ID token's claims (openid-client checked them): the helper is not copied.
+  const identity = identityOfResponse(response as unknown as TokenEndpointResponse);
+  const plain = identity === undefined ? plainResponse(response) : { ...plainResponse(response), identity };
   const problem = tokenResponseProblem(plain);
   if (problem !== undefined) throw new LoginError(`${name}: the identity provider's token answer is unusable: ${problem}`);
   if (dpop === undefined) return plain;

@@ -24,7 +24,7 @@ import {
 import { MAX_TIMER_MS } from "./clock.js";
 import { idpDPoPHandle } from "./dpop-idp-nonce.js";
 import { ClientAssertionError, ConnectOidcError } from "./errors.js";
-import { ExchangeFailure, libraryCode, summarizeFailure } from "./failure.js";
+import { ExchangeFailure, failureFacts, libraryCode, summarizeFailure } from "./failure.js";
 import { discoveryFailure } from "./misconfiguration.js";
 import { retryAfterMs } from "./policy.js";
 import { isTokenString } from "./stored-tokens.js";
@@ -90,7 +90,21 @@ export interface OidcAdapter {
    * the next grant, which reports it, so discovery is not asked twice.
    */
   prepare?(): Promise<void>;
+  /**
+   * RFC 7009: revoke these tokens, in order, at the provider's `revocation_endpoint`, with
+   * the client's authentication as configured. Never rejects.
+   */
+  revoke?(tokens: readonly RevocableToken[]): Promise<RevocationResult>;
 }
+
+/** A token to revoke, with its `token_type_hint`. */
+export interface RevocableToken {
+  readonly token: string;
+  readonly hint: "refresh_token" | "access_token";
+}
+
+/** The outcome of `revoke`: `unsupported` when the provider lists no revocation endpoint; errors token-free. */
+export type RevocationResult = { readonly ok: true } | { readonly ok: false; readonly unsupported: boolean; readonly error: Error };
 
 type Fetch = CustomFetch;
 
@@ -309,12 +323,7 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     return taken !== undefined && monotonicNow() - taken.at < PREPARED_FOR_MS ? taken.outcome : metadataFor();
   };
 
-  const parameters = () => {
-    const p: Record<string, string> = {};
-    if (options.scope !== undefined) p.scope = options.scope;
-    if (options.resource !== undefined) p.resource = options.resource;
-    return p;
-  };
+  const parameters = () => grantParameters(options);
   type Run = (lib: OpenidClient, config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>;
   /** A failure before any exchange (discovery, loading openid-client): token-free. */
   const failed = (error: unknown): GrantResult => ({ ok: false, error: summarizeFailure(error) });
@@ -377,6 +386,7 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     tokenExchange: (exchangeParameters) =>
       grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,
+    revoke: revokerFor(metadataFor),
   };
 }
 
@@ -393,4 +403,48 @@ function dpopOptionsCache() {
     }
     return dpopHandle.options;
   };
+}
+
+/** The parameters every grant sends: the configured scope and resource. */
+function grantParameters(options: OidcAdapterOptions): Record<string, string> {
+  const p: Record<string, string> = {};
+  if (options.scope !== undefined) p.scope = options.scope;
+  if (options.resource !== undefined) p.resource = options.resource;
+  return p;
+}
+
+/** `revoke` over this process's discovered metadata; a failed discovery is a failed revocation. */
+function revokerFor(metadataFor: () => Promise<{ metadata: Metadata }>): NonNullable<OidcAdapter["revoke"]> {
+  return (tokens) =>
+    metadataFor().then(
+      ({ metadata }) => revokeAt(metadata.config, tokens),
+      (error: unknown): RevocationResult => ({ ok: false, unsupported: false, error: summarizeFailure(error) }),
+    );
+}
+
+/** Revoke each token in turn at the discovered revocation endpoint; the first failure ends it. */
+async function revokeAt(config: oidc.Configuration, tokens: readonly RevocableToken[]): Promise<RevocationResult> {
+  if (config.serverMetadata().revocation_endpoint === undefined) {
+    return { ok: false, unsupported: true, error: new ExchangeFailure("the identity provider lists no revocation_endpoint", {}) };
+  }
+  try {
+    const lib = await loadOpenidClient();
+    let revoked = 0;
+    for (const { token, hint } of tokens) {
+      revoked += await lib.tokenRevocation(config, token, { token_type_hint: hint }).then(
+        () => 1,
+        (error: unknown) => {
+          // RFC 7009 §2.2.1: a provider that cannot revoke access tokens (JWTs: they expire by
+          // themselves) says `unsupported_token_type`; the login ends with its refresh token.
+          if (hint !== "access_token" || failureFacts(error).error !== "unsupported_token_type") throw error;
+          return 0;
+        },
+      );
+    }
+    if (revoked > 0) return { ok: true };
+    return { ok: false, unsupported: true, error: new ExchangeFailure("the identity provider cannot revoke these access tokens", {}) };
+  } catch (error) {
+    // openid-client's error may carry the request (the token): only the summary leaves.
+    return { ok: false, unsupported: false, error: summarizeFailure(error) };
+  }
 }

@@ -5,15 +5,17 @@
  */
 import { type StoredDPoPKey, storedJwkKey } from "./dpop-key.js";
 import { ConfigurationError, corruptLogin } from "./errors.js";
-import type { StoredTokens } from "./types.js";
+import { checkedIdentity } from "./login-identity.js";
+import type { LoginIdentity, StoredTokens } from "./types.js";
 
 /**
  * The persisted form of a login: compact JSON of the known fields only. Kept small
  * because some keyrings cap a secret (Windows Credential Manager: 2,560 bytes), so
- * nothing else (an ID token, say) rides along even if the object carries it.
+ * nothing else (an ID token, say) rides along even if the object carries it; the login's
+ * identity is a few bounded strings.
  */
 export function serializeStoredTokens(tokens: StoredTokens): string {
-  const out: Record<string, string | number | StoredDPoPKey> = {
+  const out: Record<string, string | number | StoredDPoPKey | LoginIdentity> = {
     version: 1,
     issuer: tokens.issuer,
     clientId: tokens.clientId,
@@ -37,6 +39,9 @@ export function serializeStoredTokens(tokens: StoredTokens): string {
     }
     out.dpopKey = key;
   }
+  // Who logged in: display only, bounded (login-identity.ts); an unusable one is left out.
+  const identity = checkedIdentity(tokens.identity);
+  if (identity !== undefined) out.identity = identity;
   return JSON.stringify(out);
 }
 

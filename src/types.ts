@@ -130,7 +130,34 @@ export interface TokenEndpointResponse {
    * to (then `token_type` is `"DPoP"`). `setTokens` keeps it with the login.
    */
   readonly dpopKey?: DPoPKey;
+  /**
+   * Not from the identity provider: who logged in, from the ID token the login validated
+   * (openid-client checks its signature, issuer, audience and nonce). The logins add it;
+   * `setTokens` keeps it with the login (bounded: strings only, at most 256 characters, no
+   * control characters), and also takes it from an openid-client response's `claims()`.
+   */
+  readonly identity?: LoginIdentity;
   readonly [parameter: string]: unknown;
+}
+
+/**
+ * Who a login is: the validated ID token's `sub`, and the `name`, `email` and
+ * `preferred_username` claims when the provider put them in it. For display only (a
+ * `whoami`); never an authorization decision.
+ *
+ * @example
+ * ```ts
+ * import type { LoginIdentity } from "connect-oidc";
+ *
+ * const who = (identity: LoginIdentity | undefined) =>
+ *   identity === undefined ? "unknown" : (identity.email ?? identity.preferredUsername ?? identity.subject);
+ * ```
+ */
+export interface LoginIdentity {
+  readonly subject: string;
+  readonly name?: string;
+  readonly email?: string;
+  readonly preferredUsername?: string;
 }
 
 /**
@@ -173,6 +200,8 @@ export interface StoredTokens {
    * objects (`TokenStore.keepsCryptoKeys`, memoryStore).
    */
   readonly dpopKey?: StoredDPoPKey;
+  /** Who logged in (the validated ID token's claims, see {@link LoginIdentity}), when the login had an ID token. */
+  readonly identity?: LoginIdentity;
 }
 
 /**

@@ -75,8 +75,19 @@ function clientsOf(input: ConfigurationInput): ClientMetadata[] {
   const { secrets, tokenExchange } = input;
   if (allowed("client_secret_basic"))
     clients.push(confidential("test-service", "client_secret_basic", { client_secret: secrets.serviceSecret }, tokenExchange));
-  if (allowed("client_secret_post"))
+  if (allowed("client_secret_post")) {
     clients.push(confidential("test-service-post", "client_secret_post", { client_secret: secrets.postSecret }, tokenExchange));
+    // A confidential app with user logins (its refresh tokens are revoked with its secret: sign-out tests).
+    clients.push({
+      client_id: "test-app-post",
+      application_type: "native",
+      token_endpoint_auth_method: "client_secret_post",
+      client_secret: secrets.postSecret,
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      redirect_uris: ["http://127.0.0.1/callback"],
+    });
+  }
   if (allowed("private_key_jwt")) {
     const jwk = { ...secrets.jwtClientJwk, alg: "ES256", use: "sig" };
     const jwks = { keys: [jwk] };
@@ -189,7 +200,14 @@ export function providerConfiguration(input: ConfigurationInput): Configuration 
       return typeof actor === "string" ? { act: { sub: actor } } : undefined;
     },
     pkce: { required: () => true },
-    findAccount: async (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    // `profile` and `email` (asked for by scope) put these in the ID token too, as many
+    // providers do: a login then knows who it is (tokens.status()).
+    findAccount: async (_ctx, id) => ({
+      accountId: id,
+      claims: () => ({ sub: id, name: "Test User", email: `${id}@example.test`, preferred_username: id }),
+    }),
+    claims: { openid: ["sub"], profile: ["name", "preferred_username"], email: ["email"] },
+    conformIdTokenClaims: false,
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
     rotateRefreshToken: input.rotateRefreshTokens,

@@ -10,6 +10,7 @@ import { isDPoPTokenType, type StoredDPoPKey } from "../dpop-key.js";
 import { ConfigurationError, DPoPKeyError, noLogin, noRefreshToken, ReauthRequiredError, TokenStoreError } from "../errors.js";
 import { describeFailure, ExchangeFailure, failureFacts } from "../failure.js";
 import type { GrantResult, OidcAdapter } from "../oidc.js";
+import { identityOfResponse } from "../login-identity.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "../policy.js";
 import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "../stored-tokens.js";
 import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
@@ -288,6 +289,8 @@ export function storedFromResponse(
       : refreshToken === previous?.refreshToken
         ? previous?.refreshExpiresAt
         : undefined;
+  // Who logged in: from the login's validated ID token; a refresh keeps it.
+  const identity = identityOfResponse(response) ?? previous?.identity;
   return {
     version: 1,
     issuer: login.issuer,
@@ -300,5 +303,6 @@ export function storedFromResponse(
     ...(typeof response.scope === "string" ? { scope: response.scope } : {}),
     ...(isDPoPTokenType(response.token_type) ? { tokenType: "DPoP" as const } : {}),
     ...(dpopKey !== undefined ? { dpopKey } : {}),
+    ...(identity !== undefined ? { identity } : {}),
   };
 }

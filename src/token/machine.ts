@@ -6,7 +6,8 @@
  * announces the state entered.
  *
  * The rules it runs are pure and elsewhere: the states and transition() in state.ts,
- * decide() and wakeAt() in decision.ts; one refresh under the lock is exchange.ts.
+ * decide() and wakeAt() in decision.ts; one refresh under the lock is exchange.ts; what
+ * `status()` reports is status.ts; sign-out's revocation is sign-out.ts.
  *
  * A refusal of the configuration (see misconfiguration.ts) is final only while the
  * configuration has never worked in this process: once the identity provider has granted
@@ -16,6 +17,7 @@
 import { abortable } from "../abortable.js";
 import { clampDelay, monotonicOf } from "../clock.js";
 import { closedError, ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
+import { storedKeyThumbprint } from "../dpop-key.js";
 import { describeFailure, summarizeFailure } from "../failure.js";
 import { type RequestSettings, tokenRequestMisconfiguration } from "../misconfiguration.js";
 import type { OidcAdapter } from "../oidc.js";
@@ -25,11 +27,13 @@ import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEvent, TokenPro
 import { decide, type Now, serveUntil, wakeAt } from "./decision.js";
 import type { TokenDPoP } from "./dpop.js";
 import { type ExchangeDeps, exchangeUnderLock, ownLogin, usableLogin } from "./exchange.js";
+import { revokeLogins, type SignOutResult } from "./sign-out.js";
 import { entryEvents, type Flight, type Input, loginOf, type RefreshOutcome, type State, transition, usableAt } from "./state.js";
+import { failureOf, type StatusRecord, statusOf, type TokenStatus } from "./status.js";
 
 export interface MachineDeps extends ExchangeDeps {
   readonly clock: Clock;
-  readonly oidc: Pick<OidcAdapter, "prepare" | "refresh" | "clientCredentials">;
+  readonly oidc: Pick<OidcAdapter, "prepare" | "refresh" | "clientCredentials" | "revoke">;
   /** Told of every login the runner holds (proofs are signed with the key of the token's login). */
   readonly dpop: TokenDPoP;
   readonly onEvent: ((event: TokenEvent) => void) | undefined;
@@ -49,6 +53,10 @@ export interface Machine {
   readonly accepted: (token: string) => void;
   /** setTokens (tokens) or signOut (undefined): in memory at once, then in the store under its lock. */
   readonly replace: (tokens: StoredTokens | undefined) => Promise<void>;
+  /** signOut: revoke as asked (sign-out.ts) under the store's lock, then clear it; `revoke: false` is `replace(undefined)`. */
+  readonly signOut: (revoke: boolean | undefined) => Promise<SignOutResult>;
+  /** What a status command prints; reads the store if it has not been read, never asks the identity provider. */
+  readonly status: () => Promise<TokenStatus>;
   readonly close: () => void;
 }
 
@@ -70,6 +78,8 @@ interface Run extends MachineDeps {
   announced: boolean;
   /** The identity provider granted tokens to this configuration in this process. */
   worked: boolean;
+  /** For status(): when tokens last came, the last failure. */
+  record: StatusRecord;
   /** decide()'s answer cached for one (immutable) state: see serveUntil. */
   served: { readonly state: State; readonly serve: ReturnType<typeof serveUntil> } | undefined;
   readonly monotonic: () => number;
@@ -85,6 +95,7 @@ export function createMachine(deps: MachineDeps): Machine {
     timer: undefined,
     announced: false,
     worked: false,
+    record: {},
     served: undefined,
     monotonic: monotonicOf(deps.clock),
     loads: createSingleFlight(),
@@ -98,6 +109,8 @@ export function createMachine(deps: MachineDeps): Machine {
     current: () => current(run),
     accepted: (token) => apply(run, { type: "accepted", token }),
     replace: (tokens) => replace(run, tokens),
+    signOut: (revoke) => signOut(run, revoke),
+    status: () => status(run),
     close: () => apply(run, { type: "closed" }),
   };
 }
@@ -172,11 +185,17 @@ function current(run: Run): string | undefined {
   return decision.token;
 }
 
-/** setTokens / signOut: in memory first — if the store fails, this process still works (and the error says why others cannot). */
-async function replace(run: Run, tokens: StoredTokens | undefined): Promise<void> {
+/**
+ * setTokens / signOut: in memory first — if the store fails, this process still works (and
+ * the error says why others cannot). `write`: what is done in the store under its lock.
+ */
+async function replace(
+  run: Run,
+  tokens: StoredTokens | undefined,
+  write: () => Promise<void> = tokens === undefined ? () => run.store.clear() : () => run.store.save(tokens),
+): Promise<void> {
   if (run.state.kind === "closed") throw closedError();
   apply(run, { type: "replaced", tokens });
-  const write = tokens === undefined ? () => run.store.clear() : () => run.store.save(tokens);
   try {
     await locked(run, write);
   } catch (error) {
@@ -188,6 +207,41 @@ async function replace(run: Run, tokens: StoredTokens | undefined): Promise<void
     apply(run, { type: "store-seen", stored });
     throw error;
   }
+}
+
+/**
+ * Sign out: no token is handed out from now on; under the store's lock, the login held and
+ * the one stored (another process may have refreshed it) are revoked as asked, then the
+ * store is cleared — every process sharing it finds no login at its next refresh.
+ */
+async function signOut(run: Run, revoke: boolean | undefined): Promise<SignOutResult> {
+  if (revoke === false) {
+    await replace(run, undefined);
+    return { revoked: false };
+  }
+  const held = loginOf(run.state)?.tokens;
+  let result: SignOutResult = { revoked: false };
+  await replace(run, undefined, async () => {
+    const stored = await run.store.load().then(
+      (loaded) => ownLogin(run, loaded),
+      () => undefined,
+    );
+    result = await revokeLogins(run.oidc, [held, stored], revoke);
+    await run.store.clear();
+  });
+  if (result.error !== undefined) run.record = { ...run.record, lastFailure: failureOf(result.error, run.clock.now()) };
+  return result;
+}
+
+/** The status of the state (the store read first if it has not been); the DPoP key's thumbprint computed here. */
+async function status(run: Run): Promise<TokenStatus> {
+  if (run.state.kind === "loading") await load(run);
+  const state = run.state;
+  const reported = statusOf(state, run.record, now(run), run.settings);
+  const key = loginOf(state)?.tokens.dpopKey;
+  if (key === undefined || reported.tokenType !== "DPoP") return reported;
+  const thumbprint = await storedKeyThumbprint(key).catch(() => undefined);
+  return thumbprint === undefined ? reported : { ...reported, dpopThumbprint: thumbprint };
 }
 
 // --- The one place state changes, and the timer ------------------------------------------
@@ -205,8 +259,20 @@ function apply(run: Run, input: Input): void {
   run.dpop.remember(loginOf(next)?.tokens);
   if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) run.announced = false;
   arm(run, 0);
-  for (const event of entryEvents(previous, next, run.clock.now(), run.monotonic())) emit(run, event);
+  for (const event of entryEvents(previous, next, run.clock.now(), run.monotonic())) {
+    record(run, event);
+    emit(run, event);
+  }
   announceExpiring(run);
+}
+
+/** What status() reports besides the state, from the events a state announces. */
+function record(run: Run, event: TokenEvent): void {
+  const at = run.clock.now();
+  if (event.type === "refreshed" || event.type === "adopted") run.record = { ...run.record, lastRefreshAt: at };
+  else if (event.type === "refresh-failed" || event.type === "reauth-required" || event.type === "misconfigured") {
+    run.record = { ...run.record, lastFailure: failureOf(event.error, at) };
+  }
 }
 
 function emit(run: Run, event: TokenEvent): void {

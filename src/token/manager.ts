@@ -26,6 +26,10 @@ import type { Settings } from "./decision.js";
 import { createTokenDPoP } from "./dpop.js";
 import { storedFromResponse } from "./exchange.js";
 import { createMachine } from "./machine.js";
+import type { SignOutOptions, SignOutResult } from "./sign-out.js";
+import type { TokenStatus } from "./status.js";
+
+export type { SignOutOptions, SignOutResult } from "./sign-out.js";
 
 /**
  * Options of {@link createTokenManager}. Only `issuer` and `clientId` are required; the
@@ -126,7 +130,8 @@ export interface TokenManagerOptions {
  * using tokens = createTokenManager({ issuer, clientId }); // closed at the end of the block
  * await tokens.setTokens(await loginWithBrowser({ issuer, clientId }));
  * const token = await tokens.getAccessToken(); // valid now; refreshed in the background
- * await tokens.signOut(); // forget the login, clear the store
+ * console.log((await tokens.status()).state); // "ready"
+ * await tokens.signOut(); // revoke at the provider, forget the login, clear the store
  * ```
  */
 export interface TokenManager extends TokenProvider, Disposable {
@@ -142,8 +147,22 @@ export interface TokenManager extends TokenProvider, Disposable {
   accepted(token: string): void;
   /** Adopt the result of a login; persisted to the store. */
   setTokens(response: TokenEndpointResponse): Promise<void>;
-  /** Forget the login and clear the store. */
-  signOut(): Promise<void>;
+  /**
+   * Sign out: revoke the login at the identity provider (RFC 7009: its refresh token, then
+   * its access token, with the client's authentication) when the provider lists a
+   * `revocation_endpoint` (`revoke` decides: see {@link SignOutOptions}), then forget it and
+   * clear the store — other processes sharing the store find no login at their next
+   * refresh. A failed revocation still signs out here: the result says so (`error`, a
+   * `RevocationError`). Rejects only when the store cannot be cleared.
+   */
+  signOut(options?: SignOutOptions): Promise<SignOutResult>;
+  /**
+   * What a `whoami` / `status` command prints — the state, the token's and the login's
+   * expiry, scope, token type, who is logged in, the last refresh and failure — and never
+   * a token or a secret. Reads the store when the manager has not yet; never contacts the
+   * identity provider.
+   */
+  status(): Promise<TokenStatus>;
   /** Stop timers; every later call fails with `TokenManagerClosedError`. */
   close(): void;
 }
@@ -222,12 +241,23 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
       const dpopKey = pendingKey === undefined ? undefined : await pendingKey;
       await machine.replace(storedFromResponse(settings, response, sentAt, undefined, dpopKey));
     },
-    signOut: () => machine.replace(undefined),
+    signOut: (signOutOptions) => machine.signOut(checkSignOut(signOutOptions)),
+    status: machine.status,
     close: machine.close,
     [Symbol.dispose]: machine.close,
     ...(dpop.prover !== undefined ? { dpop: dpop.prover } : {}),
   };
   return manager;
+}
+
+/** `signOut`'s `revoke`, checked: a typo must not silently skip (or force) the revocation. */
+function checkSignOut(options: SignOutOptions | undefined): boolean | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== "object" || options === null) throw new ConfigurationError("signOut: options must be an object");
+  if (options.revoke !== undefined && typeof options.revoke !== "boolean") {
+    throw new ConfigurationError("signOut: `revoke` must be true, false or undefined");
+  }
+  return options.revoke;
 }
 
 /** The settings a refusal of the configuration is explained with; how the client proves itself, as such a refusal names it. */

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type ExampleRun, runExample } from "../support/run-example.js";
 
-const EXAMPLES = ["heartbeat", "events", "client-credentials", "demo", "server"] as const;
+const EXAMPLES = ["heartbeat", "events", "client-credentials", "demo", "server", "account"] as const;
 
 type Run = ExampleRun;
 
@@ -76,6 +76,8 @@ describe("example CLIs", { concurrency: 4 }, () => {
     ["client-credentials", ["--issuer", "http://127.0.0.1:9"], /--client-id is required with --issuer/],
     ["client-credentials", ["--count", "0"], /--count: must be at least 1/],
     ["demo", ["--duration", "5x"], /--duration: not a duration: "5x"/],
+    ["account", ["--issuer", "http://127.0.0.1:9", "--client-id", "x"], /expected a command, status or logout/],
+    ["account", ["whoami", "--issuer", "http://127.0.0.1:9", "--client-id", "x"], /expected a command, status or logout, got "whoami"/],
     ["demo", ["--issuer", "http://127.0.0.1:9", "--client-id", "x"], /give --server <url>, or --audience/],
   ];
   for (const [example, args, message] of cases) {

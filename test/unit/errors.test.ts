@@ -13,6 +13,7 @@ import {
   LoginError,
   ProviderConfigurationError,
   ReauthRequiredError,
+  RevocationError,
   TokenManagerClosedError,
   TokenRefreshError,
   TokenStoreError,
@@ -40,6 +41,7 @@ describe("the public errors", () => {
       family: [ConfigurationError],
     },
     { error: new TokenManagerClosedError("m", { cause }), type: TokenManagerClosedError, code: "ERR_MANAGER_CLOSED", family: [] },
+    { error: new RevocationError("failed", "m", { cause }), type: RevocationError, code: "ERR_REVOCATION", family: [] },
   ];
 
   for (const { error, type, code, family } of cases) {
