@@ -77,8 +77,9 @@ export interface OidcAdapter {
    * DPoP handle, which answers a `use_dpop_nonce` refusal by sending the request once more
    * with the nonce).
    */
-  refresh(refreshToken: string, dpop?: CryptoKeyPair): Promise<GrantResult>;
-  clientCredentials(dpop?: CryptoKeyPair): Promise<GrantResult>;
+  /** `resource`: a token for that resource server (RFC 8707), else for the configured `resource`. */
+  refresh(refreshToken: string, dpop?: CryptoKeyPair, resource?: string): Promise<GrantResult>;
+  clientCredentials(dpop?: CryptoKeyPair, resource?: string): Promise<GrantResult>;
   /** An RFC 8693 token exchange with these parameters (subject, actor, target, scope). */
   tokenExchange?(parameters: Readonly<Record<string, string>>): Promise<GrantResult>;
   /**
@@ -296,10 +297,12 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     return taken !== undefined && monotonicNow() - taken.at < PREPARED_FOR_MS ? taken.outcome : metadataFor();
   };
 
-  const parameters = () => {
+  /** `resource`: a token for that resource server (RFC 8707) instead of the configured one. */
+  const parameters = (resource?: string) => {
     const p: Record<string, string> = {};
     if (options.scope !== undefined) p.scope = options.scope;
-    if (options.resource !== undefined) p.resource = options.resource;
+    const target = resource ?? options.resource;
+    if (target !== undefined) p.resource = target;
     return p;
   };
   type Run = (lib: OpenidClient, config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>;
@@ -368,9 +371,10 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
   };
 
   return {
-    refresh: (refreshToken, dpop) =>
-      grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
-    clientCredentials: (dpop) => grant((lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
+    refresh: (refreshToken, dpop, resource) =>
+      grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(resource), dpopOptions(lib, config, dpop))),
+    clientCredentials: (dpop, resource) =>
+      grant((lib, config) => lib.clientCredentialsGrant(config, parameters(resource), dpopOptions(lib, config, dpop))),
     tokenExchange: (exchangeParameters) =>
       grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,

@@ -146,6 +146,24 @@ export interface StoredTokens {
    * objects (`TokenStore.keepsCryptoKeys`, memoryStore).
    */
   readonly dpopKey?: StoredDPoPKey;
+  /**
+   * Access tokens for other resource servers (RFC 8707), by resource indicator: what
+   * `forResource(resource)` hands out, obtained with this login's refresh token. At most 16
+   * (the one that expires first makes way); bound to `dpopKey` like the main token when DPoP is on.
+   */
+  readonly resources?: Readonly<Record<string, ResourceTokens>>;
+}
+
+/** An access token a login holds for one resource server (see {@link StoredTokens.resources}). */
+export interface ResourceTokens {
+  /** Visible ASCII (0x21–0x7E), like every token the package takes. */
+  readonly accessToken: string;
+  /** Epoch ms (local clock): when the token request was sent. */
+  readonly issuedAt: number;
+  /** Epoch ms (local clock): issuedAt + expires_in. */
+  readonly expiresAt: number;
+  /** `"DPoP"`: bound to the login's `dpopKey`; absent: a bearer token. */
+  readonly tokenType?: "DPoP";
 }
 
 /**
