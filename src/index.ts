@@ -20,7 +20,7 @@
  * @module connect-oidc
  */
 export { createAuthInterceptor, type AuthInterceptorOptions } from "./interceptor.js";
-export { createTokenManager, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
+export { createTokenManager, type ResourceTokenProvider, type TokenManager, type TokenManagerOptions } from "./token/manager.js";
 export { memoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export { createTokenExchange, type ExchangeSource, type TokenExchange, type TokenExchangeOptions } from "./exchanged-tokens.js";
 export type { ClientAssertion, ClientAuthentication, ClientPrivateKey } from "./client-auth.js";
@@ -49,6 +49,7 @@ export type {
   DPoPProver,
   LockHold,
   RefreshReason,
+  ResourceTokens,
   StoredTokens,
   TokenEndpointResponse,
   TokenEvent,

@@ -282,8 +282,9 @@ export type RefreshReason = "proactive" | "expired" | "rejected" | "startup";
  * ```
  */
 export type TokenEvent =
-  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number }
-  | { readonly type: "adopted"; readonly expiresAt: number }
+  /** `resource`: the token refreshed (or adopted) is the one for that resource server (`forResource`). */
+  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number; readonly resource?: string }
+  | { readonly type: "adopted"; readonly expiresAt: number; readonly resource?: string }
   | {
       readonly type: "refresh-failed";
       readonly error: Error;
