@@ -154,7 +154,18 @@ export interface StoredTokens {
   readonly resources?: Readonly<Record<string, ResourceTokens>>;
 }
 
-/** An access token a login holds for one resource server (see {@link StoredTokens.resources}). */
+/**
+ * An access token a login holds for one resource server (see {@link StoredTokens.resources}).
+ *
+ * @example
+ * ```ts
+ * import type { StoredTokens } from "connect-oidc";
+ *
+ * // When the stored token for the events service expires, if the login holds one.
+ * const events = (stored satisfies StoredTokens).resources?.["https://events.example.com"];
+ * if (events !== undefined) console.log(new Date(events.expiresAt));
+ * ```
+ */
 export interface ResourceTokens {
   /** Visible ASCII (0x21–0x7E), like every token the package takes. */
   readonly accessToken: string;

@@ -61,7 +61,19 @@ export interface Machine {
 
 type TokenRequest = Parameters<TokenProvider["getAccessToken"]>[0];
 
-/** A resource server's tokens, as `forResource()` hands them out: a {@link TokenProvider} with `current()`. */
+/**
+ * A resource server's tokens, as `forResource()` hands them out: a {@link TokenProvider} with `current()`.
+ *
+ * @example
+ * ```ts
+ * import { createAuthInterceptor, createTokenManager, type ResourceTokenProvider } from "connect-oidc";
+ *
+ * const tokens = createTokenManager({ issuer, clientId });
+ * const events: ResourceTokenProvider = tokens.forResource("https://events.example.com");
+ * const interceptor = createAuthInterceptor(events); // tokens whose `aud` is the events service
+ * console.log(events.resource, events.current() !== undefined ? "a token at hand" : "none yet");
+ * ```
+ */
 export interface ResourceTokenProvider extends TokenProvider {
   /** The token `getAccessToken()` would resolve with now without waiting, or undefined. Never throws, never waits. */
   current(): string | undefined;
