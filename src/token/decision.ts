@@ -7,7 +7,7 @@
 import type { DPoPAlgorithm } from "../dpop-key.js";
 import { closedError, noLogin, noRefreshToken } from "../errors.js";
 import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "../policy.js";
-import { forcedRefreshAllowed, type Login, type State, usableAt, viewOf } from "./state.js";
+import { forcedRefreshAllowed, type Login, type Marks, type State, usableAt, viewOf } from "./state.js";
 import type { RefreshReason } from "../types.js";
 
 export interface Now {
@@ -91,6 +91,9 @@ function decideWithLogin(
 ): Decision {
   // refreshWindowMs 0: refreshes happen on a caller's demand only, retries included.
   if (background && settings.refreshWindowMs === 0) return IDLE;
+  // A resource the identity provider refused: its callers fail fast, nobody asks again.
+  const refusedByProvider = (login as Marks | undefined)?.refusedByProvider;
+  if (refusedByProvider !== undefined) return background ? IDLE : { do: "fail", error: refusedByProvider };
   const tokens = login?.tokens;
   const canRefresh = settings.grant === "client_credentials" || tokens?.refreshToken !== undefined;
   const usable = usableAt(tokens, now.wall);

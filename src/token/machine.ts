@@ -380,9 +380,11 @@ async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefin
     }
     // Our own ConfigurationError from before the request (a client assertion file that cannot be used) counts as one.
     const misconfiguration =
-      result.error instanceof ConfigurationError ? result.error : tokenRequestMisconfiguration(result.error, run.request);
+      result.error instanceof ConfigurationError
+        ? result.error
+        : tokenRequestMisconfiguration(result.error, resource === undefined ? run.request : { ...run.request, resource });
     if (misconfiguration !== undefined) {
-      if (!run.worked) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
+      if (!run.worked || firstOfResource(run, flight)) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
       return apply(run, failedInput(run, flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));
     }
     if (result.reauth || result.terminal) return apply(run, reauthInput(run, flight, result.error, result.terminal));
@@ -391,6 +393,12 @@ async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefin
     // The store or its lock failed (our own typed errors): transient.
     apply(run, failedInput(run, flight, error, undefined, 0));
   }
+}
+
+/** The refresh is the first for its resource in this login: a refusal of it is the resource's alone (see state.ts). */
+function firstOfResource(run: Run, flight: Flight): boolean {
+  const login = loginOf(run.state);
+  return flight.resource !== undefined && login !== undefined && login.tokens.resources?.[flight.resource] === undefined;
 }
 
 function reauthInput(run: Run, flight: Flight, error: Error, terminal: boolean): Input {

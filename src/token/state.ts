@@ -12,6 +12,8 @@
  *              ──────── refresh-failed ──▶ backing-off ─ refresh-started ─▶ refreshing
  *              ──────── reauth ──────────▶ reauth-required                (the provider's terminal answer)
  *              ──────── misconfigured ───▶ misconfigured                  (settings refused, never worked here)
+ *                                         ▶ ready                          (a resource the provider refuses: that
+ *                                                                          resource's callers fail, the rest goes on)
  *   ready | empty | backing-off ─ reauth ─▶ reauth-required               (no login, no refresh token, a login
  *                                                                          that does not fit the `dpop` option)
  *   reauth-required ─── rechecked ───────▶ ready                          (another process's login in the store)
@@ -56,8 +58,14 @@ export interface Login {
   readonly resourceMarks: Readonly<Record<string, Marks>>;
 }
 
-/** What servers said of one access token, and the forced refreshes that replaced it. */
-export type Marks = Pick<Login, "refused" | "accepted" | "unacceptedForced" | "lastForcedAt">;
+/**
+ * What servers said of one access token, and the forced refreshes that replaced it; for a
+ * resource, the identity provider's refusal of it (`invalid_target`: its callers fail with
+ * this error until a new login).
+ */
+export type Marks = Pick<Login, "refused" | "accepted" | "unacceptedForced" | "lastForcedAt"> & {
+  readonly refusedByProvider?: ConfigurationError;
+};
 
 const NO_MARKS: Marks = { refused: false, accepted: false, unacceptedForced: 0, lastForcedAt: 0 };
 
@@ -256,8 +264,12 @@ function landed(
         demandRetryAt: input.demandRetryAt,
         error: input.error,
       };
-    case "misconfigured":
-      return { kind: "misconfigured", login: state.login, error: input.error };
+    case "misconfigured": {
+      const resource = input.flight.resource;
+      if (resource === undefined || state.login === undefined) return { kind: "misconfigured", login: state.login, error: input.error };
+      const marks = { ...pickMarks(viewOf(state.login, resource)), refusedByProvider: input.error };
+      return { kind: "ready", login: { ...state.login, resourceMarks: { ...state.login.resourceMarks, [resource]: marks } } };
+    }
   }
 }
 
@@ -305,7 +317,8 @@ function counted(previous: Marks | undefined, forced: boolean, at: number): Mark
 }
 
 function pickMarks(login: Marks): Marks {
-  return { refused: login.refused, accepted: login.accepted, unacceptedForced: login.unacceptedForced, lastForcedAt: login.lastForcedAt };
+  const { refused, accepted, unacceptedForced, lastForcedAt, refusedByProvider } = login;
+  return { refused, accepted, unacceptedForced, lastForcedAt, ...(refusedByProvider !== undefined ? { refusedByProvider } : {}) };
 }
 
 /** A server's word on a token: only the current token's matters (the main one's, or its resource's), and only once. */

@@ -22,6 +22,8 @@ import {
   ConfigurationError,
   createAuthInterceptor,
   createTokenManager,
+  ProviderConfigurationError,
+  ReauthRequiredError,
   type StoredTokens,
   type TokenEvent,
   type TokenManagerOptions,
@@ -39,6 +41,10 @@ const EVENTS = "https://events.example.test";
 const TOOLS = "https://tools.example.test";
 const SESSIONS = "https://sessions.example.test";
 const RESOURCES = [EVENTS, TOOLS, SESSIONS];
+/** A resource the identity provider does not know. */
+const UNKNOWN = "https://unknown.example.test";
+
+const refusedResource = (e: unknown) => e instanceof ProviderConfigurationError && e.reason === "resource" && e.message.includes(UNKNOWN);
 
 /** Waits until `check()` holds, at most `ms`; fails naming `what`. */
 async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -213,6 +219,36 @@ describe("forResource (RFC 8707) on the real identity provider", () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("a resource the identity provider refuses (invalid_target) fails its callers alone, once; the main token and other resources go on", async () => {
+    // Refresh tokens that do not rotate: oidc-provider consumes a rotating one before it checks the resource (next test).
+    await using fixed = await startIdp({ accessTokenTtl: 60, rotateRefreshTokens: false, resources: [EVENTS] });
+    using tokens = createTokenManager({ issuer: fixed.issuer, clientId: fixed.clientId, allowInsecureRequests: true });
+    const login = await fixed.login();
+    leaks.remember(login.access_token, login.refresh_token);
+    await tokens.setTokens(login);
+    fixed.resetStats();
+    const unknown = tokens.forResource(UNKNOWN);
+    await assert.rejects(unknown.getAccessToken(), refusedResource);
+    await assert.rejects(unknown.getAccessToken(), refusedResource, "fails fast");
+    assert.equal(unknown.current(), undefined);
+    assert.equal(fixed.stats.byGrantType.refresh_token, 1, "asked once");
+    assert.equal(await tokens.getAccessToken(), login.access_token, "the main token goes on");
+    const events = await tokens.forResource(EVENTS).getAccessToken();
+    assert.equal(decodeJwt(events).aud, EVENTS, "other resources go on");
+    assert.equal(fixed.stats.invalidGrant, 0);
+    leaks.remember(events);
+  });
+
+  it("with rotating refresh tokens, oidc-provider consumes the refresh token on invalid_target: the login ends once, no loop", async () => {
+    const { tokens } = await signedIn();
+    using _ = tokens;
+    idp.resetStats();
+    await assert.rejects(tokens.forResource(UNKNOWN).getAccessToken(), refusedResource);
+    await assert.rejects(tokens.forResource(EVENTS).getAccessToken(), ReauthRequiredError);
+    await assert.rejects(tokens.forResource(TOOLS).getAccessToken(), ReauthRequiredError);
+    assert.equal(idp.stats.invalidGrant, 1, "one invalid_grant, then nobody asks");
   });
 
   it("refuses a resource that is no absolute URI", async () => {
