@@ -22,6 +22,7 @@
 export { type AuthInterceptorEvent, type AuthInterceptorOptions, createAuthInterceptor } from "./interceptor.js";
 export {
   createTokenManager,
+  type ResourceTokenProvider,
   type SignOutOptions,
   type SignOutResult,
   type TokenManager,
@@ -60,6 +61,7 @@ export type {
   RefreshAttempt,
   LoginIdentity,
   RefreshReason,
+  ResourceTokens,
   StoredTokens,
   TokenEndpointResponse,
   TokenEvent,

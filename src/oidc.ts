@@ -79,8 +79,9 @@ export interface OidcAdapter {
    * DPoP handle, which answers a `use_dpop_nonce` refusal by sending the request once more
    * with the nonce).
    */
-  refresh(refreshToken: string, dpop?: CryptoKeyPair): Promise<GrantResult>;
-  clientCredentials(dpop?: CryptoKeyPair): Promise<GrantResult>;
+  /** `resource`: a token for that resource server (RFC 8707), else for the configured `resource`. */
+  refresh(refreshToken: string, dpop?: CryptoKeyPair, resource?: string): Promise<GrantResult>;
+  clientCredentials(dpop?: CryptoKeyPair, resource?: string): Promise<GrantResult>;
   /** An RFC 8693 token exchange with these parameters (subject, actor, target, scope). */
   tokenExchange?(parameters: Readonly<Record<string, string>>): Promise<GrantResult>;
   /**
@@ -253,6 +254,39 @@ function neverSent(error: unknown, depth = 0): boolean {
   return neverSent(cause, depth + 1);
 }
 
+/** A token request's `scope` and `resource`; `resource`: for that resource server (RFC 8707) instead of the configured one. */
+function tokenParameters(options: OidcAdapterOptions, resource: string | undefined): Record<string, string> {
+  const p: Record<string, string> = {};
+  if (options.scope !== undefined) p.scope = options.scope;
+  const target = resource ?? options.resource;
+  if (target !== undefined) p.resource = target;
+  return p;
+}
+
+type DPoPOptionsFor = (lib: OpenidClient, config: oidc.Configuration, keyPair: CryptoKeyPair | undefined) => oidc.DPoPOptions | undefined;
+
+/** The refresh-token grant, for a resource server (RFC 8707) when `resource` is set. */
+function refreshRun(
+  options: OidcAdapterOptions,
+  refreshToken: string,
+  resource: string | undefined,
+  dpop: CryptoKeyPair | undefined,
+  dpopOptions: DPoPOptionsFor,
+) {
+  return (lib: OpenidClient, config: oidc.Configuration) =>
+    lib.refreshTokenGrant(config, refreshToken, tokenParameters(options, resource), dpopOptions(lib, config, dpop));
+}
+
+function clientCredentialsRun(
+  options: OidcAdapterOptions,
+  resource: string | undefined,
+  dpop: CryptoKeyPair | undefined,
+  dpopOptions: DPoPOptionsFor,
+) {
+  return (lib: OpenidClient, config: oidc.Configuration) =>
+    lib.clientCredentialsGrant(config, tokenParameters(options, resource), dpopOptions(lib, config, dpop));
+}
+
 export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
   // A failure of the client assertion, for the exchange it failed (see watchedAssertion).
   const assertionFailures: { last: Error | undefined } = { last: undefined };
@@ -323,7 +357,6 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
     return taken !== undefined && monotonicNow() - taken.at < PREPARED_FOR_MS ? taken.outcome : metadataFor();
   };
 
-  const parameters = () => grantParameters(options);
   type Run = (lib: OpenidClient, config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>;
   /** A failure before any exchange (discovery, loading openid-client): token-free. */
   const failed = (error: unknown): GrantResult => ({ ok: false, error: summarizeFailure(error) });
@@ -380,9 +413,8 @@ export function createOidcAdapter(given: OidcAdapterOptions): OidcAdapter {
 
   const dpopOptions = dpopOptionsCache();
   return {
-    refresh: (refreshToken, dpop) =>
-      grant((lib, config) => lib.refreshTokenGrant(config, refreshToken, parameters(), dpopOptions(lib, config, dpop))),
-    clientCredentials: (dpop) => grant((lib, config) => lib.clientCredentialsGrant(config, parameters(), dpopOptions(lib, config, dpop))),
+    refresh: (refreshToken, dpop, resource) => grant(refreshRun(options, refreshToken, resource, dpop, dpopOptions)),
+    clientCredentials: (dpop, resource) => grant(clientCredentialsRun(options, resource, dpop, dpopOptions)),
     tokenExchange: (exchangeParameters) =>
       grant((lib, config) => lib.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, { ...exchangeParameters })),
     prepare,
@@ -403,14 +435,6 @@ function dpopOptionsCache() {
     }
     return dpopHandle.options;
   };
-}
-
-/** The parameters every grant sends: the configured scope and resource. */
-function grantParameters(options: OidcAdapterOptions): Record<string, string> {
-  const p: Record<string, string> = {};
-  if (options.scope !== undefined) p.scope = options.scope;
-  if (options.resource !== undefined) p.resource = options.resource;
-  return p;
 }
 
 /** `revoke` over this process's discovered metadata; a failed discovery is a failed revocation. */

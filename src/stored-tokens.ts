@@ -6,7 +6,7 @@
 import { type StoredDPoPKey, storedJwkKey } from "./dpop-key.js";
 import { ConfigurationError, corruptLogin } from "./errors.js";
 import { checkedIdentity } from "./login-identity.js";
-import type { LoginIdentity, StoredTokens } from "./types.js";
+import type { LoginIdentity, ResourceTokens, StoredTokens } from "./types.js";
 
 /**
  * The persisted form of a login: compact JSON of the known fields only. Kept small
@@ -15,7 +15,7 @@ import type { LoginIdentity, StoredTokens } from "./types.js";
  * identity is a few bounded strings.
  */
 export function serializeStoredTokens(tokens: StoredTokens): string {
-  const out: Record<string, string | number | StoredDPoPKey | LoginIdentity> = {
+  const out: Record<string, string | number | StoredDPoPKey | LoginIdentity | Record<string, ResourceTokens>> = {
     version: 1,
     issuer: tokens.issuer,
     clientId: tokens.clientId,
@@ -42,6 +42,7 @@ export function serializeStoredTokens(tokens: StoredTokens): string {
   // Who logged in: display only, bounded (login-identity.ts); an unusable one is left out.
   const identity = checkedIdentity(tokens.identity);
   if (identity !== undefined) out.identity = identity;
+  if (tokens.resources !== undefined && Object.keys(tokens.resources).length > 0) out.resources = compactResources(tokens.resources);
   return JSON.stringify(out);
 }
 
@@ -91,6 +92,8 @@ export function parseStoredTokens(text: string, where: string): StoredTokens {
   if (record.dpopKey !== undefined && storedJwkKey(record.dpopKey) === undefined) {
     throw corruptLogin(where, 'field "dpopKey" is not a usable DPoP key (its algorithm or a JWK member is missing or malformed)');
   }
+  const resourcesProblem = record.resources === undefined ? undefined : resourcesFieldProblem(record.resources);
+  if (resourcesProblem !== undefined) throw corruptLogin(where, `field "resources" ${resourcesProblem}`);
   // Copy the known fields only, so unknown ones never reach the token manager: a
   // `discovery` (the provider's metadata, which earlier versions wrote) is ignored. An
   // endpoint read back from a store is never used: whoever can write the store could
@@ -117,10 +120,13 @@ const NOT_A_TOKEN = "holds characters no token may have (only visible ASCII, no 
 const optionalStrings = ["accessToken", "refreshToken", "scope"] as const;
 const optionalNumbers = ["issuedAt", "expiresAt", "refreshExpiresAt"] as const;
 
-/** The same login as far as identity goes: same access token and same refresh token. */
+/** The same login as far as identity goes: same access tokens (the resources' too) and same refresh token. */
 export function sameLogin(a: StoredTokens | undefined, b: StoredTokens | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return a.accessToken === b.accessToken && a.refreshToken === b.refreshToken;
+  if (a.accessToken !== b.accessToken || a.refreshToken !== b.refreshToken) return false;
+  const keys = new Set([...Object.keys(a.resources ?? {}), ...Object.keys(b.resources ?? {})]);
+  for (const key of keys) if (a.resources?.[key]?.accessToken !== b.resources?.[key]?.accessToken) return false;
+  return true;
 }
 
 /**
@@ -145,4 +151,57 @@ export function tokenResponseProblem(response: unknown): string | undefined {
 export function expiresInSeconds(value: unknown): number | undefined {
   const n = typeof value === "string" && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
   return typeof n === "number" && Number.isFinite(n) ? n : undefined;
+}
+
+/** How many resource servers' tokens one stored login keeps (see `withResource`). */
+export const MAX_STORED_RESOURCES = 16;
+
+/** A resource indicator as the package takes it (RFC 8707: an absolute URI, no fragment): at most this long. */
+const MAX_RESOURCE_LENGTH = 2048;
+
+/** The known fields of each resource's tokens only. */
+function compactResources(resources: Readonly<Record<string, ResourceTokens>>): Record<string, ResourceTokens> {
+  const out: Record<string, ResourceTokens> = {};
+  for (const [resource, tokens] of Object.entries(resources)) {
+    out[resource] = {
+      accessToken: tokens.accessToken,
+      issuedAt: tokens.issuedAt,
+      expiresAt: tokens.expiresAt,
+      ...(tokens.tokenType === "DPoP" ? { tokenType: "DPoP" as const } : {}),
+    };
+  }
+  return out;
+}
+
+/** What is wrong with a stored `resources` field (never quoting a value), or undefined. */
+function resourcesFieldProblem(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "is not a JSON object";
+  const entries = Object.entries(value);
+  if (entries.length > MAX_STORED_RESOURCES) return `holds more than ${MAX_STORED_RESOURCES} resources`;
+  for (const [resource, tokens] of entries) {
+    if (resource === "" || resource.length > MAX_RESOURCE_LENGTH) return "has a resource indicator that is empty or too long";
+    if (typeof tokens !== "object" || tokens === null) return "has an entry that is not an object";
+    const entry = tokens as Record<string, unknown>;
+    if (!isTokenString(entry.accessToken)) return `has an access token that ${NOT_A_TOKEN}`;
+    if (!Number.isFinite(entry.issuedAt) || !Number.isFinite(entry.expiresAt)) return "has an entry without its times";
+    if (entry.tokenType !== undefined && entry.tokenType !== "DPoP") return 'has a "tokenType" that is not "DPoP"';
+  }
+  return undefined;
+}
+
+/** `login` with `tokens` for `resource`; beyond MAX_STORED_RESOURCES, the other resource whose token expires first is dropped. */
+export function withResource(login: StoredTokens, resource: string, tokens: ResourceTokens): StoredTokens {
+  const resources: Record<string, ResourceTokens> = { ...login.resources, [resource]: tokens };
+  const others = Object.keys(resources).filter((key) => key !== resource);
+  others.sort((a, b) => resources[a]!.expiresAt - resources[b]!.expiresAt);
+  for (const key of others.slice(0, Math.max(0, others.length + 1 - MAX_STORED_RESOURCES))) delete resources[key];
+  return { ...login, resources };
+}
+
+/** The login as a resource's token sees it: that resource's access token and times, the login's refresh token and key. */
+export function resourceView(login: StoredTokens, resource: string | undefined): StoredTokens {
+  if (resource === undefined) return login;
+  const { accessToken: _main, issuedAt: _issued, expiresAt: _expires, tokenType: _type, resources, ...rest } = login;
+  const tokens = resources?.[resource];
+  return tokens === undefined ? rest : { ...rest, ...tokens };
 }

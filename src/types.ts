@@ -202,6 +202,35 @@ export interface StoredTokens {
   readonly dpopKey?: StoredDPoPKey;
   /** Who logged in (the validated ID token's claims, see {@link LoginIdentity}), when the login had an ID token. */
   readonly identity?: LoginIdentity;
+  /**
+   * Access tokens for other resource servers (RFC 8707), by resource indicator: what
+   * `forResource(resource)` hands out, obtained with this login's refresh token. At most 16
+   * (the one that expires first makes way); bound to `dpopKey` like the main token when DPoP is on.
+   */
+  readonly resources?: Readonly<Record<string, ResourceTokens>>;
+}
+
+/**
+ * An access token a login holds for one resource server (see {@link StoredTokens.resources}).
+ *
+ * @example
+ * ```ts
+ * import type { StoredTokens } from "connect-oidc";
+ *
+ * // When the stored token for the events service expires, if the login holds one.
+ * const events = (stored satisfies StoredTokens).resources?.["https://events.example.com"];
+ * if (events !== undefined) console.log(new Date(events.expiresAt));
+ * ```
+ */
+export interface ResourceTokens {
+  /** Visible ASCII (0x21–0x7E), like every token the package takes. */
+  readonly accessToken: string;
+  /** Epoch ms (local clock): when the token request was sent. */
+  readonly issuedAt: number;
+  /** Epoch ms (local clock): issuedAt + expires_in. */
+  readonly expiresAt: number;
+  /** `"DPoP"`: bound to the login's `dpopKey`; absent: a bearer token. */
+  readonly tokenType?: "DPoP";
 }
 
 /**
@@ -346,9 +375,16 @@ export interface RefreshAttempt {
  * ```
  */
 export type TokenEvent =
-  | { readonly type: "refreshed"; readonly reason: RefreshReason; readonly expiresAt: number; readonly refresh?: RefreshAttempt }
+  /** `resource`: the token refreshed (or adopted) is the one for that resource server (`forResource`). */
+  | {
+      readonly type: "refreshed";
+      readonly reason: RefreshReason;
+      readonly expiresAt: number;
+      readonly refresh?: RefreshAttempt;
+      readonly resource?: string;
+    }
   /** Another process's newer login, taken from the store (`refresh`: by a refresh, which then asked no identity provider). */
-  | { readonly type: "adopted"; readonly expiresAt: number; readonly refresh?: RefreshAttempt }
+  | { readonly type: "adopted"; readonly expiresAt: number; readonly refresh?: RefreshAttempt; readonly resource?: string }
   | {
       readonly type: "refresh-failed";
       readonly error: Error;

@@ -41,11 +41,13 @@ export async function headlessLogin(
     // oidc-provider drops offline_access from an authorization request without prompt=consent.
     prompt: "consent",
   };
-  if (options.resource) parameters.resource = options.resource;
   if (nonce !== undefined) parameters.nonce = nonce;
   if (dpop) parameters.dpop_jkt = await dpop.handle.calculateThumbprint();
+  const query = new URLSearchParams(parameters);
+  // Several resource indicators (RFC 8707): one `resource` parameter each.
+  for (const resource of [options.resource ?? []].flat()) query.append("resource", resource);
 
-  const walk = await createPageWalker().navigate(oidc.buildAuthorizationUrl(config, parameters).href, {}, redirectUri);
+  const walk = await createPageWalker().navigate(oidc.buildAuthorizationUrl(config, query).href, {}, redirectUri);
   if ("page" in walk) throw new Error(`login ended on a page instead of the redirect: ${(await walk.page.text()).slice(0, 300)}`);
   const checks = { pkceCodeVerifier: verifier, expectedState: state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) };
   const response = await oidc.authorizationCodeGrant(config, walk.url, checks, undefined, dpop ? { DPoP: dpop.handle } : undefined);

@@ -39,6 +39,12 @@ export interface TestIdentityProviderOptions {
   /** The `aud` of access tokens (RFC 8707 resource indicator). Default `urn:connect-oidc:test`. */
   readonly audience?: string;
   /**
+   * More resource servers (RFC 8707) besides `audience`: a login asks for all of them, and a
+   * refresh with `resource` set to one of them gets a JWT access token with that `aud`.
+   * Default none.
+   */
+  readonly resources?: readonly string[];
+  /**
    * The scopes the resource server (the audience) grants; a login asks for all of them by
    * default, a client credentials client gets them all. Default `["api"]`.
    */
@@ -114,8 +120,11 @@ export interface TestLoginOptions {
   readonly scope?: string;
   /** Default `http://127.0.0.1/callback`; any port works (loopback, RFC 8252 §7.3). */
   readonly redirectUri?: string;
-  /** Sent as the `resource` parameter when given (the provider defaults to its audience). */
-  readonly resource?: string;
+  /**
+   * Sent as the `resource` parameter when given (the provider defaults to its audience);
+   * default: the audience and every one of the provider's `resources` when it has any.
+   */
+  readonly resource?: string | readonly string[];
   /**
    * Bind the login to a DPoP key (`dpop_jkt` in the authorization request, a proof on the code
    * exchange); the provider must have been started with `dpop`. `true`: a new ES256 key;

@@ -121,7 +121,11 @@ export async function startTestIdentityProvider(options: TestIdentityProviderOpt
       return knobs.stats;
     },
     resetStats: knobs.resetStats,
-    login: async (loginOptions) => headlessLogin(await configs.cli(), `openid offline_access ${apiScopes.join(" ")}`, loginOptions),
+    login: async (loginOptions) =>
+      headlessLogin(await configs.cli(), `openid offline_access ${apiScopes.join(" ")}`, {
+        ...(options.resources?.length ? { resource: [audience, ...options.resources] } : {}),
+        ...loginOptions,
+      }),
     cliConfig: configs.cli,
     serviceConfig: configs.service,
     approveDeviceCode: (userCode) => decideDeviceCode(verificationUri, userCode, "confirm"),
@@ -179,6 +183,7 @@ function createProvider({ default: ProviderClass, errors }: ProviderModule, issu
       accessTokenTtl: options.accessTokenTtl ?? 5,
       refreshTokenTtl: options.refreshTokenTtl ?? 24 * 60 * 60,
       audience: parts.audience,
+      resources: options.resources ?? [],
       apiScopes: parts.apiScopes,
       rotateRefreshTokens: options.rotateRefreshTokens ?? true,
       opaqueAccessTokens: options.opaqueAccessTokens === true,

@@ -28,6 +28,8 @@ export interface ConfigurationInput {
   readonly accessTokenTtl: number;
   readonly refreshTokenTtl: number;
   readonly audience: string;
+  /** More resource servers besides `audience` (RFC 8707): each its own `aud`. */
+  readonly resources: readonly string[];
   readonly apiScopes: readonly string[];
   readonly rotateRefreshTokens: boolean;
   /** Opaque access tokens and RFC 7662 introspection instead of JWT access tokens. */
@@ -154,10 +156,10 @@ function featuresOf(input: ConfigurationInput): NonNullable<Configuration["featu
       defaultResource: async () => audience,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (_ctx, resourceIndicator) => {
-        if (resourceIndicator !== audience) throw new errors.InvalidTarget();
+        if (resourceIndicator !== audience && !input.resources.includes(resourceIndicator)) throw new errors.InvalidTarget();
         return {
           scope: input.apiScopes.join(" "),
-          audience,
+          audience: resourceIndicator,
           accessTokenTTL: input.accessTokenTtl,
           ...(input.opaqueAccessTokens ? { accessTokenFormat: "opaque" } : { accessTokenFormat: "jwt", jwt: { sign: { alg: "RS256" } } }),
         };

@@ -1,12 +1,13 @@
 /**
  * What to do for a caller (or the background timer) in a given state: serve now, serve and
  * refresh in the background, wait for a refresh, look at the store, or fail fast. A pure
- * function of (state, times, request): no I/O, no clock reads.
+ * function of (state, times, request): no I/O, no clock reads. For a resource server's
+ * token (`forResource`) the same rules run on the login as that token sees it (`viewOf`).
  */
 import type { DPoPAlgorithm } from "../dpop-key.js";
 import { closedError, noLogin, noRefreshToken } from "../errors.js";
 import { REAUTH_RECHECK_MS, refreshAt, type TokenTimes, usableUntil } from "../policy.js";
-import { forcedRefreshAllowed, type Login, type State, usableAt } from "./state.js";
+import { forcedRefreshAllowed, type Login, type Marks, type State, usableAt, viewOf } from "./state.js";
 import type { RefreshReason } from "../types.js";
 
 export interface Now {
@@ -50,9 +51,10 @@ const WAIT: Decision = { do: "wait" };
 
 /**
  * For a caller (`background: false`) or the timer (`background: true`). The timer never
- * waits, loads or fails; it only starts refreshes that are due.
+ * waits, loads or fails; it only starts refreshes that are due. `resource`: for that
+ * resource server's token (undefined: the main token).
  */
-export function decide(state: State, now: Now, background: boolean, settings: Settings): Decision {
+export function decide(state: State, now: Now, background: boolean, settings: Settings, resource?: string): Decision {
   switch (state.kind) {
     case "closed":
       return background ? IDLE : { do: "fail", error: closedError() };
@@ -70,13 +72,13 @@ export function decide(state: State, now: Now, background: boolean, settings: Se
       return now.monotonic - state.checkedAt >= REAUTH_RECHECK_MS ? { do: "recheck" } : { do: "fail", error: state.error };
     case "refreshing": {
       if (background) return IDLE;
-      const login = state.login;
+      const login = state.login === undefined ? undefined : viewOf(state.login, resource);
       return login !== undefined && !login.refused && usableAt(login.tokens, now.wall) ? serve(login) : WAIT;
     }
     case "ready":
-      return decideWithLogin(state.login, now, background, settings, undefined);
+      return decideWithLogin(viewOf(state.login, resource), now, background, settings, undefined);
     case "backing-off":
-      return decideWithLogin(state.login, now, background, settings, state);
+      return decideWithLogin(state.login === undefined ? undefined : viewOf(state.login, resource), now, background, settings, state);
   }
 }
 
@@ -89,6 +91,9 @@ function decideWithLogin(
 ): Decision {
   // refreshWindowMs 0: refreshes happen on a caller's demand only, retries included.
   if (background && settings.refreshWindowMs === 0) return IDLE;
+  // A resource the identity provider refused: its callers fail fast, nobody asks again.
+  const refusedByProvider = (login as Marks | undefined)?.refusedByProvider;
+  if (refusedByProvider !== undefined) return background ? IDLE : { do: "fail", error: refusedByProvider };
   const tokens = login?.tokens;
   const canRefresh = settings.grant === "client_credentials" || tokens?.refreshToken !== undefined;
   const usable = usableAt(tokens, now.wall);
@@ -144,19 +149,37 @@ function serve(login: Login): Decision {
   return { do: "serve", token: login.tokens.accessToken! };
 }
 
+type Wake = { readonly wall?: number; readonly monotonic?: number } | undefined;
+
 /**
  * When the background timer should look again (wall-clock epoch ms or monotonic ms), or
- * undefined for no timer. The caller clamps the sleep (the wall clock may step meanwhile).
+ * undefined for no timer: the earliest for the main token and `resources`' (the ones this
+ * process hands out). The caller clamps the sleep (the wall clock may step meanwhile).
  */
-export function wakeAt(state: State, settings: Settings): { readonly wall?: number; readonly monotonic?: number } | undefined {
+export function wakeAt(state: State, settings: Settings, resources: readonly string[] = []): Wake {
+  let earliest = wakeFor(state, settings, undefined);
+  for (const resource of resources) {
+    const wake = wakeFor(state, settings, resource);
+    if (wake === undefined) continue;
+    const wall = Math.min(earliest?.wall ?? Number.POSITIVE_INFINITY, wake.wall ?? Number.POSITIVE_INFINITY);
+    const monotonic = Math.min(earliest?.monotonic ?? Number.POSITIVE_INFINITY, wake.monotonic ?? Number.POSITIVE_INFINITY);
+    earliest = {
+      ...(Number.isFinite(wall) ? { wall } : {}),
+      ...(Number.isFinite(monotonic) ? { monotonic } : {}),
+    };
+  }
+  return earliest;
+}
+
+function wakeFor(state: State, settings: Settings, resource: string | undefined): Wake {
   if (state.kind !== "ready" && state.kind !== "backing-off") return undefined;
-  const login = state.login;
+  const login = state.login === undefined ? undefined : viewOf(state.login, resource);
   // Refused tokens are replaced on demand (a caller's), never by the timer.
   if (login?.refused) return undefined;
   if (settings.grant === "refresh_token" && login?.tokens.refreshToken === undefined) return undefined;
   if (settings.refreshWindowMs === 0) return undefined;
   if (state.kind === "backing-off") return { monotonic: state.retryAt };
-  const tokens = state.login.tokens;
+  const tokens = login!.tokens;
   if (tokens.issuedAt === undefined || tokens.expiresAt === undefined || tokens.accessToken === undefined) return { wall: 0 };
   return { wall: refreshAt(tokens as TokenTimes, settings.refreshWindowMs) };
 }

@@ -12,7 +12,7 @@ import { describeFailure, ExchangeFailure, failureFacts } from "../failure.js";
 import type { GrantResult, OidcAdapter } from "../oidc.js";
 import { identityOfResponse } from "../login-identity.js";
 import { isTerminal, MAX_LIFETIME_MS, refreshAt, tokenTimes, type TokenTimes } from "../policy.js";
-import { expiresInSeconds, isTokenString, sameLogin, tokenResponseProblem } from "../stored-tokens.js";
+import { expiresInSeconds, isTokenString, resourceView, sameLogin, tokenResponseProblem, withResource } from "../stored-tokens.js";
 import type { Clock, LockHold, RefreshReason, StoredTokens, TokenEndpointResponse, TokenStore } from "../types.js";
 import type { Settings } from "./decision.js";
 import type { TokenDPoP } from "./dpop.js";
@@ -41,6 +41,8 @@ export interface ExchangeRequest {
   readonly inStore: StoredTokens | undefined;
   /** What the store's lock handed over, if it can be lost while held: confirmed right before the request. */
   readonly hold?: LockHold | undefined;
+  /** The resource server the refresh is for (RFC 8707); undefined: the main token. */
+  readonly resource?: string | undefined;
 }
 
 export type ExchangeResult =
@@ -85,18 +87,21 @@ export function usableLogin(deps: Pick<ExchangeDeps, "settings" | "dpop">, store
   return own !== undefined && deps.dpop.problem(own) === undefined ? own : undefined;
 }
 
+/**
+ * One refresh (of the main token, or of `request.resource`'s) under the store's lock.
+ * Every resource's refresh rotates the one refresh token, so all of the login's tokens are
+ * saved together.
+ */
 export async function exchangeUnderLock(deps: ExchangeDeps, request: ExchangeRequest): Promise<ExchangeResult> {
-  const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
+  const refused = refusedToken(request);
   const stored = usableLogin(deps, await deps.store.load());
   // Anything in the store other than what this process last saw there was written by
   // another process since (every writer holds the lock): it is the newer login.
   const changed = !sameLogin(stored, request.inStore);
-  if (changed && adoptable(deps, stored, request.reason, refused)) return adopted(stored);
+  if (changed && adoptable(deps, stored, request, refused)) return adopted(stored);
   if (changed && stored === undefined && deps.settings.grant === "refresh_token") return failure(noLogin(deps.settings)); // signed out elsewhere
   const source = changed ? stored : request.held;
-  const result = await grantAndSave(deps, source, stored, request.hold).catch((error: unknown) =>
-    afterLockLost(deps, request, stored, error),
-  );
+  const result = await grantAndSave(deps, source, stored, request).catch((error: unknown) => afterLockLost(deps, request, stored, error));
   if (result.ok || !result.terminal) return result;
   return afterTerminal(deps, request, result, source, stored);
 }
@@ -114,8 +119,7 @@ async function afterLockLost(
 ): Promise<ExchangeResult> {
   if (!(error instanceof TokenStoreError && error.reason === "fenced")) throw error;
   const newer = usableLogin(deps, await deps.store.load());
-  const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
-  if (!sameLogin(newer, seen) && adoptable(deps, newer, request.reason, refused)) return adopted(newer);
+  if (!sameLogin(newer, seen) && adoptable(deps, newer, request, refusedToken(request))) return adopted(newer);
   throw error;
 }
 
@@ -129,9 +133,8 @@ async function afterTerminal(
 ): Promise<ExchangeResult> {
   const again = usableLogin(deps, await deps.store.load());
   if (!sameLogin(again, seen) && again?.refreshToken !== used?.refreshToken) {
-    const refused = request.reason === "rejected" ? request.held?.accessToken : undefined;
-    if (adoptable(deps, again, request.reason, refused)) return adopted(again);
-    return grantAndSave(deps, again, again, request.hold);
+    if (adoptable(deps, again, request, refusedToken(request))) return adopted(again);
+    return grantAndSave(deps, again, again, request);
   }
   // Tell the other processes: this refresh token is dead. They then stop without asking the
   // identity provider (which would count each of them as another invalid_grant). Only for a
@@ -152,11 +155,24 @@ function adopted(stored: StoredTokens | undefined): ExchangeResult {
   return { ok: true, outcome: { tokens: stored!, inStore: stored, adopted: true } };
 }
 
-function adoptable(deps: ExchangeDeps, stored: StoredTokens | undefined, reason: RefreshReason, refused: string | undefined): boolean {
+/** A forced refresh: the token a server refused (the main one, or the resource's). */
+function refusedToken(request: ExchangeRequest): string | undefined {
+  if (request.reason !== "rejected" || request.held === undefined) return undefined;
+  return resourceView(request.held, request.resource).accessToken;
+}
+
+/** The stored login has a token for the request's target (main or resource) that serves it: no need to ask. */
+function adoptable(
+  deps: ExchangeDeps,
+  stored: StoredTokens | undefined,
+  request: Pick<ExchangeRequest, "reason" | "resource">,
+  refused: string | undefined,
+): stored is StoredTokens {
   const now = deps.clock.now();
-  if (!usableAt(stored, now) || stored.accessToken === refused) return false;
+  const target = stored === undefined ? undefined : resourceView(stored, request.resource);
+  if (!usableAt(target, now) || target.accessToken === refused) return false;
   // A proactive refresh wants a token that is not itself due for one.
-  return reason !== "proactive" || now < refreshAt(stored as TokenTimes, deps.settings.refreshWindowMs);
+  return request.reason !== "proactive" || now < refreshAt(target as TokenTimes, deps.settings.refreshWindowMs);
 }
 
 /**
@@ -167,7 +183,7 @@ async function grantAndSave(
   deps: ExchangeDeps,
   source: StoredTokens | undefined,
   stored: StoredTokens | undefined,
-  hold: LockHold | undefined,
+  { hold, resource }: Pick<ExchangeRequest, "hold" | "resource">,
 ): Promise<ExchangeResult> {
   let refreshToken: string | undefined;
   if (deps.settings.grant === "refresh_token") {
@@ -184,7 +200,9 @@ async function grantAndSave(
   await hold?.confirm();
   const sentAt = deps.clock.now();
   const granted =
-    refreshToken === undefined ? await deps.oidc.clientCredentials(key.keyPair) : await deps.oidc.refresh(refreshToken, key.keyPair);
+    refreshToken === undefined
+      ? await deps.oidc.clientCredentials(key.keyPair, resource)
+      : await deps.oidc.refresh(refreshToken, key.keyPair, resource);
   const result = unusableRefused(bearerRefused(deps, granted), refreshToken);
   if (!result.ok) {
     if (result.rotatedRefreshToken === undefined || source === undefined) {
@@ -201,10 +219,37 @@ async function grantAndSave(
     const error = new ExchangeFailure(`${describeFailure(result.error)}; the new refresh token was kept`, failureFacts(result.error));
     return failure(error, false, kept);
   }
-  return {
-    ok: true,
-    outcome: await save(deps, storedFromResponse(deps.settings, result.response, sentAt, source, key.stored), stored),
-  };
+  const grantedLogin =
+    resource === undefined
+      ? storedFromResponse(deps.settings, result.response, sentAt, source, key.stored)
+      : storedForResource(deps.settings, result.response, sentAt, source, key.stored, resource);
+  return { ok: true, outcome: await save(deps, grantedLogin, stored) };
+}
+
+/**
+ * The login after a refresh for `resource`: that resource's new access token, the new
+ * refresh token (and the login's end), and everything else as it was.
+ */
+function storedForResource(
+  login: Pick<Settings, "issuer" | "clientId">,
+  response: TokenEndpointResponse,
+  sentAt: number,
+  source: StoredTokens | undefined,
+  dpopKey: StoredDPoPKey | undefined,
+  resource: string,
+): StoredTokens {
+  const granted = storedFromResponse(login, response, sentAt, source, dpopKey);
+  const { accessToken, issuedAt, expiresAt, tokenType, scope: _scope, ...rest } = granted;
+  const main: Partial<StoredTokens> = {};
+  for (const key of ["accessToken", "issuedAt", "expiresAt", "scope", "tokenType"] as const) {
+    if (source?.[key] !== undefined) Object.assign(main, { [key]: source[key] });
+  }
+  return withResource({ ...rest, ...main }, resource, {
+    accessToken: accessToken!,
+    issuedAt: issuedAt!,
+    expiresAt: expiresAt!,
+    ...(tokenType !== undefined ? { tokenType } : {}),
+  });
 }
 
 /**
@@ -304,5 +349,7 @@ export function storedFromResponse(
     ...(isDPoPTokenType(response.token_type) ? { tokenType: "DPoP" as const } : {}),
     ...(dpopKey !== undefined ? { dpopKey } : {}),
     ...(identity !== undefined ? { identity } : {}),
+    // The resources' tokens stay valid through a refresh of the main one.
+    ...(previous?.resources !== undefined ? { resources: previous.resources } : {}),
   };
 }

@@ -5,6 +5,11 @@
  * the next input) and the store reads outside a refresh. Every change re-arms the timer and
  * announces the state entered.
  *
+ * Resource servers (`forResource`): a caller for a resource's token runs the same loop with
+ * the resource named; its refresh is a flight like the main one's (one at a time: each
+ * rotates the one refresh token), and the timer refreshes the resources this process
+ * handed out as it refreshes the main token.
+ *
  * The rules it runs are pure and elsewhere: the states and transition() in state.ts,
  * decide() and wakeAt() in decision.ts; one refresh under the lock is exchange.ts; what
  * `status()` reports is status.ts; sign-out's revocation is sign-out.ts.
@@ -51,6 +56,8 @@ export interface Machine {
   /** The token getAccessToken() would resolve with now without waiting, or undefined. Never throws, never waits. */
   readonly current: () => string | undefined;
   readonly accepted: (token: string) => void;
+  /** A provider of `resource`'s tokens (one per resource and runner). */
+  readonly forResource: (resource: string) => ResourceTokenProvider;
   /** setTokens (tokens) or signOut (undefined): in memory at once, then in the store under its lock. */
   readonly replace: (tokens: StoredTokens | undefined) => Promise<void>;
   /** signOut: revoke as asked (sign-out.ts) under the store's lock, then clear it; `revoke: false` is `replace(undefined)`. */
@@ -61,6 +68,27 @@ export interface Machine {
 }
 
 type TokenRequest = Parameters<TokenProvider["getAccessToken"]>[0];
+
+/**
+ * A resource server's tokens, as `forResource()` hands them out: a {@link TokenProvider} with `current()`.
+ *
+ * @example
+ * ```ts
+ * import { createAuthInterceptor, createTokenManager, type ResourceTokenProvider } from "connect-oidc";
+ *
+ * const tokens = createTokenManager({ issuer, clientId });
+ * const events: ResourceTokenProvider = tokens.forResource("https://events.example.com");
+ * const interceptor = createAuthInterceptor(events); // tokens whose `aud` is the events service
+ * console.log(events.resource, events.current() !== undefined ? "a token at hand" : "none yet");
+ * ```
+ */
+export interface ResourceTokenProvider extends TokenProvider {
+  /** The token `getAccessToken()` would resolve with now without waiting, or undefined. Never throws, never waits. */
+  current(): string | undefined;
+  accepted(token: string): void;
+  /** The resource indicator (RFC 8707) the tokens are for. */
+  readonly resource: string;
+}
 
 // A caller decides again after each wait; a few rounds are plenty (a refresh ends in a state
 // that serves or fails), the bound only keeps a pathological provider from looping forever.
@@ -86,6 +114,8 @@ interface Run extends MachineDeps {
   /** Callers that arrive together share one read of the store; the next caller reads again. */
   readonly loads: SingleFlight<void>;
   readonly rechecks: SingleFlight<void>;
+  /** The resources this process hands out tokens for (`forResource`), and their providers. */
+  readonly resources: Map<string, ResourceTokenProvider>;
 }
 
 export function createMachine(deps: MachineDeps): Machine {
@@ -100,6 +130,7 @@ export function createMachine(deps: MachineDeps): Machine {
     monotonic: monotonicOf(deps.clock),
     loads: createSingleFlight(),
     rechecks: createSingleFlight(),
+    resources: new Map(),
   };
   return {
     get state() {
@@ -108,6 +139,7 @@ export function createMachine(deps: MachineDeps): Machine {
     getAccessToken: (request) => servedAtOnce(run, request) ?? getAccessToken(run, request),
     current: () => current(run),
     accepted: (token) => apply(run, { type: "accepted", token }),
+    forResource: (resource) => resourceProvider(run, resource),
     replace: (tokens) => replace(run, tokens),
     signOut: (revoke) => signOut(run, revoke),
     status: () => status(run),
@@ -116,6 +148,21 @@ export function createMachine(deps: MachineDeps): Machine {
 }
 
 // --- Callers ---------------------------------------------------------------------------
+
+/** The provider of one resource's tokens: the runner's loop with the resource named. */
+function resourceProvider(run: Run, resource: string): ResourceTokenProvider {
+  const known = run.resources.get(resource);
+  if (known !== undefined) return known;
+  const provider: ResourceTokenProvider = {
+    resource,
+    getAccessToken: (request) => getAccessToken(run, request, resource),
+    current: () => current(run, resource),
+    accepted: (token) => apply(run, { type: "accepted", token, resource }),
+    ...(run.dpop.prover !== undefined ? { dpop: run.dpop.prover } : {}),
+  };
+  run.resources.set(resource, provider);
+  return provider;
+}
 
 /** The hot path: a ready state's answer is "serve" until a known wall time. */
 function servedAtOnce(run: Run, request: TokenRequest): Promise<string> | undefined {
@@ -131,19 +178,25 @@ function servableToken(run: Run): string | undefined {
   return serve !== undefined && run.clock.now() < serve.until ? serve.token : undefined;
 }
 
-/** Decide, act, and — after a wait — decide again against whatever state the wait ended in. */
-async function getAccessToken(run: Run, request: TokenRequest = {}): Promise<string> {
+/**
+ * Decide, act, and — after a wait — decide again against whatever state the wait ended in.
+ * `resource`: for that resource server's token (undefined: the main token).
+ */
+async function getAccessToken(run: Run, request: TokenRequest = {}, resource?: string): Promise<string> {
   const { signal, rejected } = request;
   signal?.throwIfAborted();
-  if (rejected !== undefined) apply(run, { type: "refused", token: rejected });
+  const refused: Input | undefined = rejected === undefined ? undefined : { type: "refused", token: rejected, resource };
+  if (refused !== undefined) apply(run, refused);
+  // Other tokens' refreshes may come first, one at a time: each is a wait of its own.
+  const maxRounds = MAX_ROUNDS + run.resources.size;
   for (let round = 1; ; round += 1) {
-    const decision = decide(run.state, now(run), false, run.settings);
+    const decision = decide(run.state, now(run), false, run.settings, resource);
     let wait: Promise<void>;
     switch (decision.do) {
       case "serve":
         return decision.token;
       case "serve-and-refresh":
-        void refresh(run, decision.reason);
+        void refresh(run, decision.reason, resource);
         return decision.token;
       case "fail":
         if (decision.reauth) {
@@ -153,21 +206,21 @@ async function getAccessToken(run: Run, request: TokenRequest = {}): Promise<str
       case "load":
         // A refusal reported before the login was loaded is about the loaded login's token.
         wait = load(run).then(() => {
-          if (rejected !== undefined) apply(run, { type: "refused", token: rejected });
+          if (refused !== undefined) apply(run, refused);
         });
         break;
       case "recheck":
         wait = recheck(run);
         break;
       case "refresh":
-        wait = refresh(run, decision.reason);
+        wait = refresh(run, decision.reason, resource);
         break;
       default: {
         const state = run.state;
         wait = state.kind === "refreshing" ? state.flight.done : Promise.resolve();
       }
     }
-    if (round > MAX_ROUNDS) {
+    if (round > maxRounds) {
       throw new TokenRefreshError("No usable access token after several refreshes: the identity provider's tokens expire at once");
     }
     await abortable(wait, signal);
@@ -175,13 +228,13 @@ async function getAccessToken(run: Run, request: TokenRequest = {}): Promise<str
 }
 
 /** What getAccessToken() would resolve with now without waiting; a due background refresh starts, as from the timer. */
-function current(run: Run): string | undefined {
-  const token = servableToken(run);
+function current(run: Run, resource?: string): string | undefined {
+  const token = resource === undefined ? servableToken(run) : undefined;
   if (token !== undefined) return token;
-  const decision = decide(run.state, now(run), false, run.settings);
+  const decision = decide(run.state, now(run), false, run.settings, resource);
   if (decision.do === "serve") return decision.token;
   if (decision.do !== "serve-and-refresh") return undefined;
-  void refresh(run, decision.reason);
+  void refresh(run, decision.reason, resource);
   return decision.token;
 }
 
@@ -287,7 +340,7 @@ function arm(run: Run, minimumMs: number): void {
   const { clock } = run;
   if (run.timer !== undefined) clock.clearTimeout(run.timer);
   run.timer = undefined;
-  const due = wakeAt(run.state, run.settings);
+  const due = wakeAt(run.state, run.settings, heldResources(run));
   const expiring = expiringAt(run);
   const wake = expiring === undefined ? due : { ...due, wall: Math.min(due?.wall ?? expiring, expiring) };
   if (wake === undefined) return;
@@ -300,10 +353,20 @@ function arm(run: Run, minimumMs: number): void {
 function onTimer(run: Run): void {
   run.timer = undefined;
   announceExpiring(run);
-  const decision = decide(run.state, now(run), true, run.settings);
-  if (decision.do === "refresh") void refresh(run, decision.reason);
+  const at = now(run);
+  // The main token first, then the resources this process holds a token for; one refresh at a time.
+  for (const resource of [undefined, ...heldResources(run)]) {
+    const decision = decide(run.state, at, true, run.settings, resource);
+    if (decision.do === "refresh") return void refresh(run, decision.reason, resource);
+  }
   // Nothing due after all (an early wake, a clock step): look again, never in a tight loop.
-  else arm(run, 1000);
+  arm(run, 1000);
+}
+
+/** The resources handed out here whose token the login holds: the timer keeps those fresh (the others are fetched on demand). */
+function heldResources(run: Run): string[] {
+  const held = loginOf(run.state)?.tokens.resources;
+  return held === undefined ? [] : [...run.resources.keys()].filter((resource) => held[resource] !== undefined);
 }
 
 /** When `login-expiring` is due for the login held (wall clock), unless already announced. */
@@ -357,16 +420,14 @@ function locked<T>(run: Run, fn: (hold?: LockHold) => Promise<T>): Promise<T> {
 // --- The refresh in flight ---------------------------------------------------------------
 
 /** Start a refresh, or join the one in flight: settles (never rejects) when it is over. */
-function refresh(run: Run, reason: RefreshReason): Promise<void> {
+function refresh(run: Run, reason: RefreshReason, resource?: string): Promise<void> {
   const current = run.state;
+  // Whatever the flight is for: the caller decides again when it is over.
   if (current.kind === "refreshing") return current.flight.done;
   let finished!: () => void;
-  const flight: Flight = {
-    reason,
-    done: new Promise<void>((resolve) => (finished = resolve)),
-    grant: run.settings.grant,
-    startedAt: run.monotonic(),
-  };
+  const done = new Promise<void>((resolve) => (finished = resolve));
+  const common = { reason, done, grant: run.settings.grant, startedAt: run.monotonic() };
+  const flight: Flight = resource === undefined ? common : { ...common, resource };
   apply(run, { type: "refresh-started", flight });
   const started = run.state;
   if (started.kind !== "refreshing" || started.flight !== flight) return Promise.resolve();
@@ -378,16 +439,19 @@ function refresh(run: Run, reason: RefreshReason): Promise<void> {
 async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefined, inStore: StoredTokens | undefined): Promise<void> {
   try {
     await run.oidc.prepare?.();
-    const result = await locked(run, (hold) => exchangeUnderLock(run, { reason: flight.reason, held, inStore, hold }));
+    const { reason, resource } = flight;
+    const result = await locked(run, (hold) => exchangeUnderLock(run, { reason, held, inStore, hold, resource }));
     if (result.ok) {
       run.worked ||= !result.outcome.adopted;
       return apply(run, { type: "refresh-done", flight, outcome: result.outcome, at: run.monotonic() });
     }
     // Our own ConfigurationError from before the request (a client assertion file that cannot be used) counts as one.
     const misconfiguration =
-      result.error instanceof ConfigurationError ? result.error : tokenRequestMisconfiguration(result.error, run.request);
+      result.error instanceof ConfigurationError
+        ? result.error
+        : tokenRequestMisconfiguration(result.error, resource === undefined ? run.request : { ...run.request, resource });
     if (misconfiguration !== undefined) {
-      if (!run.worked) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
+      if (!run.worked || firstOfResource(run, flight)) return apply(run, { type: "misconfigured", flight, error: misconfiguration });
       return apply(run, failedInput(run, flight, misconfiguration, result.kept, result.retryAfterMs ?? 0));
     }
     if (result.reauth || result.terminal) return apply(run, reauthInput(run, flight, result.error, result.terminal));
@@ -396,6 +460,12 @@ async function runRefresh(run: Run, flight: Flight, held: StoredTokens | undefin
     // The store or its lock failed (our own typed errors): transient.
     apply(run, failedInput(run, flight, error, undefined, 0));
   }
+}
+
+/** The refresh is the first for its resource in this login: a refusal of it is the resource's alone (see state.ts). */
+function firstOfResource(run: Run, flight: Flight): boolean {
+  const login = loginOf(run.state);
+  return flight.resource !== undefined && login !== undefined && login.tokens.resources?.[flight.resource] === undefined;
 }
 
 function reauthInput(run: Run, flight: Flight, error: Error, terminal: boolean): Input {

@@ -25,10 +25,11 @@ import type { Clock, CustomFetch, TokenEndpointResponse, TokenEvent, TokenProvid
 import type { Settings } from "./decision.js";
 import { createTokenDPoP } from "./dpop.js";
 import { storedFromResponse } from "./exchange.js";
-import { createMachine } from "./machine.js";
+import { createMachine, type ResourceTokenProvider } from "./machine.js";
 import type { SignOutOptions, SignOutResult } from "./sign-out.js";
 import type { TokenStatus } from "./status.js";
 
+export type { ResourceTokenProvider } from "./machine.js";
 export type { SignOutOptions, SignOutResult } from "./sign-out.js";
 
 /**
@@ -145,6 +146,24 @@ export interface TokenManager extends TokenProvider, Disposable {
   current(): string | undefined;
   /** A server accepted `token`: the interceptor calls this after every successful call. */
   accepted(token: string): void;
+  /**
+   * The tokens of another resource server (RFC 8707 resource indicator, an absolute URI):
+   * a {@link TokenProvider} for `createAuthInterceptor`, whose access tokens are obtained
+   * with this login's refresh token (`resource` on the refresh), kept with the login in the
+   * store, refreshed before they expire and when a server refuses one, like the main
+   * token. Every refresh, whatever it is for, goes through the same single refresh and the
+   * store's lock. The same provider for the same resource.
+   *
+   * @example
+   * ```ts
+   * import { createAuthInterceptor, createTokenManager } from "connect-oidc";
+   *
+   * const tokens = createTokenManager({ issuer, clientId, store });
+   * const events = createAuthInterceptor(tokens.forResource("https://events.example.com"));
+   * const tools = createAuthInterceptor(tokens.forResource("https://tools.example.com"));
+   * ```
+   */
+  forResource(resource: string | URL): ResourceTokenProvider;
   /** Adopt the result of a login; persisted to the store. */
   setTokens(response: TokenEndpointResponse): Promise<void>;
   /**
@@ -231,6 +250,7 @@ export function createTokenManagerWith(options: TokenManagerOptions, adapter: Oi
     getAccessToken: machine.getAccessToken,
     current: machine.current,
     accepted: machine.accepted,
+    forResource: (resource) => machine.forResource(checkResource(resource)),
     async setTokens(response) {
       const problem = tokenResponseProblem(response);
       if (problem !== undefined) throw new ConfigurationError(`setTokens: the token response ${problem}`);
@@ -258,6 +278,23 @@ function checkSignOut(options: SignOutOptions | undefined): boolean | undefined 
     throw new ConfigurationError("signOut: `revoke` must be true, false or undefined");
   }
   return options.revoke;
+}
+
+/** A resource indicator (RFC 8707 §2): an absolute URI without a fragment; as given (a URL's `href`). */
+function checkResource(resource: string | URL): string {
+  const text = resource instanceof URL ? resource.href : resource;
+  let url: URL | undefined;
+  try {
+    url = typeof text === "string" ? new URL(text) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || url.hash !== "" || text.includes("#") || text.length > 2048) {
+    throw new ConfigurationError(
+      "forResource: the resource must be an absolute URI without a fragment (RFC 8707), e.g. https://api.example.com",
+    );
+  }
+  return text;
 }
 
 /** The settings a refusal of the configuration is explained with; how the client proves itself, as such a refusal names it. */

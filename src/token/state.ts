@@ -12,6 +12,8 @@
  *              ──────── refresh-failed ──▶ backing-off ─ refresh-started ─▶ refreshing
  *              ──────── reauth ──────────▶ reauth-required                (the provider's terminal answer)
  *              ──────── misconfigured ───▶ misconfigured                  (settings refused, never worked here)
+ *                                         ▶ ready                          (a resource the provider refuses: that
+ *                                                                          resource's callers fail, the rest goes on)
  *   ready | empty | backing-off ─ reauth ─▶ reauth-required               (no login, no refresh token, a login
  *                                                                          that does not fit the `dpop` option)
  *   reauth-required ─── rechecked ───────▶ ready                          (another process's login in the store)
@@ -19,12 +21,19 @@
  *   any ─────────────── closed ──────────▶ closed                         (final: no input leaves it)
  *   store-seen, refused, accepted: the same state, its login updated.
  *
+ * Resource servers (RFC 8707, `forResource`): a login also holds access tokens for other
+ * resources (`StoredTokens.resources`), each with its own marks (refused, accepted). A
+ * refresh for a resource is a flight like any other (`Flight.resource`): one at a time,
+ * whatever it is for, since each one rotates the one refresh token. `viewOf(login, resource)`
+ * is the login as one resource's token sees it, so decision.ts decides for every resource
+ * with the same rules.
+ *
  * A result whose flight is no longer the state's (the login was replaced, the manager
  * closed, meanwhile) is dropped here and nowhere else.
  */
 import type { ConfigurationError, ReauthRequiredError, TokenRefreshError } from "../errors.js";
 import { forcedRefreshDelay, isUsable, type TokenTimes } from "../policy.js";
-import { sameLogin } from "../stored-tokens.js";
+import { resourceView, sameLogin } from "../stored-tokens.js";
 import type { RefreshAttempt, RefreshReason, StoredTokens, TokenEvent } from "../types.js";
 
 /** What this process holds of a login, and what servers said of its access token. */
@@ -45,11 +54,26 @@ export interface Login {
   readonly lastForcedAt: number;
   /** Loaded from the store at startup and not refreshed since: its first refresh is a "startup" one. */
   readonly loadedAtStart: boolean;
+  /** What servers said of each resource's access token (as `refused` … `lastForcedAt` say of the main one). */
+  readonly resourceMarks: Readonly<Record<string, Marks>>;
 }
+
+/**
+ * What servers said of one access token, and the forced refreshes that replaced it; for a
+ * resource, the identity provider's refusal of it (`invalid_target`: its callers fail with
+ * this error until a new login).
+ */
+export type Marks = Pick<Login, "refused" | "accepted" | "unacceptedForced" | "lastForcedAt"> & {
+  readonly refusedByProvider?: ConfigurationError;
+};
+
+const NO_MARKS: Marks = { refused: false, accepted: false, unacceptedForced: 0, lastForcedAt: 0 };
 
 /** One refresh in progress: its identity decides whether its result still applies. */
 export interface Flight {
   readonly reason: RefreshReason;
+  /** The resource server the refresh is for (RFC 8707); undefined: the main token. */
+  readonly resource?: string;
   readonly done: Promise<void>;
   /** The grant it uses, and when it started (monotonic ms): the `refresh` field of the event that ends it. */
   readonly grant: RefreshAttempt["grant"];
@@ -74,7 +98,14 @@ export type State =
    */
   | { readonly kind: "empty"; readonly inStore?: StoredTokens }
   /** A login; its token may be fresh, due for a refresh, expired or refused (`decide` tells). */
-  | { readonly kind: "ready"; readonly login: Login; readonly outcome?: RefreshOutcome; readonly reason?: RefreshReason }
+  | {
+      readonly kind: "ready";
+      readonly login: Login;
+      readonly outcome?: RefreshOutcome;
+      readonly reason?: RefreshReason;
+      /** The resource the refresh that led here was for. */
+      readonly resource?: string;
+    }
   /** A refresh is in flight; callers without a usable token wait for it. */
   | {
       readonly kind: "refreshing";
@@ -141,15 +172,21 @@ export type Input =
   | { readonly type: "misconfigured"; readonly flight: Flight; readonly error: ConfigurationError }
   /** The store was read outside a refresh (after a failed save): what it holds now. */
   | { readonly type: "store-seen"; readonly stored: StoredTokens | undefined }
-  | { readonly type: "refused"; readonly token: string }
-  | { readonly type: "accepted"; readonly token: string }
+  | { readonly type: "refused"; readonly token: string; readonly resource?: string }
+  | { readonly type: "accepted"; readonly token: string; readonly resource?: string }
   /** While re-login is required: the store was looked at; `stored` is what it holds. */
   | { readonly type: "rechecked"; readonly stored: StoredTokens | undefined; readonly at: number; readonly wallNow: number }
   | { readonly type: "closed" };
 
 /** A login as set by the user or loaded from the store: nothing known of its token yet. */
 export function newLogin(tokens: StoredTokens, loadedAtStart: boolean): Login {
-  return { tokens, inStore: tokens, refused: false, accepted: false, unacceptedForced: 0, lastForcedAt: 0, loadedAtStart };
+  return { tokens, inStore: tokens, ...NO_MARKS, loadedAtStart, resourceMarks: {} };
+}
+
+/** The login as the token of `resource` sees it (undefined: the main token): that token, its marks. */
+export function viewOf(login: Login, resource: string | undefined): Login {
+  if (resource === undefined) return login;
+  return { ...login, tokens: resourceView(login.tokens, resource), ...(login.resourceMarks[resource] ?? NO_MARKS) };
 }
 
 /** The login a state carries, if any. */
@@ -213,9 +250,10 @@ function landed(
     case "refresh-done":
       return {
         kind: "ready",
-        login: refreshed(state.login, input.flight.reason, input.outcome, input.at),
+        login: refreshed(state.login, input.flight, input.outcome, input.at),
         outcome: input.outcome,
         reason: input.flight.reason,
+        ...(input.flight.resource !== undefined ? { resource: input.flight.resource } : {}),
       };
     case "refresh-failed":
       return {
@@ -229,8 +267,12 @@ function landed(
         demandRetryAt: input.demandRetryAt,
         error: input.error,
       };
-    case "misconfigured":
-      return { kind: "misconfigured", login: state.login, error: input.error };
+    case "misconfigured": {
+      const resource = input.flight.resource;
+      if (resource === undefined || state.login === undefined) return { kind: "misconfigured", login: state.login, error: input.error };
+      const marks = { ...pickMarks(viewOf(state.login, resource)), refusedByProvider: input.error };
+      return { kind: "ready", login: { ...state.login, resourceMarks: { ...state.login.resourceMarks, [resource]: marks } } };
+    }
   }
 }
 
@@ -248,27 +290,54 @@ function reauthRequired(state: State, input: Extract<Input, { type: "reauth" }>)
   };
 }
 
-/** The login after a refresh: new tokens, nothing known of them yet; forced refreshes counted. */
-function refreshed(previous: Login | undefined, reason: RefreshReason, outcome: RefreshOutcome, at: number): Login {
-  const forced = reason === "rejected";
+/**
+ * The login after a refresh: new tokens, nothing known of the ones the refresh was for (nor
+ * of any other token that changed: a login adopted from the store); forced refreshes counted.
+ */
+function refreshed(previous: Login | undefined, flight: Flight, outcome: RefreshOutcome, at: number): Login {
+  const target = flight.resource;
+  const marksAfter = (resource: string | undefined): Marks => {
+    const before = previous === undefined ? undefined : viewOf(previous, resource);
+    if (resource === target) return counted(before, flight.reason === "rejected", at);
+    const unchanged = before !== undefined && before.tokens.accessToken === resourceView(outcome.tokens, resource).accessToken;
+    return unchanged ? pickMarks(before) : NO_MARKS;
+  };
+  const resourceMarks: Record<string, Marks> = {};
+  for (const resource of Object.keys(outcome.tokens.resources ?? {})) resourceMarks[resource] = marksAfter(resource);
+  return { tokens: outcome.tokens, inStore: outcome.inStore, ...marksAfter(undefined), loadedAtStart: false, resourceMarks };
+}
+
+/** The marks of a token a refresh just replaced: nothing known of the new one; a forced refresh counted. */
+function counted(previous: Marks | undefined, forced: boolean, at: number): Marks {
   // A forced refresh after an accepted token was refused (a revocation) starts a new count.
   const unaccepted = previous === undefined || previous.accepted ? 0 : previous.unacceptedForced;
   return {
-    tokens: outcome.tokens,
-    inStore: outcome.inStore,
     refused: false,
     accepted: false,
     unacceptedForced: forced ? unaccepted + 1 : unaccepted,
     lastForcedAt: forced ? at : (previous?.lastForcedAt ?? 0),
-    loadedAtStart: false,
   };
 }
 
-/** A server's word on a token: only the current token's matters, and only once. */
-function reported(login: Login, input: { readonly type: "refused" | "accepted"; readonly token: string }): Login {
-  if (login.tokens.accessToken !== input.token) return login;
-  if (input.type === "refused") return login.refused ? login : { ...login, refused: true };
-  return login.accepted && login.unacceptedForced === 0 ? login : { ...login, accepted: true, unacceptedForced: 0 };
+function pickMarks(login: Marks): Marks {
+  const { refused, accepted, unacceptedForced, lastForcedAt, refusedByProvider } = login;
+  return { refused, accepted, unacceptedForced, lastForcedAt, ...(refusedByProvider !== undefined ? { refusedByProvider } : {}) };
+}
+
+/** A server's word on a token: only the current token's matters (the main one's, or its resource's), and only once. */
+function reported(login: Login, input: Extract<Input, { type: "refused" | "accepted" }>): Login {
+  const view = viewOf(login, input.resource);
+  if (view.tokens.accessToken !== input.token) return login;
+  let marks: Marks;
+  if (input.type === "refused") {
+    if (view.refused) return login;
+    marks = { ...pickMarks(view), refused: true };
+  } else {
+    if (view.accepted && view.unacceptedForced === 0) return login;
+    marks = { ...pickMarks(view), accepted: true, unacceptedForced: 0 };
+  }
+  if (input.resource === undefined) return { ...login, ...marks };
+  return { ...login, resourceMarks: { ...login.resourceMarks, [input.resource]: marks } };
 }
 
 function withLogin(state: State, update: (login: Login) => Login): State {
@@ -327,9 +396,12 @@ function stateEvents(previous: State, next: State, wallNow: number, monotonicNow
     case "ready": {
       const outcome = next.outcome;
       if (outcome === undefined || next.outcome === (previous.kind === "ready" ? previous.outcome : undefined)) return [];
-      const expiresAt = outcome.tokens.expiresAt ?? wallNow;
+      const expiresAt = resourceView(outcome.tokens, next.resource).expiresAt ?? wallNow;
+      const resource = next.resource !== undefined ? { resource: next.resource } : {};
       const events: TokenEvent[] = [
-        outcome.adopted ? { type: "adopted", expiresAt } : { type: "refreshed", reason: next.reason ?? "expired", expiresAt },
+        outcome.adopted
+          ? { type: "adopted", expiresAt, ...resource }
+          : { type: "refreshed", reason: next.reason ?? "expired", expiresAt, ...resource },
       ];
       if (outcome.saveError !== undefined) events.push({ type: "refresh-failed", error: outcome.saveError, terminal: false });
       return events;

@@ -19,6 +19,8 @@
  * --dpop: the token manager with `dpop: true`; in login mode the response on stdin then
  * carries the login's key as `dpopJwk: { algorithm, publicJwk, privateJwk }` (a CryptoKeyPair
  * does not travel as JSON), imported here as the login's `dpopKey`.
+ * --resource <indicator>=<server URL> (repeatable): a client of that server with
+ * `tokens.forResource(indicator)`; the calls then go round the main server and these.
  *
  * Nothing printed holds token material: failures are reported by their codes only.
  */
@@ -28,7 +30,7 @@ import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
-import { createAuthInterceptor, createTokenManager, type TokenEvent, type TokenStore } from "../../src/index.js";
+import { createAuthInterceptor, createTokenManager, type TokenEvent, type TokenProvider, type TokenStore } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
 import { importLoginKey } from "./dpop-login.js";
 
@@ -75,6 +77,7 @@ const { positionals, values } = parseArgs({
     "call-timeout-ms": { type: "string", default: "25000" },
     uncoordinated: { type: "boolean", default: false },
     dpop: { type: "boolean", default: false },
+    resource: { type: "string", multiple: true, default: [] },
   },
 });
 
@@ -112,6 +115,7 @@ function uncoordinated(store: TokenStore): TokenStore {
 function describeEvent(event: TokenEvent): string {
   switch (event.type) {
     case "refreshed":
+      // Counted with the main token's refreshes; a resource's is also counted on its own (`resource-refreshed`).
       return `refreshed:${event.reason}`;
     case "refresh-failed":
       return `refresh-failed:${event.terminal ? "terminal" : "transient"}`;
@@ -160,17 +164,20 @@ async function runCalls(): Promise<void> {
     onEvent(event) {
       const name = describeEvent(event);
       events[name] = (events[name] ?? 0) + 1;
+      if (event.type === "refreshed" && event.resource !== undefined)
+        events["resource-refreshed"] = (events["resource-refreshed"] ?? 0) + 1;
       timeline.push({ at: Date.now(), event: name });
     },
   });
-  const client = createClient(
-    EchoService,
-    createConnectTransport({
-      baseUrl: required("server"),
-      httpVersion: "1.1",
-      interceptors: [createAuthInterceptor(tokens)],
+  const clientOf = (baseUrl: string, provider: TokenProvider) =>
+    createClient(EchoService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [createAuthInterceptor(provider)] }));
+  const clients = [
+    clientOf(required("server"), tokens),
+    ...(values.resource ?? []).map((spec) => {
+      const at = spec.indexOf("=");
+      return clientOf(spec.slice(at + 1), tokens.forResource(spec.slice(0, at)));
     }),
-  );
+  ];
 
   let endedBy = "duration";
   const stop = new AbortController();
@@ -209,7 +216,7 @@ async function runCalls(): Promise<void> {
     calls += 1;
     try {
       const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(callTimeoutMs)]);
-      await client.say({ text: `call ${calls}` }, { signal });
+      await clients[calls % clients.length]!.say({ text: `call ${calls}` }, { signal });
       ok += 1;
       okAfterLastFailure += 1;
     } catch (error) {
