@@ -239,6 +239,10 @@ async function runCalls(): Promise<void> {
     await sleep(pause, undefined, { signal: stop.signal }).catch(() => {});
   }
 
+  // A background refresh in flight at the deadline has reached the identity provider: let it
+  // end (and report its event) before close() drops its result, so every token request the
+  // IdP counts is one a process reported. Bounded: 5 s.
+  for (let waited = 0; waited < 5_000 && (await tokens.status()).state === "refreshing"; waited += 50) await sleep(50);
   tokens.close();
   const report: WorkerReport = {
     kind: "report",
