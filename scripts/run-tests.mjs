@@ -8,6 +8,9 @@
  *   processes (fleets, locks, leases, the demo's run, a 2- or 3-second token in another runtime or in Chromium),
  *   one at a time, so that at most one of them shares the machine with the pool
  *   (TEST_LANES=after: the lane runs alone once the pool has ended).
+ * - alone, after both: the multi-process fleets on files and keyrings, whose call counts and
+ *   refresh counts starved beside the pool on a 2-core machine (a 15 s fleet made 415 calls
+ *   where it needs 450 to mean anything).
  * Longest files start first in each lane. The pool reports as it goes; the exclusive lane's
  * report follows when it ends. Exit code 1 when any test failed.
  * Usage: node scripts/run-tests.mjs [file ...]   (default: every test file)
@@ -31,6 +34,13 @@ const EXCLUSIVE = [
   "test/integration/redis-windows.test.ts",
   "test/system/runtimes.test.ts",
   "test/system/browser.test.ts",
+];
+
+/** Run alone once the pool and the exclusive lane have ended: the most CPU-sensitive fleets. */
+const ALONE = [
+  "test/integration/multiprocess.test.ts",
+  "test/integration/dpop-multiprocess.test.ts",
+  "test/integration/resource-fleet.test.ts",
 ];
 
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
@@ -91,15 +101,16 @@ async function totals(tap) {
 
 const requested = process.argv.slice(2);
 const files = requested.length > 0 ? requested : await allFiles();
-const exclusive = files.filter((f) => EXCLUSIVE.includes(f)).sort((a, b) => rank(EXCLUSIVE)(a) - rank(EXCLUSIVE)(b));
-const pool = files.filter((f) => !EXCLUSIVE.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
+const alone = files.filter((f) => ALONE.includes(f));
+const exclusive = files.filter((f) => EXCLUSIVE.includes(f) && !ALONE.includes(f)).sort((a, b) => rank(EXCLUSIVE)(a) - rank(EXCLUSIVE)(b));
+const pool = files.filter((f) => !EXCLUSIVE.includes(f) && !ALONE.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
 
 const folder = await mkdtemp(join(tmpdir(), "connect-oidc-run-tests-"));
 const started = performance.now();
 console.log(
   `pool: ${pool.length} files, ${concurrency} at a time; exclusive lane: ${exclusive.length} files, one at a time, ` +
-    `${process.env.TEST_LANES === "after" ? "after the pool" : "beside the pool"}`,
+    `${process.env.TEST_LANES === "after" ? "after the pool" : "beside the pool"}; then ${alone.length} alone`,
 );
 const runPool = () => lane(pool, concurrency, join(folder, "pool.tap"), "stdout");
 const runExclusive = () => lane(exclusive, 1, join(folder, "exclusive.tap"), join(folder, "exclusive.txt"));
@@ -109,13 +120,19 @@ if (exclusive.length > 0) {
   console.log("\n── the exclusive lane, one file at a time ──");
   process.stdout.write(await readFile(join(folder, "exclusive.txt"), "utf8").catch(() => ""));
 }
-const lanes = [await totals(join(folder, "pool.tap")), await totals(join(folder, "exclusive.tap"))];
+if (alone.length > 0) console.log("\n── alone, one file at a time, after both lanes ──");
+const aloneCode = await lane(alone, 1, join(folder, "alone.tap"), "stdout");
+const lanes = [
+  await totals(join(folder, "pool.tap")),
+  await totals(join(folder, "exclusive.tap")),
+  await totals(join(folder, "alone.tap")),
+];
 await rm(folder, { recursive: true, force: true });
 const add = (key) => lanes.reduce((n, t) => n + (t[key] ?? 0), 0);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 console.log(
   `\nall kinds: tests ${add("tests")}, pass ${add("pass")}, fail ${add("fail")}, cancelled ${add("cancelled")}, ` +
     `skipped ${add("skipped")}, todo ${add("todo")} — ${seconds} s (pool ${((lanes[0].duration_ms ?? 0) / 1000).toFixed(1)} s, ` +
-    `exclusive lane ${((lanes[1].duration_ms ?? 0) / 1000).toFixed(1)} s)`,
+    `exclusive lane ${((lanes[1].duration_ms ?? 0) / 1000).toFixed(1)} s, alone ${((lanes[2].duration_ms ?? 0) / 1000).toFixed(1)} s)`,
 );
-process.exit(poolCode === 0 && exclusiveCode === 0 ? 0 : 1);
+process.exit(poolCode === 0 && exclusiveCode === 0 && aloneCode === 0 ? 0 : 1);

@@ -197,10 +197,15 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
   describe("knowing before the login dies", () => {
     const HOUR = 3600_000;
     /** Advance in refresh-sized steps, letting each background refresh finish. */
-    const live = async (clock: ManualClock, ms: number) => {
+    const live = async (clock: ManualClock, ms: number, manager: TokenManager) => {
       for (let t = 0; t < ms; t += 5 * 60_000) {
         await clock.advance(Math.min(5 * 60_000, ms - t));
         await new Promise((r) => setTimeout(r, 20));
+        // A refresh the step made due runs against the real IdP: wait for it (bounded), not for a guess.
+        for (let waited = 0; (await manager.status()).state === "refreshing"; waited += 10) {
+          assert.ok(waited < 10_000, "a background refresh did not end within 10 s");
+          await new Promise((r) => setTimeout(r, 10));
+        }
       }
     };
 
@@ -226,15 +231,15 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
       await manager.setTokens({ ...login, refresh_expires_in: 25 * 3600 });
       assert.equal((await store.load())?.refreshExpiresAt, end, "kept with the login in the store");
       s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_expires_in: Math.round((end - clock.now()) / 1000) }));
-      await live(clock, 50 * 60_000);
+      await live(clock, 50 * 60_000, manager);
       assert.ok(!seen.some((e) => e.type === "login-expiring"), "not yet: more than 24 h left");
-      await live(clock, 20 * 60_000);
+      await live(clock, 20 * 60_000, manager);
       const expiring = seen.filter((e) => e.type === "login-expiring");
       assert.equal(expiring.length, 1);
       // The provider states the time left when it answers; the test clock may have moved one step meanwhile.
       const off = Math.abs((expiring[0] as { expiresAt: number }).expiresAt - end);
       assert.ok(off <= 5 * 60_000 + 2000, `announced end off by ${off} ms`);
-      await live(clock, 3 * HOUR);
+      await live(clock, 3 * HOUR, manager);
       assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1, "once");
       assert.ok(seen.filter((e) => e.type === "refreshed").length >= 3, "the login goes on meanwhile");
     });
@@ -258,10 +263,10 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
       leaks.remember(login.access_token, login.refresh_token);
       s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 3 * 3600 }));
       await manager.setTokens({ ...login, refresh_token_expires_in: 3 * 3600 });
-      await live(clock, 30 * 60_000);
+      await live(clock, 30 * 60_000, manager);
       assert.ok(!seen.some((e) => e.type === "login-expiring"));
       s.idp.rewriteTokenResponse((body) => ({ ...body, refresh_token_expires_in: 90 * 60 }));
-      await live(clock, 30 * 60_000); // the refresh at 45 min says 1.5 h are left
+      await live(clock, 30 * 60_000, manager); // the refresh at 45 min says 1.5 h are left
       assert.equal(seen.filter((e) => e.type === "login-expiring").length, 1);
     });
 
@@ -285,7 +290,7 @@ describe("token manager: providers that bend the rules (real oidc-provider behin
         leaks.remember(login.access_token, login.refresh_token);
         await manager.setTokens({ ...login, refresh_token_expires_in: 30 * 24 * 3600 });
         plain.rewriteTokenResponse(({ refresh_token: _none, ...body }) => body);
-        await live(clock, 3 * HOUR);
+        await live(clock, 3 * HOUR, manager);
         assert.ok(seen.filter((e) => e.type === "refreshed").length >= 3);
         assert.equal(plain.stats.invalidGrant, 0);
         assert.ok(!seen.some((e) => e.type === "refresh-failed"));
