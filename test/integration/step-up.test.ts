@@ -3,7 +3,7 @@
  * servers behind connect-oidc/server that require an `acr` / `max_age` the login lacks, or a
  * scope it was never granted, on every transport. The call fails at once with the typed
  * cause — no token request at the IdP, no refusal reported, the next call sends the same
- * token. And loginWithBrowser({ acrValues, maxAge }) against the real oidc-provider: the
+ * token; in the Bearer and the DPoP scheme. And loginWithBrowser({ acrValues, maxAge }) against the real oidc-provider: the
  * authorization URL asks for them, the login keeps the ID token's `auth_time`.
  */
 import assert from "node:assert/strict";
@@ -24,6 +24,7 @@ import { type Idp, startIdp } from "../support/idp.js";
 import { createLeakScanner } from "../support/leaks.js";
 import { hashToken, startServer, type TestServer } from "../support/server.js";
 import { KINDS, serverFor, transportFor } from "../support/transports.js";
+import { boundLogin } from "../support/dpop-bound-login.js";
 
 const ECHO = "connectoidc.test.v1.EchoService";
 
@@ -162,4 +163,74 @@ describe("step-up and scope challenges (real IdP, real servers, every transport)
     await manager.setTokens(result);
     assert.equal((await manager.status()).authTime, authTime);
   });
+});
+
+describe("step-up and scope challenges in the DPoP scheme (real IdP, real DPoP servers, every transport)", () => {
+  let idp: Idp;
+  let h1: TestServer;
+  let h2: TestServer;
+  let tokens: TokenManager;
+  let accessToken: string;
+  const leaks = createLeakScanner();
+  const errors: unknown[] = [];
+
+  before(async () => {
+    idp = await startIdp({ accessTokenTtl: 3600, dpop: {} });
+    const methods = { [`${ECHO}/Say`]: { acr: ["urn:example:mfa"] }, [`${ECHO}/Countdown`]: ["admin"] };
+    [h1, h2] = await Promise.all([
+      startServer({ idp, http2: false, dpop: {}, methods }),
+      startServer({ idp, http2: true, dpop: {}, methods }),
+    ]);
+    const { login, dpopKey } = await boundLogin(idp);
+    leaks.remember(login.access_token, login.refresh_token, login.id_token);
+    leaks.remember((await crypto.subtle.exportKey("jwk", dpopKey.keyPair.privateKey)).d);
+    accessToken = login.access_token;
+    tokens = createTokenManager({ issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, dpop: true });
+    await tokens.setTokens({ ...login, dpopKey });
+  });
+  after(async () => {
+    assert.ok(leaks.count > 0);
+    for (const error of errors) leaks.assertClean(error, "error");
+    tokens?.close();
+    await Promise.all([h1?.close(), h2?.close()]);
+    await idp?.close();
+  });
+
+  const failure = async (call: Promise<unknown>): Promise<ConnectError> => {
+    try {
+      await call;
+    } catch (error) {
+      errors.push(error);
+      assert.ok(error instanceof ConnectError, String(error));
+      return error;
+    }
+    return assert.fail("expected the call to be refused");
+  };
+
+  for (const kind of KINDS) {
+    it(`${kind}: DPoP error="insufficient_user_authentication" / "insufficient_scope": typed causes, no token request, same token`, async () => {
+      const server = serverFor(kind, h1, h2);
+      const client = createClient(EchoService, transportFor(kind, h1, h2, [createAuthInterceptor(tokens)]));
+      const tokenRequests = idp.stats.tokenRequests;
+      const requests = server.stats.requests.length;
+      const stepUp = await failure(client.say({ text: "x" }));
+      assert.equal(stepUp.code, Code.Unauthenticated);
+      assert.match(stepUp.metadata.get("www-authenticate") ?? "", /^DPoP error="insufficient_user_authentication"/);
+      assert.ok(stepUp.cause instanceof StepUpRequiredError, String(stepUp.cause));
+      assert.equal(stepUp.cause.acrValues, "urn:example:mfa");
+      const scope = await failure(
+        (async () => {
+          for await (const _ of client.countdown({ text: "x", count: 1 }));
+        })(),
+      );
+      assert.equal(scope.code, Code.PermissionDenied);
+      assert.ok(scope.cause instanceof InsufficientScopeError, String(scope.cause));
+      assert.equal(scope.cause.scope, "admin");
+      const sent = server.stats.requests.slice(requests);
+      assert.equal(sent.length, 2, "each call sent once");
+      for (const r of sent) assert.equal(r.tokenHash, hashToken(accessToken));
+      assert.equal(idp.stats.tokenRequests, tokenRequests, "no token request at the IdP");
+      assert.equal(tokens.current(), accessToken, "the token stays in use");
+    });
+  }
 });
