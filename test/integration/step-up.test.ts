@@ -11,6 +11,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import {
+  ConfigurationError,
   createAuthInterceptor,
   createTokenManager,
   InsufficientScopeError,
@@ -135,6 +136,17 @@ describe("step-up and scope challenges (real IdP, real servers, every transport)
     const client = createClient(EchoService, transportFor("connect-h1", h1, h2, [createAuthInterceptor(manager, { retry: false })]));
     const error = await failure(client.say({ text: "x" }));
     assert.ok(error.cause instanceof StepUpRequiredError);
+  });
+
+  it("loginWithBrowser: an acrValues that is no non-empty string, a maxAge that is no whole number ≥ 0: ConfigurationError", async () => {
+    const base = { issuer: idp.issuer, clientId: idp.clientId, allowInsecureRequests: true, openBrowser: () => {} };
+    for (const bad of [{ acrValues: "" }, { acrValues: 7 as unknown as string }, { maxAge: -1 }, { maxAge: 1.5 }, { maxAge: Number.NaN }]) {
+      await assert.rejects(loginWithBrowser({ ...base, ...bad }), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.match(error.message, /loginWithBrowser: `(acrValues|maxAge)`/);
+        return true;
+      });
+    }
   });
 
   it("loginWithBrowser({ acrValues, maxAge }) asks for them; the login keeps the ID token's auth_time", async () => {
