@@ -1,9 +1,11 @@
 /**
  * The bearer scheme (RFC 6750): `authorization: Bearer <token>` on every attempt, nothing
  * to wait for (so the interceptor's fast path can set it in place), nothing to read from a
- * server's answers, and every refusal asks for a fresh token.
+ * server's answers, and every refusal asks for a fresh token but a step-up or scope
+ * challenge (auth-challenge.ts), which fails the call.
  */
 import type { StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import { challengeFailure } from "./auth-challenge.js";
 import { type AuthScheme, NEW_TOKEN, setHeader } from "./auth-scheme.js";
 
 export function bearerScheme(): AuthScheme {
@@ -26,6 +28,9 @@ export function bearerScheme(): AuthScheme {
     },
     setAtOnce,
     note() {}, // a bearer call looks at no header
-    answer: () => NEW_TOKEN,
+    answer(url, refusal) {
+      const error = challengeFailure("Bearer", url, refusal);
+      return error === undefined ? NEW_TOKEN : { kind: "fail", error };
+    },
   };
 }

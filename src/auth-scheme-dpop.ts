@@ -2,10 +2,11 @@
  * The DPoP scheme (RFC 9449): `authorization: DPoP <token>` and a fresh proof from the
  * provider's prover on every attempt, every `DPoP-Nonce` a server sends handed to the prover,
  * and a nonce challenge answered by re-sending with the same token (or failed when its nonce
- * cannot be used).
+ * cannot be used); a step-up or scope challenge fails the call (auth-challenge.ts).
  */
 import { Code, ConnectError, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import { abortable } from "./abortable.js";
+import { challengeFailure } from "./auth-challenge.js";
 import { type AuthScheme, NEW_TOKEN, RequestNotSent, SAME_TOKEN, setHeader, unauthenticated } from "./auth-scheme.js";
 import { nonceProblem } from "./dpop-proof.js";
 import type { DPoPProver } from "./types.js";
@@ -38,6 +39,8 @@ export function dpopScheme(prover: DPoPProver, useHttpGet: boolean): AuthScheme 
       }
     },
     answer(url, refusal) {
+      const challenged = challengeFailure("DPoP", url, refusal);
+      if (challenged !== undefined) return { kind: "fail", error: challenged };
       if (!isNonceChallenge(refusal)) return NEW_TOKEN;
       const unusable = unusableNonceChallenge(url, refusal);
       return unusable === undefined ? SAME_TOKEN : { kind: "fail", error: unusable };

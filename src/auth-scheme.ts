@@ -20,7 +20,10 @@ export interface AuthScheme {
   readonly setAtOnce?: (header: Headers, token: string) => void;
   /** The server at `url` sent these headers or trailers (DPoP: they may carry a nonce). */
   note(url: string, headers: Headers | undefined): void;
-  /** What the Unauthenticated `refusal` of a request sent to `url` asks for. */
+  /**
+   * What the `refusal` of a request sent to `url` asks for (only Unauthenticated is ever
+   * retried; a step-up or insufficient-scope challenge of any code is a `fail`).
+   */
   answer(url: string, refusal: unknown): RefusalAnswer;
 }
 
@@ -28,7 +31,8 @@ export interface AuthScheme {
  * - `new-token`: the token was refused: tell the provider; re-send with a fresh one.
  * - `same-token`: a DPoP nonce challenge: re-send with the same token (the next proof carries
  *   the new nonce); it says nothing of the token, so the provider is not told.
- * - `fail`: a challenge that cannot be answered: the call fails now with `error`.
+ * - `fail`: a challenge that cannot be answered (step-up, insufficient scope, an unusable
+ *   DPoP nonce): the call fails now with `error`; the token is not reported as refused.
  */
 export type RefusalAnswer =
   | { readonly kind: "new-token" }

@@ -24,7 +24,9 @@ export type ConnectOidcErrorCode =
   | "ERR_PROVIDER_CONFIGURATION"
   | "ERR_CLIENT_ASSERTION"
   | "ERR_MANAGER_CLOSED"
-  | "ERR_REVOCATION";
+  | "ERR_REVOCATION"
+  | "ERR_STEP_UP_REQUIRED"
+  | "ERR_INSUFFICIENT_SCOPE";
 
 /**
  * The base class of every error connect-oidc throws, with a stable `code` on the class and
@@ -180,6 +182,78 @@ export class TokenRefreshError extends ConnectOidcError {
   constructor(message: string, options?: { cause?: unknown; retryAt?: number }) {
     super(message, options);
     if (options?.retryAt !== undefined) this.retryAt = options.retryAt;
+  }
+}
+
+// The server wants more than this login has: a stronger login, or more scope.
+
+/**
+ * A server refused a call with an RFC 9470 step-up challenge (`WWW-Authenticate: Bearer
+ * error="insufficient_user_authentication"`, or the `DPoP` scheme's): the login is fine,
+ * but not strong or recent enough for this method. Calls through the interceptor fail at
+ * once with `Code.Unauthenticated` and this error as `cause` — no refresh, no retry, and
+ * the token stays in use for other calls. Log in again with `loginWithBrowser({ acrValues,
+ * maxAge })` and pass the result to `setTokens()`.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "@connectrpc/connect";
+ * import { StepUpRequiredError } from "connect-oidc";
+ * import { loginWithBrowser } from "connect-oidc/node";
+ *
+ * try {
+ *   await client.heartbeat({});
+ * } catch (error) {
+ *   const cause = ConnectError.from(error).cause;
+ *   if (!(cause instanceof StepUpRequiredError)) throw error;
+ *   const { acrValues, maxAge } = cause;
+ *   await tokens.setTokens(await loginWithBrowser({ issuer, clientId, acrValues, maxAge }));
+ * }
+ * ```
+ */
+export class StepUpRequiredError extends ConnectOidcError {
+  static override readonly code = "ERR_STEP_UP_REQUIRED";
+  override readonly code = "ERR_STEP_UP_REQUIRED";
+  /** The server's `acr_values`, space-separated, when it named any. */
+  readonly acrValues?: string;
+  /** The server's `max_age` in seconds, when it named one. */
+  readonly maxAge?: number;
+  constructor(message: string, options?: { cause?: unknown; acrValues?: string | undefined; maxAge?: number | undefined }) {
+    super(message, options);
+    if (options?.acrValues !== undefined) this.acrValues = options.acrValues;
+    if (options?.maxAge !== undefined) this.maxAge = options.maxAge;
+  }
+}
+
+/**
+ * A server refused a call with `error="insufficient_scope"` (RFC 6750 §3.1): the token
+ * lacks a scope the method needs; `scope` is what the server named. The call fails at
+ * once with the server's code (usually `PermissionDenied`) and this error as `cause` — no
+ * refresh (a new token of the same login has the same scope), no retry. Log in with the
+ * scope (`scope` option) or ask for access.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "@connectrpc/connect";
+ * import { InsufficientScopeError } from "connect-oidc";
+ *
+ * try {
+ *   await client.deleteProject({ name });
+ * } catch (error) {
+ *   const cause = ConnectError.from(error).cause;
+ *   if (!(cause instanceof InsufficientScopeError)) throw error;
+ *   console.error(`This needs the scope "${cause.scope ?? "?"}": log in with --scope "${cause.scope ?? ""}".`);
+ * }
+ * ```
+ */
+export class InsufficientScopeError extends ConnectOidcError {
+  static override readonly code = "ERR_INSUFFICIENT_SCOPE";
+  override readonly code = "ERR_INSUFFICIENT_SCOPE";
+  /** The scopes the server named (`scope="…"`), space-separated, when it named any. */
+  readonly scope?: string;
+  constructor(message: string, options?: { cause?: unknown; scope?: string | undefined }) {
+    super(message, options);
+    if (options?.scope !== undefined) this.scope = options.scope;
   }
 }
 

@@ -217,8 +217,7 @@ async function openStream(call: Call, next: Next, req: StreamRequest, sent: stri
         scheme.note(req.url, res.trailer);
       } catch (error) {
         noteError(scheme, req.url, error);
-        report(call, req.url, error, sent);
-        throw error;
+        throw report(call, req.url, error, sent);
       } finally {
         // A consumer that stops early ends the underlying stream too.
         await it.return?.();
@@ -242,9 +241,10 @@ async function withOneRetry<T>(
 }
 
 /**
- * The first attempt, sent with `sent`, failed with `error`. On Unauthenticated, `attempt`
- * once more: with the same token and the server's new nonce for a DPoP nonce challenge, else
- * with a fresh token. A refusal of that second attempt is reported, never retried.
+ * The first attempt, sent with `sent`, failed with `error`. A step-up or scope challenge
+ * fails the call at once (see auth-challenge.ts). On Unauthenticated, `attempt` once more:
+ * with the same token and the server's new nonce for a DPoP nonce challenge, else with a
+ * fresh token. A refusal of that second attempt is reported, never retried.
  */
 async function afterFailure<T>(
   call: Call,
@@ -255,13 +255,14 @@ async function afterFailure<T>(
 ): Promise<T> {
   if (error instanceof RequestNotSent) throw error.failure;
   noteError(call.scheme, req.url, error);
-  if (!isUnauthenticated(error)) throw error;
   const answer = call.scheme.answer(req.url, error);
+  // A challenge no token answers (step-up, insufficient scope; any code): fail now, report nothing.
+  if (answer.kind === "fail") throw answer.error;
+  if (!isUnauthenticated(error)) throw error;
   if (!call.retry) {
     if (answer.kind === "new-token") reportRefused(call.tokens, sent);
     throw error;
   }
-  if (answer.kind === "fail") throw answer.error;
   const fresh = answer.kind === "same-token" ? sent : await token(call.tokens, req.signal, sent);
   if (answer.kind === "new-token" && fresh === sent) throw error;
   notify(call, { type: "retried", cause: answer.kind === "same-token" ? "dpop-nonce" : "token-refused" });
@@ -270,8 +271,7 @@ async function afterFailure<T>(
   } catch (again) {
     if (again instanceof RequestNotSent) throw again.failure;
     noteError(call.scheme, req.url, again);
-    report(call, req.url, again, fresh);
-    throw again;
+    throw report(call, req.url, again, fresh);
   }
 }
 
@@ -284,8 +284,7 @@ async function otherStream(call: Call, next: Next, req: StreamRequest, sent: str
   } catch (error) {
     if (error instanceof RequestNotSent) throw error.failure;
     noteError(scheme, req.url, error);
-    report(call, req.url, error, sent);
-    throw error;
+    throw report(call, req.url, error, sent);
   }
   scheme.note(req.url, res.header);
   const source = res.message;
@@ -307,8 +306,7 @@ async function otherStream(call: Call, next: Next, req: StreamRequest, sent: str
         scheme.note(req.url, res.trailer);
       } catch (error) {
         noteError(scheme, req.url, error);
-        report(call, req.url, error, sent);
-        throw error;
+        throw report(call, req.url, error, sent);
       }
     })(),
   };
@@ -319,9 +317,16 @@ function noteError(scheme: AuthScheme, url: string, error: unknown): void {
   if (error instanceof ConnectError) scheme.note(url, error.metadata);
 }
 
-/** Tell the provider the token was refused, if `error` is a refusal of it (a DPoP nonce challenge is not). */
-function report(call: Call, url: string, error: unknown, sent: string): void {
-  if (isUnauthenticated(error) && call.scheme.answer(url, error).kind === "new-token") reportRefused(call.tokens, sent);
+/**
+ * A refusal that is not retried: tell the provider the token was refused if `error` is a
+ * refusal of it (a DPoP nonce challenge, a step-up or scope challenge is not). What to throw:
+ * the scheme's failure for a challenge no token answers, else `error`.
+ */
+function report(call: Call, url: string, error: unknown, sent: string): unknown {
+  const answer = call.scheme.answer(url, error);
+  if (answer.kind === "fail") return answer.error;
+  if (isUnauthenticated(error) && answer.kind === "new-token") reportRefused(call.tokens, sent);
+  return error;
 }
 
 // Tell the provider the token was refused, so the next call gets a fresh one; never fails.

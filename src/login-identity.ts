@@ -1,9 +1,10 @@
 /**
- * Who a login is (`LoginIdentity`): taken from the ID token's claims the login validated,
- * kept with the login in the store, shown by `tokens.status()`. Every value goes through
- * one bounded check — a string, at most 256 characters, no control characters (a name is
- * printed to terminals) — both on the way in and when read back from a store; anything
- * else is left out, never an error: it is for display only.
+ * Who a login is (`LoginIdentity`, with the `acr`/`auth_time` a step-up login got): taken
+ * from the ID token's claims the login validated, kept with the login in the store, shown
+ * by `tokens.status()`. Every string goes through one bounded check — at most 256
+ * characters, no control characters (a name is printed to terminals) — and `auth_time`
+ * must be whole epoch seconds, both on the way in and when read back from a store;
+ * anything else is left out, never an error: it is for display only.
  */
 import type { LoginIdentity, TokenEndpointResponse } from "./types.js";
 
@@ -28,14 +29,14 @@ export function identityClaim(value: unknown): string | undefined {
 export function checkedIdentity(value: unknown): LoginIdentity | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const record = value as Record<string, unknown>;
-  return identityOf(record.subject, record.name, record.email, record.preferredUsername);
+  return identityOf(record.subject, record.name, record.email, record.preferredUsername, record.acr, record.authTime);
 }
 
-/** From an ID token's claims (`sub`, `name`, `email`, `preferred_username`). */
+/** From an ID token's claims (`sub`, `name`, `email`, `preferred_username`, `acr`, `auth_time`). */
 export function identityFromClaims(claims: unknown): LoginIdentity | undefined {
   if (typeof claims !== "object" || claims === null) return undefined;
   const record = claims as Record<string, unknown>;
-  return identityOf(record.sub, record.name, record.email, record.preferred_username);
+  return identityOf(record.sub, record.name, record.email, record.preferred_username, record.acr, record.auth_time);
 }
 
 /**
@@ -53,14 +54,34 @@ export function identityOfResponse(response: TokenEndpointResponse): LoginIdenti
   }
 }
 
-function identityOf(sub: unknown, name: unknown, email: unknown, preferredUsername: unknown): LoginIdentity | undefined {
+function identityOf(
+  sub: unknown,
+  name: unknown,
+  email: unknown,
+  preferredUsername: unknown,
+  acr: unknown,
+  authTime: unknown,
+): LoginIdentity | undefined {
   const subject = identityClaim(sub);
   if (subject === undefined) return undefined;
-  const fields = { name: identityClaim(name), email: identityClaim(email), preferredUsername: identityClaim(preferredUsername) };
+  const fields = {
+    name: identityClaim(name),
+    email: identityClaim(email),
+    preferredUsername: identityClaim(preferredUsername),
+    acr: identityClaim(acr),
+    authTime: epochSeconds(authTime),
+  };
   return {
     subject,
     ...(fields.name !== undefined ? { name: fields.name } : {}),
     ...(fields.email !== undefined ? { email: fields.email } : {}),
     ...(fields.preferredUsername !== undefined ? { preferredUsername: fields.preferredUsername } : {}),
+    ...(fields.acr !== undefined ? { acr: fields.acr } : {}),
+    ...(fields.authTime !== undefined ? { authTime: fields.authTime } : {}),
   };
+}
+
+/** A time in whole epoch seconds (`auth_time`), or undefined. */
+function epochSeconds(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }

@@ -141,9 +141,9 @@ export interface TokenEndpointResponse {
 }
 
 /**
- * Who a login is: the validated ID token's `sub`, and the `name`, `email` and
- * `preferred_username` claims when the provider put them in it. For display only (a
- * `whoami`); never an authorization decision.
+ * Who a login is: the validated ID token's `sub`, and the `name`, `email`,
+ * `preferred_username`, `acr` and `auth_time` claims when the provider put them in it. For
+ * display only (a `whoami`); never an authorization decision.
  *
  * @example
  * ```ts
@@ -158,6 +158,10 @@ export interface LoginIdentity {
   readonly name?: string;
   readonly email?: string;
   readonly preferredUsername?: string;
+  /** The ID token's `acr`: the authentication context class the provider says it met (RFC 9470 step-up). */
+  readonly acr?: string;
+  /** The ID token's `auth_time`: when the user authenticated, epoch seconds. */
+  readonly authTime?: number;
 }
 
 /**

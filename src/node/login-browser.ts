@@ -11,7 +11,7 @@ import type * as oidc from "openid-client";
 import { clampDelay } from "../clock.js";
 import { ConfigurationError, LoginError } from "../errors.js";
 import { describeFailure, libraryCode, oauthErrorCode, summarizeFailure } from "../failure.js";
-import { checkDuration, checkFunction } from "../options.js";
+import { checkDuration, checkFunction, checkString } from "../options.js";
 import {
   checkLoginOptions,
   DEFAULT_LOGIN_SCOPE,
@@ -80,6 +80,19 @@ export interface BrowserLoginOptions extends LoginOptions {
    * needs escaping. The redirect URI is `http://127.0.0.1:<port><redirectPath>`.
    */
   readonly redirectPath?: string;
+  /**
+   * Ask for a stronger login (RFC 9470 step-up): the `acr_values` authorization parameter,
+   * space-separated authentication context classes in order of preference — what a server's
+   * `StepUpRequiredError` names in its `acrValues`. The provider says which it met in the ID
+   * token's `acr`, kept in the login's `identity` (and `tokens.status()`).
+   */
+  readonly acrValues?: string;
+  /**
+   * The `max_age` authorization parameter (OIDC Core §3.1.2.1), whole seconds ≥ 0: the user
+   * must have authenticated at most this long ago, else the provider asks again (0: always).
+   * A `StepUpRequiredError`'s `maxAge`. The ID token's `auth_time` is kept in `identity.authTime`.
+   */
+  readonly maxAge?: number;
 }
 
 /**
@@ -179,6 +192,10 @@ function browserLoginSettings(name: string, options: BrowserLoginOptions): Brows
   checkFunction(name, "openBrowser", options.openBrowser);
   checkPort(name, "redirectPort", options.redirectPort);
   checkUrlPath(name, "redirectPath", options.redirectPath);
+  checkString(name, "acrValues", options.acrValues, false);
+  if (options.maxAge !== undefined && !(Number.isSafeInteger(options.maxAge) && options.maxAge >= 0)) {
+    throw new ConfigurationError(`${name}: \`maxAge\` must be a whole number of seconds ≥ 0`);
+  }
   return {
     redirectPort: options.redirectPort ?? 0,
     redirectPath: options.redirectPath ?? DEFAULT_REDIRECT_PATH,
@@ -220,6 +237,8 @@ async function buildAuthorizationUrl(login: BrowserLogin, redirectUri: string): 
   if (scope.split(" ").includes("offline_access")) parameters.prompt = "consent";
   if (options.resource !== undefined) parameters.resource = options.resource;
   if (login.nonce !== undefined) parameters.nonce = login.nonce;
+  if (options.acrValues !== undefined) parameters.acr_values = options.acrValues;
+  if (options.maxAge !== undefined) parameters.max_age = String(options.maxAge);
   if (login.dpop !== undefined) parameters.dpop_jkt = await login.dpop.handle.calculateThumbprint();
   try {
     return oidc.buildAuthorizationUrl(login.config, parameters);
@@ -290,7 +309,13 @@ function exchangeCode(login: BrowserLogin, callbackUrl: URL): Promise<oidc.Token
     oidc.authorizationCodeGrant(
       login.config,
       callbackUrl,
-      { pkceCodeVerifier: login.codeVerifier, expectedState: login.state, ...(nonce !== undefined ? { expectedNonce: nonce } : {}) },
+      {
+        pkceCodeVerifier: login.codeVerifier,
+        expectedState: login.state,
+        ...(nonce !== undefined ? { expectedNonce: nonce } : {}),
+        // openid-client then checks the ID token's auth_time against it.
+        ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
+      },
       options.resource !== undefined ? { resource: options.resource } : undefined,
       dpop !== undefined ? { DPoP: dpop.handle } : undefined,
     ),

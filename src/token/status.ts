@@ -82,6 +82,9 @@ export interface TokenStatus {
   readonly name?: string;
   readonly email?: string;
   readonly preferredUsername?: string;
+  /** The login's `acr` and `auth_time` (epoch seconds), from its ID token (RFC 9470 step-up). */
+  readonly acr?: string;
+  readonly authTime?: number;
   /** When this process last got new tokens (a refresh, or another process's login adopted). */
   readonly lastRefreshAt?: number;
   /** The last failure this process saw (a refresh, a dead login, a revocation at sign-out). */
@@ -134,5 +137,7 @@ function loginPart(tokens: StoredTokens): Partial<TokenStatus> {
     ...(identity?.name !== undefined ? { name: identity.name } : {}),
     ...(identity?.email !== undefined ? { email: identity.email } : {}),
     ...(identity?.preferredUsername !== undefined ? { preferredUsername: identity.preferredUsername } : {}),
+    ...(identity?.acr !== undefined ? { acr: identity.acr } : {}),
+    ...(identity?.authTime !== undefined ? { authTime: identity.authTime } : {}),
   };
 }

@@ -107,7 +107,7 @@ describe("npm pack", () => {
          switch (e.code) {
            case "ERR_CONNECT_OIDC": case "ERR_REAUTH_REQUIRED": case "ERR_TOKEN_REFRESH": case "ERR_TOKEN_STORE":
            case "ERR_LOGIN": case "ERR_CONFIGURATION": case "ERR_PROVIDER_CONFIGURATION": case "ERR_CLIENT_ASSERTION":
-           case "ERR_MANAGER_CLOSED": case "ERR_REVOCATION": return 1;
+           case "ERR_MANAGER_CLOSED": case "ERR_REVOCATION": case "ERR_STEP_UP_REQUIRED": case "ERR_INSUFFICIENT_SCOPE": return 1;
            default: { const never: never = e.code; return never; }
          }
        }

@@ -10,10 +10,12 @@ import {
   ConfigurationError,
   ConnectOidcError,
   DPoPKeyError,
+  InsufficientScopeError,
   LoginError,
   ProviderConfigurationError,
   ReauthRequiredError,
   RevocationError,
+  StepUpRequiredError,
   TokenManagerClosedError,
   TokenRefreshError,
   TokenStoreError,
@@ -42,6 +44,8 @@ describe("the public errors", () => {
     },
     { error: new TokenManagerClosedError("m", { cause }), type: TokenManagerClosedError, code: "ERR_MANAGER_CLOSED", family: [] },
     { error: new RevocationError("failed", "m", { cause }), type: RevocationError, code: "ERR_REVOCATION", family: [] },
+    { error: new StepUpRequiredError("m", { cause }), type: StepUpRequiredError, code: "ERR_STEP_UP_REQUIRED", family: [] },
+    { error: new InsufficientScopeError("m", { cause }), type: InsufficientScopeError, code: "ERR_INSUFFICIENT_SCOPE", family: [] },
   ];
 
   for (const { error, type, code, family } of cases) {
@@ -61,6 +65,11 @@ describe("the public errors", () => {
     assert.equal(new ProviderConfigurationError("scope", "m").reason, "scope");
     assert.equal(new TokenRefreshError("m", { retryAt: 1234 }).retryAt, 1234);
     assert.equal(new TokenRefreshError("m").retryAt, undefined);
+    const stepUp = new StepUpRequiredError("m", { acrValues: "urn:mfa", maxAge: 300 });
+    assert.deepEqual([stepUp.acrValues, stepUp.maxAge], ["urn:mfa", 300]);
+    assert.deepEqual([new StepUpRequiredError("m").acrValues, new StepUpRequiredError("m").maxAge], [undefined, undefined]);
+    assert.equal(new InsufficientScopeError("m", { scope: "admin" }).scope, "admin");
+    assert.equal(new InsufficientScopeError("m").scope, undefined);
   });
 
   it("says what to do in the messages built beside the classes", () => {

@@ -15,13 +15,28 @@ import type { StoredTokens } from "../../src/types.js";
 const login: StoredTokens = { version: 1, issuer: "https://issuer.example", clientId: "c", accessToken: "at-1", refreshToken: "rt-1" };
 
 describe("the login's identity", () => {
-  it("keeps sub, name, email, preferred_username from validated claims; drops the rest", () => {
-    assert.deepEqual(identityFromClaims({ sub: "u1", name: "Ann", email: "ann@example.test", preferred_username: "ann", acr: "x" }), {
+  it("keeps sub, name, email, preferred_username, acr, auth_time from validated claims; drops the rest", () => {
+    const claims = {
+      sub: "u1",
+      name: "Ann",
+      email: "ann@example.test",
+      preferred_username: "ann",
+      acr: "x",
+      auth_time: 1_700_000_000,
+      amr: ["pwd"],
+    };
+    assert.deepEqual(identityFromClaims(claims), {
       subject: "u1",
       name: "Ann",
       email: "ann@example.test",
       preferredUsername: "ann",
+      acr: "x",
+      authTime: 1_700_000_000,
     });
+    // Read back from a store: the same checks (auth_time whole epoch seconds).
+    assert.deepEqual(checkedIdentity({ subject: "u1", acr: "urn:mfa", authTime: 12 }), { subject: "u1", acr: "urn:mfa", authTime: 12 });
+    assert.deepEqual(checkedIdentity({ subject: "u1", acr: "a\u001b", authTime: 1.5 }), { subject: "u1" });
+    assert.deepEqual(identityFromClaims({ sub: "u1", auth_time: "12" }), { subject: "u1" });
   });
 
   it("leaves out what is no short, printable string; no subject, no identity", () => {
