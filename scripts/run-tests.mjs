@@ -3,7 +3,7 @@
  * lanes side by side, and prints one summary for both:
  * - the pool: files that share nothing (each starts its own identity provider, servers,
  *   private D-Bus session and keyring, redis-server, temp folders, on free ports), several
- *   at a time (TEST_CONCURRENCY, default 3);
+ *   at a time (TEST_CONCURRENCY, default 2: with 3 beside the exclusive lane, timing-bound cases starved on 2 cores);
  * - the exclusive lane: files whose assertions bound wall-clock time across many OS
  *   processes (fleets, locks, leases, the demo's run, a 2- or 3-second token in another runtime or in Chromium),
  *   one at a time, so that at most one of them shares the machine with the pool
@@ -104,7 +104,7 @@ const files = requested.length > 0 ? requested : await allFiles();
 const alone = files.filter((f) => ALONE.includes(f));
 const exclusive = files.filter((f) => EXCLUSIVE.includes(f) && !ALONE.includes(f)).sort((a, b) => rank(EXCLUSIVE)(a) - rank(EXCLUSIVE)(b));
 const pool = files.filter((f) => !EXCLUSIVE.includes(f) && !ALONE.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
-const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 2);
 
 const folder = await mkdtemp(join(tmpdir(), "connect-oidc-run-tests-"));
 const started = performance.now();

@@ -100,7 +100,11 @@ describe("redisStore", { skip: missing }, () => {
       assert.ok((await connect().pttl(`${key}:lease`)) > 0, "the lease is still held");
       order.push("a out");
     });
-    await sleep(50);
+    // b asks only once a holds the lock (a's connection may take a while to open under load).
+    for (let waited = 0; !order.includes("a in"); waited += 10) {
+      assert.ok(waited < 5_000, "a did not get the free lock within 5 s");
+      await sleep(10);
+    }
     const second = b.lock!(async () => {
       order.push("b in");
     });

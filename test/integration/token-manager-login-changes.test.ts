@@ -37,15 +37,13 @@ describe("token manager: a login replaced, signed out or shared (real oidc-provi
 
     it("setTokens of another login: calls get the new login's token, never the old one's refresh", async () => {
       const { manager, login } = await setup({ clock: undefined });
+      // The other login is made first, so that it is set while the old login's refresh is
+      // surely in flight (a login made meanwhile could take longer than the refresh under load).
+      const other = await s.idp.login();
+      leaks.remember(other.access_token, other.refresh_token);
       s.idp.setTokenLatency(300);
       const waiting = manager.getAccessToken({ rejected: login.access_token });
       await new Promise((r) => setTimeout(r, 50));
-      const other = await (async () => {
-        s.idp.setTokenLatency(0);
-        const l = await s.idp.login();
-        leaks.remember(l.access_token, l.refresh_token);
-        return l;
-      })();
       await manager.setTokens(other);
       assert.equal(await get(manager), other.access_token);
       assert.equal(await waiting, other.access_token);
