@@ -17,7 +17,16 @@ import { boundLogin } from "../support/dpop-bound-login.js";
 import { startIdp } from "../support/idp.js";
 import { keyringForTests } from "../support/keyring-for-tests.js";
 import type { PrivateKeyring } from "../support/keyring-session.js";
-import { killAll, refreshedCount, type SharedStore, startCallers, startWorker, type Target, totals } from "../support/process-fleet.js";
+import {
+  formatCounts,
+  killAll,
+  refreshedCount,
+  type SharedStore,
+  startCallers,
+  startWorker,
+  type Target,
+  totals,
+} from "../support/process-fleet.js";
 import { startServer } from "../support/server.js";
 import { bounded } from "../support/dpop-attempt-budget.js";
 
@@ -33,12 +42,6 @@ after(async () => {
   await killAll();
   await rm(folder, { recursive: true, force: true });
 });
-
-const format = (o: Record<string, number>) =>
-  Object.entries(o)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ") || "none";
 
 async function sharedDPoPLogin(t: TestContext, store: SharedStore): Promise<void> {
   const idp = await startIdp({ accessTokenTtl: TTL_S, rotateRefreshTokens: true, dpop: { requireNonce: true } });
@@ -80,14 +83,14 @@ async function sharedDPoPLogin(t: TestContext, store: SharedStore): Promise<void
   const refreshRequests = idp.stats.byGrantType.refresh_token;
   t.diagnostic(
     `${store.kind}Store + DPoP, N=${PROCESSES} processes, ${(sum.elapsedMs / 1000).toFixed(1)} s, access token TTL ${TTL_S} s, ` +
-      `server nonces rotating every 1 s: calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${format(sum.failureCodes)}), ` +
+      `server nonces rotating every 1 s: calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${formatCounts(sum.failureCodes)}), ` +
       `refresh requests=${refreshRequests} (of which the IdP's use_dpop_nonce answers=${nonceAnswers}), invalid_grant=${idp.stats.invalidGrant}, ` +
-      `events: ${format(sum.events)}, server refusals (each retried)=${format(refusedBy)}, key thumbprints on accepted calls=${thumbprints.size}, ` +
+      `events: ${formatCounts(sum.events)}, server refusals (each retried)=${formatCounts(refusedBy)}, key thumbprints on accepted calls=${thumbprints.size}, ` +
       `max call ${sum.maxCallMs} ms`,
   );
 
   assert.ok(sum.calls >= PROCESSES * (DURATION_MS / 100) * 0.5, `too few calls to mean anything: ${sum.calls}`);
-  assert.equal(sum.failures, 0, `failed calls: ${format(sum.failureCodes)}`);
+  assert.equal(sum.failures, 0, `failed calls: ${formatCounts(sum.failureCodes)}`);
   assert.equal(idp.stats.invalidGrant, 0, "no refresh token was ever re-used or sent without its key");
   assert.deepEqual([...thumbprints], [jkt], "every process signed with the login's one key");
   assert.ok(refreshedCount(sum.events) >= 2, "tokens were refreshed (with proofs) while the processes ran");
@@ -96,7 +99,7 @@ async function sharedDPoPLogin(t: TestContext, store: SharedStore): Promise<void
   // in flight (JWT exp is in whole seconds). Every such refusal was retried: 0 failed calls.
   assert.ok(
     Object.keys(refusedBy).every((reason) => ["nonce-missing", "nonce-stale", "expired"].includes(reason)),
-    `only nonce and expiry refusals: ${format(refusedBy)}`,
+    `only nonce and expiry refusals: ${formatCounts(refusedBy)}`,
   );
   for (const r of reports) assert.equal(r.endedBy, "duration");
 }

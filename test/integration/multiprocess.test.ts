@@ -16,7 +16,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Idp, startIdp } from "../support/idp.js";
 import { keyringForTests } from "../support/keyring-for-tests.js";
 import type { PrivateKeyring } from "../support/keyring-session.js";
-import { killAll, refreshedCount, type SharedStore, startCallers, startLogin, type Target, totals } from "../support/process-fleet.js";
+import {
+  formatCounts,
+  killAll,
+  refreshedCount,
+  type SharedStore,
+  startCallers,
+  startLogin,
+  type Target,
+  totals,
+} from "../support/process-fleet.js";
 import type { WorkerReport } from "../support/process-worker.js";
 import { startServer, type TestServer } from "../support/server.js";
 
@@ -50,17 +59,11 @@ async function world(t: TestContext): Promise<{ idp: Idp; server: TestServer }> 
   return { idp, server };
 }
 
-const format = (o: Record<string, number>) =>
-  Object.entries(o)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ") || "none";
-
 /** Requests the server refused, by reason: "none", or e.g. "expired=3". */
 function refusedByServer(server: TestServer): string {
   const byReason: Record<string, number> = {};
   for (const r of server.stats.requests) if (r.auth === "rejected") byReason[r.reason ?? "?"] = (byReason[r.reason ?? "?"] ?? 0) + 1;
-  return format(byReason);
+  return formatCounts(byReason);
 }
 
 /** Between the first and the last time in `reports`' timelines, events named like `prefix`. */
@@ -89,10 +92,10 @@ async function steadyState(t: TestContext, store: SharedStore, processes: number
   const refusals = refusedByServer(server);
   t.diagnostic(
     `${store.kind}Store, N=${processes} processes, ${(sum.elapsedMs / 1000).toFixed(1)} s, access token TTL ${TTL_S} s: ` +
-      `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${format(sum.failureCodes)}), ` +
+      `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${formatCounts(sum.failureCodes)}), ` +
       `token-endpoint refresh requests=${refreshRequests} (token periods ≈ ${periods.toFixed(1)}, ` +
       `uncoordinated would be ≈ ${Math.round(periods * processes)}), invalid_grant=${idp.stats.invalidGrant}, ` +
-      `events: ${format(sum.events)}, requests the server refused (then retried)=${refusals}, ` +
+      `events: ${formatCounts(sum.events)}, requests the server refused (then retried)=${refusals}, ` +
       `max call ${sum.maxCallMs} ms, calls over 1 s=${sum.slowCalls}`,
   );
   t.diagnostic(
@@ -102,7 +105,7 @@ async function steadyState(t: TestContext, store: SharedStore, processes: number
   );
 
   assert.ok(sum.calls >= processes * (durationMs / 100) * 0.5, `too few calls to mean anything: ${sum.calls}`);
-  assert.equal(sum.failures, 0, `failed calls: ${format(sum.failureCodes)}`);
+  assert.equal(sum.failures, 0, `failed calls: ${formatCounts(sum.failureCodes)}`);
   assert.equal(idp.stats.invalidGrant, 0, "no refresh token was ever re-used");
   assert.equal(idp.stats.errors.invalid_grant ?? 0, 0);
   assert.equal(refreshRequests, refreshed, "every token-endpoint request is a refresh some process reported");
@@ -157,14 +160,14 @@ describe("processes sharing one fileStore", () => {
     assert.ok(takeover !== undefined, "someone refreshed after the victim died");
     t.diagnostic(
       `fileStore, N=${processes} processes + 1 SIGKILLed inside its refresh, ${(sum.elapsedMs / 1000).toFixed(1)} s: ` +
-        `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${format(sum.failureCodes)}), ` +
+        `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${formatCounts(sum.failureCodes)}), ` +
         `refresh requests=${idp.stats.byGrantType.refresh_token} (+1 dropped: the victim's), invalid_grant=${idp.stats.invalidGrant}, ` +
-        `events: ${format(sum.events)}; the victim's request at +0, killed at +${killedAt - lockedAt} ms, first refresh ` +
+        `events: ${formatCounts(sum.events)}; the victim's request at +0, killed at +${killedAt - lockedAt} ms, first refresh ` +
         `by another at +${takeover - lockedAt} ms (lease ${LEASE_MS} ms), max call ${sum.maxCallMs} ms, ` +
         `calls over 1 s=${sum.slowCalls}, requests the server refused (then retried)=${refusedByServer(server)}`,
     );
 
-    assert.equal(sum.failures, 0, `failed calls: ${format(sum.failureCodes)}`);
+    assert.equal(sum.failures, 0, `failed calls: ${formatCounts(sum.failureCodes)}`);
     assert.equal(idp.stats.invalidGrant, 0, "the victim's refresh token was never used twice");
     assert.equal(idp.stats.tokenRequests, idp.stats.byGrantType.refresh_token + 1, "only the victim's request was dropped");
     // Nobody touched the tokens while the victim's lock could still be alive ...
@@ -238,15 +241,15 @@ describe("processes sharing one fileStore", () => {
     const pickedUp = reports.map((r) => (r.lastFailureAt ?? storedAt) - storedAt);
     t.diagnostic(
       `fileStore, N=${processes} processes, ${(sum.elapsedMs / 1000).toFixed(1)} s, grant revoked at +${revokedAt - Math.min(...reports.map((r) => r.startedAt))} ms: ` +
-        `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${format(sum.failureCodes)}); ` +
+        `calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} (${formatCounts(sum.failureCodes)}); ` +
         `between revocation and new login: refresh requests=${outage.refreshes}, invalid_grant=${outage.invalidGrant}; ` +
         `after the new login: refresh requests=${afterLogin.refreshes}, invalid_grant=${afterLogin.invalidGrant}; ` +
-        `events: ${format(sum.events)}; requests the server refused: ${refusedByServer(server)}; last failure relative to the stored login (ms): ${pickedUp.join(", ")}`,
+        `events: ${formatCounts(sum.events)}; requests the server refused: ${refusedByServer(server)}; last failure relative to the stored login (ms): ${pickedUp.join(", ")}`,
     );
 
     // Each process: exactly one reauth-required, fast failures while logged out, then success.
     for (const r of reports) {
-      assert.equal(r.events["reauth-required"], 1, `process ${r.pid}: ${format(r.events)}`);
+      assert.equal(r.events["reauth-required"], 1, `process ${r.pid}: ${formatCounts(r.events)}`);
       assert.ok(r.failures > 0, `process ${r.pid} saw the logout`);
       assert.deepEqual(Object.keys(r.failureCodes), ["Unauthenticated/ERR_REAUTH_REQUIRED"]);
       assert.ok(r.firstFailureAt! > revokedAt);

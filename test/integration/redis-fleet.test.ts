@@ -16,7 +16,7 @@ import { createTokenManager, type TokenEvent, TokenStoreError } from "../../src/
 import { redisStore } from "../../src/redis.js";
 import { type Idp, startIdp } from "../support/idp.js";
 import { createLeakScanner } from "../support/leaks.js";
-import { refreshedCount, totals } from "../support/process-fleet.js";
+import { formatCounts, refreshedCount, totals } from "../support/process-fleet.js";
 import { FLEET_KEY, startFleet, startMachine, stopFleet, storeLogin, workerConfig } from "../support/redis-fleet.js";
 import { type RedisServer, redisServerMissing, startRedisServer } from "../support/redis-server.js";
 import type { RedisWorkerReport, WorkerConfig } from "../support/redis-worker.js";
@@ -60,12 +60,6 @@ async function world(t: TestContext, redisOptions: { appendOnly?: boolean } = {}
   };
 }
 
-const format = (o: Record<string, number>) =>
-  Object.entries(o)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ") || "none";
-
 /** Token requests of `grant` per token period over the fleet's run, and a one-line summary. */
 function figures(idp: Idp, reports: readonly RedisWorkerReport[], grant: WorkerConfig["grant"]) {
   const sum = totals(reports);
@@ -75,8 +69,8 @@ function figures(idp: Idp, reports: readonly RedisWorkerReport[], grant: WorkerC
   for (const r of reports) for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
   const line =
     `N=${reports.length}, ${(sum.elapsedMs / 1000).toFixed(1)} s (≈ ${periods.toFixed(1)} token periods): calls=${sum.calls} ` +
-    `failures=${sum.failures} (${format(sum.failureCodes)}), ${grant} requests=${requests} (${(requests / periods).toFixed(2)} per period), ` +
-    `invalid_grant=${idp.stats.invalidGrant}, events: ${format(sum.events)}, store reasons: ${format(reasons)}, max call ${sum.maxCallMs} ms`;
+    `failures=${sum.failures} (${formatCounts(sum.failureCodes)}), ${grant} requests=${requests} (${(requests / periods).toFixed(2)} per period), ` +
+    `invalid_grant=${idp.stats.invalidGrant}, events: ${formatCounts(sum.events)}, store reasons: ${formatCounts(reasons)}, max call ${sum.maxCallMs} ms`;
   return { sum, requests, periods, perPeriod: requests / periods, reasons, line };
 }
 
@@ -102,7 +96,7 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
     const baseline = figures(w.idp, await alone.reports(), "client_credentials");
     t.diagnostic(`without a shared store: ${baseline.line}`);
 
-    assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+    assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
     assert.equal(ours.requests, refreshedCount(ours.sum.events), "every token request is a refresh some machine reported");
     assert.ok(ours.perPeriod <= 1.5, `${ours.perPeriod.toFixed(2)} requests per period`);
     assert.ok(ours.requests >= Math.floor(ours.periods * 0.7), `tokens were renewed: ${ours.requests}`);
@@ -117,7 +111,7 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
     fleet.go();
     const ours = figures(w.idp, await fleet.reports(), "refresh_token");
     t.diagnostic(`redisStore: ${ours.line}`);
-    assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+    assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
     assert.equal(w.idp.stats.invalidGrant, 0, "no refresh token used twice");
     assert.ok(ours.perPeriod <= 1.5, `${ours.perPeriod.toFixed(2)} refreshes per period`);
     assert.ok(ours.requests >= Math.floor(ours.periods * 0.7), `tokens were refreshed: ${ours.requests}`);
@@ -150,7 +144,7 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
     );
     assert.ok(takeover !== undefined, "another machine refreshed");
     assert.ok(takeover - killedAt <= LEASE_MS + 1_500, `took over ${takeover - killedAt} ms after the kill`);
-    assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+    assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
     assert.equal(w.idp.stats.invalidGrant, 0, "the victim's refresh token was never used twice");
   });
 
@@ -198,23 +192,23 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       const ours = figures(w.idp, all, grant);
       t.diagnostic(
         `redisStore, 3 machines + 1 stopped ${resumedAt - stoppedAt} ms (lease ${LEASE_MS} ms): ${ours.line}; ` +
-          `key version ${versionBefore} → ${versionMeanwhile} while stopped; the stopped machine: reasons ${format(report.reasons)}, events ${format(report.events)}`,
+          `key version ${versionBefore} → ${versionMeanwhile} while stopped; the stopped machine: reasons ${formatCounts(report.reasons)}, events ${formatCounts(report.events)}`,
       );
       assert.ok(versionMeanwhile > versionBefore, "the others stored newer logins while the victim was stopped");
       if (stall === "before-save") {
         assert.equal(report.reasons.fenced, 1, "the continued machine's save under the lost lease was refused");
-        assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+        assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
       } else if (stall === "after-read") {
         // Others wrote while it was stopped: its confirmation before the request fails, and it
         // adopts the newer login they stored instead of sending the refresh token it read.
         assert.equal(report.reasons["confirm:fenced"], 1, "the continued machine found its lease lost before its request");
-        assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+        assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
       } else {
         // Its read takes the lapsed lease again, unless another machine holds it at that moment:
         // then the read is refused and the refresh retried (calls wait or fail meanwhile).
         const others = all.slice(1);
-        assert.equal(totals(others).failures, 0, `failed calls: ${format(totals(others).failureCodes)}`);
-        if ((report.reasons.fenced ?? 0) === 0) assert.equal(report.failures, 0, `failed calls: ${format(report.failureCodes)}`);
+        assert.equal(totals(others).failures, 0, `failed calls: ${formatCounts(totals(others).failureCodes)}`);
+        if ((report.reasons.fenced ?? 0) === 0) assert.equal(report.failures, 0, `failed calls: ${formatCounts(report.failureCodes)}`);
         else assert.deepEqual(Object.keys(report.failureCodes), ["Unauthenticated/ERR_TOKEN_REFRESH/fenced"]);
       }
       assert.equal(w.idp.stats.invalidGrant, 0);
@@ -241,7 +235,7 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       const reports = await fleet.reports();
       const ours = figures(w.idp, reports, grant);
       t.diagnostic(`redisStore (${appendOnly ? "AOF" : "no persistence"}), Redis killed and restarted at +3 s: ${ours.line}`);
-      assert.equal(ours.sum.failures, 0, `failed calls: ${format(ours.sum.failureCodes)}`);
+      assert.equal(ours.sum.failures, 0, `failed calls: ${formatCounts(ours.sum.failureCodes)}`);
       assert.equal(w.idp.stats.invalidGrant, 0);
       assert.ok(eventsSince(reports, "refreshed:", restartedAt).length >= 1, "refreshed through the restarted Redis");
       assert.ok(ours.perPeriod <= 2, `${ours.perPeriod.toFixed(2)} requests per period`);
@@ -273,7 +267,7 @@ describe("a fleet sharing one login through Redis", { skip: missing }, () => {
       assert.ok(r.okAfterLastFailure > 5, "back to work once Redis was");
     }
     for (const r of localReports) {
-      assert.equal(r.failures, 0, `failed calls: ${format(r.failureCodes)}`);
+      assert.equal(r.failures, 0, `failed calls: ${formatCounts(r.failureCodes)}`);
       assert.ok((r.reasons.fallback ?? 0) > 0, "onFallback was told");
     }
   });

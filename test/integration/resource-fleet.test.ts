@@ -18,7 +18,16 @@ import { after, before, describe, type TestContext, test } from "node:test";
 import { type Idp, startIdp } from "../support/idp.js";
 import { keyringForTests } from "../support/keyring-for-tests.js";
 import type { PrivateKeyring } from "../support/keyring-session.js";
-import { killAll, refreshedCount, type SharedStore, startCallers, startLogin, type Target, totals } from "../support/process-fleet.js";
+import {
+  formatCounts,
+  killAll,
+  refreshedCount,
+  type SharedStore,
+  startCallers,
+  startLogin,
+  type Target,
+  totals,
+} from "../support/process-fleet.js";
 import { startServer, type TestServer } from "../support/server.js";
 
 const TTL_S = 4;
@@ -34,12 +43,6 @@ after(async () => {
   await killAll();
   await rm(folder, { recursive: true, force: true });
 });
-
-const format = (o: Record<string, number>) =>
-  Object.entries(o)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ") || "none";
 
 async function world(t: TestContext): Promise<{ idp: Idp; main: TestServer; servers: Map<string, TestServer> }> {
   const idp = await startIdp({ accessTokenTtl: TTL_S, rotateRefreshTokens: true, resources: RESOURCES });
@@ -62,7 +65,7 @@ function serverFigures(server: TestServer): { ok: number; refused: string } {
     if (r.auth === "rejected") refused[r.reason ?? "?"] = (refused[r.reason ?? "?"] ?? 0) + 1;
     else ok += 1;
   }
-  return { ok, refused: format(refused) };
+  return { ok, refused: formatCounts(refused) };
 }
 
 async function fleetOfResources(t: TestContext, store: SharedStore): Promise<void> {
@@ -85,13 +88,13 @@ async function fleetOfResources(t: TestContext, store: SharedStore): Promise<voi
   t.diagnostic(
     `${store.kind}Store, ${PROCESSES} processes × (main + ${RESOURCES.length} resources), ${(sum.elapsedMs / 1000).toFixed(1)} s, ` +
       `access token TTL ${TTL_S} s, rotating refresh tokens: calls=${sum.calls} ok=${sum.ok} failures=${sum.failures} ` +
-      `(${format(sum.failureCodes)}), token-endpoint refresh requests=${refreshRequests} (of them for resources: ` +
-      `${sum.events["resource-refreshed"] ?? 0}), invalid_grant=${idp.stats.invalidGrant}, events: ${format(sum.events)}, ` +
+      `(${formatCounts(sum.failureCodes)}), token-endpoint refresh requests=${refreshRequests} (of them for resources: ` +
+      `${sum.events["resource-refreshed"] ?? 0}), invalid_grant=${idp.stats.invalidGrant}, events: ${formatCounts(sum.events)}, ` +
       `max call ${sum.maxCallMs} ms, calls over 1 s=${sum.slowCalls}; per server: ${perServer}`,
   );
 
   assert.ok(sum.calls >= PROCESSES * (DURATION_MS / 100) * 0.5, `too few calls to mean anything: ${sum.calls}`);
-  assert.equal(sum.failures, 0, `failed calls: ${format(sum.failureCodes)}`);
+  assert.equal(sum.failures, 0, `failed calls: ${formatCounts(sum.failureCodes)}`);
   assert.equal(idp.stats.invalidGrant, 0, "no refresh token was ever re-used");
   assert.equal(idp.stats.errors.invalid_grant ?? 0, 0);
   assert.equal(refreshRequests, refreshedCount(sum.events), "every token-endpoint request is a refresh some process reported");

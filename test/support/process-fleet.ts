@@ -222,3 +222,13 @@ export function refreshedCount(events: Record<string, number>): number {
     .filter(([k]) => k.startsWith("refreshed:"))
     .reduce((s, [, v]) => s + v, 0);
 }
+
+/** Counts as `key=n` pairs in key order, for a fleet's diagnostics ("none" when empty). */
+export function formatCounts(counts: Record<string, number>): string {
+  return (
+    Object.entries(counts)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ") || "none"
+  );
+}
