@@ -36,6 +36,7 @@ import { type Idp, startIdp } from "../support/idp.js";
 import { type IdpProxy, startIdpProxy } from "../support/idp-proxy.js";
 import { createLeakScanner } from "../support/leaks.js";
 import { createManualClock, type ManualClock } from "../support/manual-clock.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 type Kind = "configuration" | "reauth" | "wait";
 
@@ -482,13 +483,9 @@ async function saveInChild(
   path: string,
   boundMs: number,
 ): Promise<{ ok?: true; error?: { name: string; code: string; reason: string; message: string } }> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", fileURLToPath(new URL("../support/store-save-worker.ts", import.meta.url)), path],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  const child = spawn(process.execPath, [bundledWorker(fileURLToPath(new URL("../support/store-save-worker.ts", import.meta.url))), path], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
   const timer = setTimeout(() => child.kill("SIGKILL"), boundMs);

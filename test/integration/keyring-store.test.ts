@@ -18,6 +18,7 @@ import { keyringStore, keyringValueLimit } from "../../src/node/keyring-store.js
 import type { StoredTokens } from "../../src/types.js";
 import { keyringForTests } from "../support/keyring-for-tests.js";
 import { type PrivateKeyring, startPrivateKeyring } from "../support/keyring-session.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 const run = promisify(execFile);
 const childScript = fileURLToPath(new URL("../support/keyring-child.ts", import.meta.url));
@@ -55,9 +56,7 @@ async function inChild(
   options: { linuxStore?: string; tokens?: StoredTokens; wrap?: string[] } = {},
 ): Promise<ChildResult> {
   const args = [
-    "--import",
-    "tsx",
-    childScript,
+    bundledWorker(childScript),
     op,
     service,
     account,

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { TokenStoreError } from "../../src/errors.js";
 import { keyringStore } from "../../src/node/keyring-store.js";
 import { createFileLock } from "../../src/node/lock.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 const worker = fileURLToPath(new URL("../support/lock-worker.ts", import.meta.url));
 const hour = 3_600_000;
@@ -36,7 +37,7 @@ function startWorker(...args: string[]): { child: ChildProcess; line: () => Prom
 }
 
 function startWorkerUnder(inside: string[], ...args: string[]): { child: ChildProcess; line: () => Promise<string> } {
-  const [command, ...rest] = [...inside, process.execPath, "--import", "tsx", worker, ...args];
+  const [command, ...rest] = [...inside, process.execPath, bundledWorker(worker), ...args];
   const child: ChildProcess = spawn(command!, rest, { stdio: ["pipe", "pipe", "inherit"] });
   children.add(child);
   child.once("exit", () => children.delete(child));

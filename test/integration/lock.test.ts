@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { TokenStoreError } from "../../src/errors.js";
 import { createFileLock } from "../../src/node/lock.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 const worker = fileURLToPath(new URL("../support/lock-worker.ts", import.meta.url));
 let folder: string;
@@ -22,7 +23,7 @@ after(async () => {
 });
 
 function startWorker(...args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", worker, ...args], {
+  const child = spawn(process.execPath, [bundledWorker(worker), ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   children.add(child);

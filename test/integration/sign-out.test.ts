@@ -20,6 +20,7 @@ import { fileStore } from "../../src/node.js";
 import { headlessLogin } from "../../src/testing/headless-login.js";
 import { type Idp, startIdp } from "../support/idp.js";
 import { createLeakScanner } from "../support/leaks.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 const APP_CLIENT = "test-app-post";
 const worker = resolve(import.meta.dirname, "../support/sign-out-worker.ts");
@@ -44,7 +45,7 @@ async function appConfig(idp: Idp, secret: string): Promise<oidc.Configuration> 
 function startSecondProcess(idp: Idp, path: string) {
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", worker, "--issuer", idp.issuer, "--client-id", idp.clientId, "--path", path],
+    [bundledWorker(worker), "--issuer", idp.issuer, "--client-id", idp.clientId, "--path", path],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   const pending: ((line: Record<string, unknown>) => void)[] = [];

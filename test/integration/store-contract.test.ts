@@ -29,6 +29,7 @@ import { threeCallers } from "../support/lock-callers.js";
 import { type RedisServer, redisServerMissing } from "../support/redis-server.js";
 import { startRedisServer } from "../support/redis-server.js";
 import { type ContractStore, RemoteStoreError, storeContract } from "../support/store-contract.js";
+import { bundledWorker } from "../support/worker-bundle.js";
 
 const run = promisify(execFile);
 const childScript = fileURLToPath(new URL("../support/keyring-child.ts", import.meta.url));
@@ -105,7 +106,7 @@ describe("keyringStore on the Secret Service", { skip: noSecretService }, () => 
 
   /** One keyringStore operation in another process on the same bus. */
   async function inChild(op: "load" | "save" | "clear", account: string, tokens?: StoredTokens): Promise<unknown> {
-    const args = ["--import", "tsx", childScript, op, service, account, "secret-service", JSON.stringify(tokens ?? {})];
+    const args = [bundledWorker(childScript), op, service, account, "secret-service", JSON.stringify(tokens ?? {})];
     const { stdout } = await run(process.execPath, args, { env: keyring.env, timeout: 60_000 });
     return settle(JSON.parse(stdout.trim().split("\n").at(-1)!) as KeyutilsAnswer);
   }

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { WorkerReport } from "./process-worker.js";
+import { bundledWorker } from "./worker-bundle.js";
 
 const script = fileURLToPath(new URL("./process-worker.ts", import.meta.url));
 const running = new Set<ChildProcess>();
@@ -46,9 +47,7 @@ function storeArgs(store: SharedStore): string[] {
 
 export function startWorker(mode: "call" | "login", target: Target, extra: string[] = []): WorkerHandle {
   const args = [
-    "--import",
-    "tsx",
-    script,
+    bundledWorker(script),
     mode,
     "--issuer",
     target.issuer,

@@ -12,6 +12,7 @@ import { createTokenManager } from "../../src/index.js";
 import { redisStore } from "../../src/redis.js";
 import type { Idp } from "./idp.js";
 import type { RedisWorkerReport, WorkerConfig } from "./redis-worker.js";
+import { bundledWorker } from "./worker-bundle.js";
 
 /** The key the fleets share. */
 export const FLEET_KEY = "{fleet}:login";
@@ -67,7 +68,7 @@ export interface FleetMachine {
 }
 
 export function startMachine(config: WorkerConfig): FleetMachine {
-  const child = spawn(process.execPath, ["--import", "tsx", script, "--config", JSON.stringify(config)], {
+  const child = spawn(process.execPath, [bundledWorker(script), "--config", JSON.stringify(config)], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   running.add(child);
