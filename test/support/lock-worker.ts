@@ -14,6 +14,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TokenStoreError } from "../../src/errors.js";
 import { createFileLock } from "../../src/node/lock.js";
+import { exitFlushed } from "./exit-flushed.js";
 
 const [mode, lockPath = "", counterFile = "", times = "0"] = process.argv.slice(2);
 let compromised: string | null = null;
@@ -51,7 +52,7 @@ if (mode === "count") {
       (error: unknown) => ({ error: error instanceof TokenStoreError ? error.reason : String(error) }),
     );
   process.stdout.write(`${JSON.stringify(outcome)}\n`);
-  process.exit(0);
+  await exitFlushed(0);
 } else if (mode === "try") {
   const outcome = await createFileLock(lockPath, { staleMs: 2_000, retryMs: 20, timeoutMs: 8_000 })
     .lock(async () => "taken over")
@@ -60,7 +61,7 @@ if (mode === "count") {
       (error: unknown) => ({ error: error instanceof TokenStoreError ? error.reason : String(error), pid: process.pid }),
     );
   process.stdout.write(`${JSON.stringify(outcome)}\n`);
-  process.exit(0);
+  await exitFlushed(0);
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

@@ -33,6 +33,7 @@ import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, type TokenEvent, type TokenProvider, type TokenStore } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
 import { importLoginKey } from "./dpop-login.js";
+import { exitFlushed } from "./exit-flushed.js";
 
 /** The last line a `call` worker prints. */
 export interface WorkerReport {
@@ -288,9 +289,9 @@ try {
   else if (mode === "login") await runLogin();
   else throw new Error(`process-worker: unknown mode ${mode}`);
   // Keep-alive sockets and the stdin reader would hold the process open.
-  process.exit(0);
+  await exitFlushed(0);
 } catch (error) {
   const e = error as { name?: string; code?: unknown; reason?: unknown };
   print({ kind: "error", name: e?.name, code: e?.code, reason: e?.reason });
-  process.exit(1);
+  await exitFlushed(1);
 }

@@ -23,6 +23,7 @@ import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, memoryStore, type TokenEvent, type TokenStore } from "../../src/index.js";
 import { redisStore } from "../../src/redis.js";
 import type { WorkerReport } from "./process-worker.js";
+import { exitFlushed } from "./exit-flushed.js";
 
 export interface WorkerConfig {
   readonly issuer: string;
@@ -204,4 +205,4 @@ const report: RedisWorkerReport = {
   reasons,
 };
 print(report);
-process.exit(0);
+await exitFlushed(0);
