@@ -23,6 +23,7 @@ import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import ts from "typescript";
 import { type CodeBlock, codeBlocks, markdownFiles, readText } from "../support/markdown-docs.js";
+import { npmPack } from "../support/npm-pack.js";
 
 const root = resolve(import.meta.dirname, "../..");
 const isTypeScript = (b: CodeBlock) => b.lang === "ts" || b.lang === "typescript";
@@ -30,15 +31,8 @@ const isTypeScript = (b: CodeBlock) => b.lang === "ts" || b.lang === "typescript
 const snippetName = (b: CodeBlock) => `${b.code.includes('"../../gen/') ? "system/" : ""}${b.file.replace(/[/.]/g, "_")}_L${b.line}.ts`;
 
 /** A project with the packed connect-oidc in node_modules and everything else linked from ours. */
-function installPacked(dir: string): void {
-  const packed = JSON.parse(
-    execFileSync("npm", ["pack", "--json", "--pack-destination", dir], {
-      cwd: root,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, npm_config_loglevel: "error" },
-    }),
-  ) as { filename: string }[];
+async function installPacked(dir: string): Promise<void> {
+  const packed = [await npmPack(dir)];
   const modules = join(dir, "node_modules");
   mkdirSync(join(modules, "connect-oidc"), { recursive: true });
   execFileSync("tar", ["-xzf", join(dir, packed[0]!.filename), "-C", join(modules, "connect-oidc"), "--strip-components=1"]);

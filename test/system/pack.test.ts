@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, it } from "node:test";
+import { npmPack } from "../support/npm-pack.js";
 
 const root = resolve(import.meta.dirname, "../..");
 const npm = (args: string[], cwd: string) =>
@@ -23,11 +24,8 @@ describe("npm pack", () => {
   const dir = mkdtempSync(join(tmpdir(), "connect-oidc-pack-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("installs into a fresh project and imports from both entry points, ESM and CJS", () => {
-    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as {
-      filename: string;
-      files: { path: string }[];
-    }[];
+  it("installs into a fresh project and imports from both entry points, ESM and CJS", async () => {
+    const packed = [await npmPack(dir)];
     const tarball = join(dir, packed[0]!.filename);
     const files = packed[0]!.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));
@@ -149,11 +147,8 @@ describe("npm pack: connect-oidc/testing", () => {
   const dir = mkdtempSync(join(tmpdir(), "connect-oidc-pack-testing-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("with its optional peers installed, starts a provider and a server from ESM and CommonJS; the login reaches the server", () => {
-    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], root)) as {
-      filename: string;
-      files: { path: string }[];
-    }[];
+  it("with its optional peers installed, starts a provider and a server from ESM and CommonJS; the login reaches the server", async () => {
+    const packed = [await npmPack(dir)];
     const files = packed[0]!.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/testing.js") && files.includes("dist/cjs/testing.js") && files.includes("dist/esm/testing.d.ts"));
     const app = join(dir, "app");
