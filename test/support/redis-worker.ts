@@ -187,6 +187,9 @@ while (Date.now() < startedAt + config.durationMs) {
   if (took > 1_000) run.slowCalls += 1;
   await sleep(50 + Math.random() * 50);
 }
+// A background refresh in flight at the deadline has reached the identity provider: let it
+// end (and report its event) before close() drops its result. Bounded: 5 s.
+for (let waited = 0; waited < 5_000 && (await tokens.status()).state === "refreshing"; waited += 50) await sleep(50);
 tokens.close();
 const report: RedisWorkerReport = {
   kind: "report",
