@@ -53,8 +53,6 @@ const OVERFLOW = ["test/system/pack.test.ts", "test/integration/interceptor.test
 
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
 const LONG_FIRST = [
-  "test/system/pack.test.ts",
-  "test/integration/interceptor.test.ts",
   "test/system/examples-cli.test.ts",
   "test/system/cold-start.test.ts",
   "test/integration/redis-store.test.ts",
@@ -114,7 +112,7 @@ async function totals(tap) {
 
 const requested = process.argv.slice(2);
 const files = requested.length > 0 ? requested : await allFiles();
-const overflow = files.filter((f) => OVERFLOW.includes(f));
+const overflow = files.filter((f) => OVERFLOW.includes(f)).sort((a, b) => rank(OVERFLOW)(a) - rank(OVERFLOW)(b));
 const pool = files.filter((f) => !isTimed(f) && !OVERFLOW.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
 const timed = TIMED.map((l) => files.filter((f) => l.includes(f)).sort((a, b) => rank(l)(a) - rank(l)(b)));
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? 2);

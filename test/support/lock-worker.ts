@@ -14,7 +14,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TokenStoreError } from "../../src/errors.js";
 import { createFileLock } from "../../src/node/lock.js";
-import { exitFlushed } from "./exit-flushed.js";
+import { exitFlushed } from "./worker-end.js";
 
 const [mode, lockPath = "", counterFile = "", times = "0"] = process.argv.slice(2);
 let compromised: string | null = null;

@@ -33,7 +33,7 @@ import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, type TokenEvent, type TokenProvider, type TokenStore } from "../../src/index.js";
 import { fileStore, keyringStore } from "../../src/node.js";
 import { importLoginKey } from "./dpop-login.js";
-import { exitFlushed } from "./exit-flushed.js";
+import { exitFlushed, refreshEnded } from "./worker-end.js";
 
 /** The last line a `call` worker prints. */
 export interface WorkerReport {
@@ -240,10 +240,7 @@ async function runCalls(): Promise<void> {
     await sleep(pause, undefined, { signal: stop.signal }).catch(() => {});
   }
 
-  // A background refresh in flight at the deadline has reached the identity provider: let it
-  // end (and report its event) before close() drops its result, so every token request the
-  // IdP counts is one a process reported. Bounded: 5 s.
-  for (let waited = 0; waited < 5_000 && (await tokens.status()).state === "refreshing"; waited += 50) await sleep(50);
+  await refreshEnded(tokens);
   tokens.close();
   const report: WorkerReport = {
     kind: "report",

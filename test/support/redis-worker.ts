@@ -23,7 +23,7 @@ import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, memoryStore, type TokenEvent, type TokenStore } from "../../src/index.js";
 import { redisStore } from "../../src/redis.js";
 import type { WorkerReport } from "./process-worker.js";
-import { exitFlushed } from "./exit-flushed.js";
+import { exitFlushed, refreshEnded } from "./worker-end.js";
 
 export interface WorkerConfig {
   readonly issuer: string;
@@ -187,9 +187,7 @@ while (Date.now() < startedAt + config.durationMs) {
   if (took > 1_000) run.slowCalls += 1;
   await sleep(50 + Math.random() * 50);
 }
-// A background refresh in flight at the deadline has reached the identity provider: let it
-// end (and report its event) before close() drops its result. Bounded: 5 s.
-for (let waited = 0; waited < 5_000 && (await tokens.status()).state === "refreshing"; waited += 50) await sleep(50);
+await refreshEnded(tokens);
 tokens.close();
 const report: RedisWorkerReport = {
   kind: "report",

@@ -32,10 +32,10 @@ const snippetName = (b: CodeBlock) => `${b.code.includes('"../../gen/') ? "syste
 
 /** A project with the packed connect-oidc in node_modules and everything else linked from ours. */
 async function installPacked(dir: string): Promise<void> {
-  const packed = [await npmPack(dir)];
+  const packed = await npmPack(dir);
   const modules = join(dir, "node_modules");
   mkdirSync(join(modules, "connect-oidc"), { recursive: true });
-  execFileSync("tar", ["-xzf", join(dir, packed[0]!.filename), "-C", join(modules, "connect-oidc"), "--strip-components=1"]);
+  execFileSync("tar", ["-xzf", join(dir, packed.filename), "-C", join(modules, "connect-oidc"), "--strip-components=1"]);
   for (const name of readdirSync(join(root, "node_modules"))) {
     if (name === "connect-oidc" || name.startsWith(".")) continue;
     symlinkSync(join(root, "node_modules", name), join(modules, name));

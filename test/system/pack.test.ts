@@ -25,9 +25,9 @@ describe("npm pack", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("installs into a fresh project and imports from both entry points, ESM and CJS", async () => {
-    const packed = [await npmPack(dir)];
-    const tarball = join(dir, packed[0]!.filename);
-    const files = packed[0]!.files.map((f) => f.path);
+    const packed = await npmPack(dir);
+    const tarball = join(dir, packed.filename);
+    const files = packed.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/index.js") && files.includes("dist/cjs/node.js"));
     assert.ok(!files.some((f) => f.startsWith("test/") || f.startsWith("src/")), "only the build is shipped");
     // One bundle per entry point and shared chunks (a fresh process loads a few files, not one per module).
@@ -148,14 +148,14 @@ describe("npm pack: connect-oidc/testing", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("with its optional peers installed, starts a provider and a server from ESM and CommonJS; the login reaches the server", async () => {
-    const packed = [await npmPack(dir)];
-    const files = packed[0]!.files.map((f) => f.path);
+    const packed = await npmPack(dir);
+    const files = packed.files.map((f) => f.path);
     assert.ok(files.includes("dist/esm/testing.js") && files.includes("dist/cjs/testing.js") && files.includes("dist/esm/testing.d.ts"));
     const app = join(dir, "app");
     execFileSync("mkdir", ["-p", app]);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
     const peers = ["@connectrpc/connect@^2", "@connectrpc/connect-node@2.1.2", "@bufbuild/protobuf@^2", "oidc-provider@^9"];
-    npm(["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, packed[0]!.filename), ...peers], app);
+    npm(["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, packed.filename), ...peers], app);
     // A provider, a login handed to a token manager, a server that refuses no token (401 + challenge)
     // and lets the token through to routing (404: no such method).
     const body = (load: string) => `${load}
