@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import { createAuthInterceptor, createTokenManager, type TokenManager } from "../../src/index.js";
 import { type Idp, startIdp } from "../support/idp.js";
@@ -17,6 +17,7 @@ import { type JwtIssuer, startJwtIssuer } from "../support/jwt-issuer.js";
 import { createLeakScanner } from "../support/leaks.js";
 import { startServer, type TestServer } from "../support/server.js";
 import { KINDS, serverFor, transportFor } from "../support/transports.js";
+import { refusalOf } from "../support/refusal.js";
 
 const ECHO = "connectoidc.test.v1.EchoService";
 const AUDIENCE = "https://api.example.test";
@@ -65,16 +66,7 @@ describe("createAuthServerInterceptor (real IdP, real servers, every transport)"
     await idp?.close();
   });
 
-  const failure = async (call: Promise<unknown>): Promise<ConnectError> => {
-    try {
-      await call;
-    } catch (error) {
-      errors.push(error);
-      assert.ok(error instanceof ConnectError, String(error));
-      return error;
-    }
-    return assert.fail("expected the call to be refused");
-  };
+  const failure = refusalOf(errors);
 
   for (const kind of KINDS) {
     describe(kind, () => {

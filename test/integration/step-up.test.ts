@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import {
   ConfigurationError,
@@ -26,6 +26,7 @@ import { createLeakScanner } from "../support/leaks.js";
 import { hashToken, startServer, type TestServer } from "../support/server.js";
 import { KINDS, serverFor, transportFor } from "../support/transports.js";
 import { boundLogin } from "../support/dpop-bound-login.js";
+import { refusalOf } from "../support/refusal.js";
 
 const ECHO = "connectoidc.test.v1.EchoService";
 
@@ -72,16 +73,7 @@ describe("step-up and scope challenges (real IdP, real servers, every transport)
     };
     return { provider, rejected: () => rejected };
   };
-  const failure = async (call: Promise<unknown>): Promise<ConnectError> => {
-    try {
-      await call;
-    } catch (error) {
-      errors.push(error);
-      assert.ok(error instanceof ConnectError, String(error));
-      return error;
-    }
-    return assert.fail("expected the call to be refused");
-  };
+  const failure = refusalOf(errors);
 
   for (const kind of KINDS) {
     describe(kind, () => {
@@ -208,16 +200,7 @@ describe("step-up and scope challenges in the DPoP scheme (real IdP, real DPoP s
     await idp?.close();
   });
 
-  const failure = async (call: Promise<unknown>): Promise<ConnectError> => {
-    try {
-      await call;
-    } catch (error) {
-      errors.push(error);
-      assert.ok(error instanceof ConnectError, String(error));
-      return error;
-    }
-    return assert.fail("expected the call to be refused");
-  };
+  const failure = refusalOf(errors);
 
   for (const kind of KINDS) {
     it(`${kind}: DPoP error="insufficient_user_authentication" / "insufficient_scope": typed causes, no token request, same token`, async () => {
