@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
 import {
   createAuthInterceptor,
@@ -20,6 +20,7 @@ import { createLeakScanner } from "../support/leaks.js";
 import { createManualClock, type ManualClock } from "../support/manual-clock.js";
 import { hashToken, startServer, type RecordedRequest, type TestServer } from "../support/server.js";
 import { hasBidi, KINDS, serverFor, transportFor, webOnly } from "../support/transports.js";
+import { refusalOf } from "../support/refusal.js";
 
 const HOUR = 3600_000;
 
@@ -83,16 +84,7 @@ describe("auth interceptor (real IdP, real servers)", () => {
         await Promise.all(all.map((r) => r.done));
         return all.filter((r) => Buffer.from(r.body).includes(Buffer.from(marker)));
       };
-      const fails = async (p: Promise<unknown>): Promise<ConnectError> => {
-        try {
-          await p;
-        } catch (error) {
-          errors.push(error);
-          assert.ok(error instanceof ConnectError, String(error));
-          return error;
-        }
-        assert.fail("expected the call to fail");
-      };
+      const fails = refusalOf(errors);
 
       it("puts the bearer token on the call", async () => {
         const marker = randomUUID();
