@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
+import { testBundleOptions } from "../../scripts/test-bundles.mjs";
 
 const folder = fileURLToPath(new URL("../../node_modules/.cache/connect-oidc-test-workers/", import.meta.url));
 const built = new Map<string, string>();
@@ -22,12 +23,7 @@ export function bundledWorker(script: string): string {
   if (known !== undefined) return known;
   const { outputFiles } = buildSync({
     entryPoints: [script],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    keepNames: true,
+    ...testBundleOptions,
     write: false,
     logLevel: "silent",
   });
