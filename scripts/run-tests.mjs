@@ -19,6 +19,7 @@
  * Usage: node scripts/run-tests.mjs [file ...]   (default: every test file)
  */
 import { spawn, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,6 +133,9 @@ if (!underTsx) {
   runnable = (file) => bundles.get(file);
 }
 const folder = await mkdtemp(join(tmpdir(), "connect-oidc-run-tests-"));
+// The run's name: what its test files build once for all of them (test/support/npm-pack.ts) is kept under it.
+process.env.CONNECT_OIDC_TEST_RUN = `run-${randomUUID()}`;
+const runCache = join(import.meta.dirname, "..", "node_modules", ".cache", "connect-oidc-npm-pack", process.env.CONNECT_OIDC_TEST_RUN);
 console.log(
   `pool: ${pool.length} files, ${concurrency} at a time${canNice ? `, nice ${nice}` : ""}; ` +
     `timed lanes: ${timed[0].length} and ${timed[1].length} files (then ${overflow.length} of the pool's, niced), one at a time each; ` +
@@ -181,6 +185,7 @@ const laneTotals = async (l) => {
 };
 const sums = await Promise.all(lanes.map(laneTotals));
 await rm(folder, { recursive: true, force: true });
+await rm(runCache, { recursive: true, force: true });
 const add = (key) => sums.reduce((n, t) => n + (t[key] ?? 0), 0);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 const laneSeconds = lanes.map((l, i) => `${l.name} ${((sums[i].duration_ms ?? 0) / 1000).toFixed(1)} s`).join(", ");
