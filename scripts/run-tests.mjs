@@ -9,14 +9,15 @@
  *   demo's run, a 2- or 3-second token in another runtime or in Chromium). They are mostly
  *   waiting; when their processes need the CPU, they get it before the pool does (a 15 s
  *   fleet beside a pool at equal priority made 415 calls where it needs 450 to mean
- *   anything). The process fleets share one lane (see TIMED). The other lane, which ends
- *   about 100 s earlier, then runs the pool's two longest files, niced (OVERFLOW).
+ *   anything). Which fleet may run beside which: see TIMED.
  * The pool reports as it goes, each timed lane when it ends. Exit code 1 when any test failed.
  * Each file runs as its esbuild bundle (scripts/test-bundles.mjs: about 1 s of CPU less per
  * file than under `--import tsx`). TEST_TSX=1 runs the .ts files under tsx instead;
  * TEST_SOURCE_MAPS=1 maps stack traces in the bundles back to the .ts files.
  * TEST_LANES=serial runs the lanes one after another (for a machine with one core).
- * Usage: node scripts/run-tests.mjs [file ...]   (default: every test file)
+ * With --typecheck (as `npm test` runs it), `tsc --noEmit` runs beside the tests, niced, and
+ * its errors fail the run.
+ * Usage: node scripts/run-tests.mjs [--typecheck] [file ...]   (default: every test file)
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -28,20 +29,19 @@ import { bundleTests } from "./test-bundles.mjs";
 const KINDS = ["test/unit", "test/integration", "test/system"];
 
 /**
- * The timed files, in two lanes. The first holds the process fleets, which never run beside
- * each other: two fleets at once (8 Redis machines beside 6 file-store processes) stalled
- * a machine past its 1 s test lease, and a refresh token was sent twice. The second holds
- * the rest, whose processes are few or light. Longest first in each (seconds alone on a
- * quiet 2-core machine, roughly: fleets 130, 76, 43, 24; demo 69, lock-bounds 18).
+ * The timed files, in groups (longest first in each; seconds alone on a quiet 2-core machine,
+ * roughly). The Redis fleet never runs beside another process fleet: its machines hold a 1 s
+ * test lease, and 8 of them beside 6 file-store processes once stalled one past it, so a
+ * refresh token was sent twice. The file and keyring fleets hold 10 s leases and may run
+ * beside each other. So: lane 1 runs the Redis fleet (130 s), then the first file fleet (70);
+ * lane 2 runs the files whose processes are few or light (140), then, once the Redis fleet
+ * has ended, the other file fleets (70).
  */
-const TIMED = [
-  [
-    "test/integration/redis-fleet.test.ts",
-    "test/integration/multiprocess.test.ts",
-    "test/integration/resource-fleet.test.ts",
-    "test/integration/dpop-multiprocess.test.ts",
-  ],
-  [
+const TIMED = {
+  redisFleet: ["test/integration/redis-fleet.test.ts"],
+  fileFleet: ["test/integration/multiprocess.test.ts"],
+  otherFileFleets: ["test/integration/resource-fleet.test.ts", "test/integration/dpop-multiprocess.test.ts"],
+  light: [
     "test/system/demo.test.ts",
     "test/integration/lock-bounds.test.ts",
     "test/system/browser.test.ts",
@@ -50,14 +50,13 @@ const TIMED = [
     "test/integration/lock.test.ts",
     "test/integration/redis-windows.test.ts",
   ],
-];
-const isTimed = (file) => TIMED.some((l) => l.includes(file));
-
-/** Pool files run niced after timed lane 2's own, one at a time: that lane ends early. */
-const OVERFLOW = ["test/system/pack.test.ts", "test/integration/interceptor.test.ts"];
+};
+const isTimed = (file) => Object.values(TIMED).some((g) => g.includes(file));
 
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
 const LONG_FIRST = [
+  "test/system/pack.test.ts",
+  "test/integration/interceptor.test.ts",
   "test/system/examples-cli.test.ts",
   "test/system/cold-start.test.ts",
   "test/integration/redis-store.test.ts",
@@ -119,11 +118,29 @@ async function totals(tap) {
   return sum;
 }
 
-const requested = process.argv.slice(2);
+/** `tsc --noEmit` for the whole project, niced: its exit code and what it printed. */
+function typecheck() {
+  const tsc = [process.execPath, join(import.meta.dirname, "..", "node_modules", "typescript", "bin", "tsc"), "--noEmit"];
+  const [command, ...rest] = canNice ? ["nice", "-n", String(nice), ...tsc] : tsc;
+  return new Promise((resolve) => {
+    const child = spawn(command, rest, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk) => (output += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk) => (output += chunk));
+    child.on("exit", (code, signal) => resolve({ code: code ?? (signal ? 1 : 0), output }));
+  });
+}
+
+const typechecked = process.argv.includes("--typecheck") ? typecheck() : undefined;
+const requested = process.argv.slice(2).filter((a) => a !== "--typecheck");
 const files = requested.length > 0 ? requested : await allFiles();
-const overflow = files.filter((f) => OVERFLOW.includes(f)).sort((a, b) => rank(OVERFLOW)(a) - rank(OVERFLOW)(b));
-const pool = files.filter((f) => !isTimed(f) && !OVERFLOW.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
-const timed = TIMED.map((l) => files.filter((f) => l.includes(f)).sort((a, b) => rank(l)(a) - rank(l)(b)));
+const pool = files.filter((f) => !isTimed(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
+const timed = Object.fromEntries(
+  Object.entries(TIMED).map(([name, group]) => [
+    name,
+    files.filter((f) => group.includes(f)).sort((a, b) => rank(group)(a) - rank(group)(b)),
+  ]),
+);
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? 2);
 const serial = process.env.TEST_LANES === "serial";
 
@@ -136,25 +153,39 @@ const folder = await mkdtemp(join(tmpdir(), "connect-oidc-run-tests-"));
 // The run's name: what its test files build once for all of them (test/support/npm-pack.ts) is kept under it.
 process.env.CONNECT_OIDC_TEST_RUN = `run-${randomUUID()}`;
 const runCache = join(import.meta.dirname, "..", "node_modules", ".cache", "connect-oidc-npm-pack", process.env.CONNECT_OIDC_TEST_RUN);
-console.log(
-  `pool: ${pool.length} files, ${concurrency} at a time${canNice ? `, nice ${nice}` : ""}; ` +
-    `timed lanes: ${timed[0].length} and ${timed[1].length} files (then ${overflow.length} of the pool's, niced), one at a time each; ` +
-    `${serial ? "one lane after another" : "all side by side"}`,
-);
-/** A lane: its steps, one after another; each step is one `node --test` run. */
+/** A lane: its steps, one after another; each step is one `node --test` run, after the step it names in `after` has ended. */
 const step = (out, stepFiles, options = {}) => ({ out, files: stepFiles, ...options });
 const lanes = [
   // The pool reports as it goes (stdout); the timed lanes when they end.
   { name: "the pool", steps: [step("pool", pool, { concurrency, niced: true, live: true })] },
-  { name: "timed lane 1", steps: [step("timed1", timed[0])] },
-  // Lane 2 ends about 100 s before the others: the pool's longest files follow its timed ones, niced.
-  { name: "timed lane 2", steps: [step("timed2", timed[1]), step("overflow", overflow, { niced: true })] },
+  { name: "timed lane 1", steps: [step("redisFleet", timed.redisFleet), step("fileFleet", timed.fileFleet)] },
+  { name: "timed lane 2", steps: [step("light", timed.light), step("otherFileFleets", timed.otherFileFleets, { after: "redisFleet" })] },
 ];
+console.log(
+  `pool: ${pool.length} files, ${concurrency} at a time${canNice ? `, nice ${nice}` : ""}; ` +
+    `timed lanes: ${lanes
+      .slice(1)
+      .map((l) => l.steps.map((s) => s.files.length).join(" + "))
+      .join(" and ")} files, one at a time each; ` +
+    `${serial ? "one lane after another" : "all side by side"}`,
+);
+/** When each step has ended (Node 20 has no Promise.withResolvers). */
+const ended = new Map(
+  lanes
+    .flatMap((l) => l.steps)
+    .map((s) => {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      return [s.out, { promise, resolve }];
+    }),
+);
 const runLane = async (l) => {
   let code = 0;
   for (const s of l.steps) {
+    if (s.after !== undefined) await ended.get(s.after).promise;
     const out = s.live ? "stdout" : join(folder, `${s.out}.txt`);
     code = Math.max(code, await lane(s.files, s.concurrency ?? 1, join(folder, `${s.out}.tap`), out, s.niced === true));
+    ended.get(s.out).resolve();
   }
   return code;
 };
@@ -186,6 +217,11 @@ const laneTotals = async (l) => {
 const sums = await Promise.all(lanes.map(laneTotals));
 await rm(folder, { recursive: true, force: true });
 await rm(runCache, { recursive: true, force: true });
+if (typechecked !== undefined) {
+  const { code, output } = await typechecked;
+  console.log(code === 0 ? "\ntsc --noEmit: no errors" : `\ntsc --noEmit: exit ${code}\n${output}`);
+  codes.push(code === 0 ? 0 : 1);
+}
 const add = (key) => sums.reduce((n, t) => n + (t[key] ?? 0), 0);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 const laneSeconds = lanes.map((l, i) => `${l.name} ${((sums[i].duration_ms ?? 0) / 1000).toFixed(1)} s`).join(", ");

@@ -53,7 +53,8 @@ async function assertNothingPrinted(output: string, recordFile: string): Promise
   return secrets;
 }
 
-describe("npm run demo", () => {
+// The runs are child processes with an IdP and server each, mostly waiting: side by side.
+describe("npm run demo", { concurrency: true }, () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "connect-oidc-demo-test-"));
