@@ -454,8 +454,13 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       req.once("end", resolve);
       req.once("close", resolve);
       req.once("error", () => resolve());
-      // HTTP/1.1: a request refused before its body was read ends with its connection.
-      if (req.httpVersionMajor === 1) req.socket.once("close", resolve);
+      // HTTP/1.1: a request refused before its body was read ends with its connection. The
+      // listener goes when the request ends: a kept-alive connection carries many requests.
+      if (req.httpVersionMajor === 1) {
+        const socket = req.socket;
+        socket.once("close", resolve);
+        req.once("close", () => socket.off("close", resolve));
+      }
     });
     const record: MutableRecord = {
       method: req.method ?? "",
