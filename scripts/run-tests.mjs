@@ -1,16 +1,17 @@
 /**
- * Runs every test file of the three kinds (test/unit, test/integration, test/system) in three
+ * Runs every test file of the three kinds (test/unit, test/integration, test/system) in four
  * lanes side by side, and prints one summary for all:
  * - the pool: files that share nothing (each starts its own identity provider, servers,
  *   private D-Bus session and keyring, redis-server, temp folders, on free ports), two at a
- *   time (TEST_CONCURRENCY), at a lower CPU priority (`nice`, TEST_NICE, default 10);
+ *   time (TEST_CONCURRENCY), at a lower CPU priority (`nice`, TEST_NICE, default 10), and
+ *   beside it, one at a time, the pool's files that mostly wait (WAITING);
  * - two timed lanes, one file at a time each, at normal priority: the files whose assertions
  *   bound wall-clock time or count calls across many OS processes (fleets, locks, leases, the
  *   demo's run, a 2- or 3-second token in another runtime or in Chromium). They are mostly
  *   waiting; when their processes need the CPU, they get it before the pool does (a 15 s
  *   fleet beside a pool at equal priority made 415 calls where it needs 450 to mean
  *   anything). Which fleet may run beside which: see TIMED.
- * The pool reports as it goes, each timed lane when it ends. Exit code 1 when any test failed.
+ * The pool reports as it goes, each other lane when it ends. Exit code 1 when any test failed.
  * Each file runs as its esbuild bundle (scripts/test-bundles.mjs: about 1 s of CPU less per
  * file than under `--import tsx`). TEST_TSX=1 runs the .ts files under tsx instead;
  * TEST_SOURCE_MAPS=1 maps stack traces in the bundles back to the .ts files.
@@ -53,17 +54,27 @@ const TIMED = {
 };
 const isTimed = (file) => Object.values(TIMED).some((g) => g.includes(file));
 
+/**
+ * Pool files that mostly wait (on timeouts, lock leases, a server's delay: seconds alone, wall
+ * against CPU): they run one at a time beside the pool, niced, instead of taking one of its
+ * two places while a core idles.
+ */
+const WAITING = [
+  "test/integration/interceptor.test.ts", // 22 s, 9 s of CPU
+  "test/integration/redis-store.test.ts", // 15, 3
+  "test/integration/login-hardening.test.ts", // 10, 2
+  "test/integration/interceptor-signals.test.ts", // 8, 3
+  "test/integration/login.test.ts", // 7, 2
+  "test/integration/login-providers.test.ts", // 6, 1.5
+  "test/integration/dpop-idp-nonce.test.ts", // 5, 1.3
+];
+
 /** Pool files that take longest (seconds on a quiet 2-core machine, roughly): started first. */
 const LONG_FIRST = [
-  "test/system/pack.test.ts",
-  "test/integration/interceptor.test.ts",
   "test/system/examples-cli.test.ts",
-  "test/system/cold-start.test.ts",
-  "test/integration/redis-store.test.ts",
-  "test/integration/login-hardening.test.ts",
   "test/system/doc-snippets.test.ts",
-  "test/integration/interceptor-signals.test.ts",
-  "test/integration/login.test.ts",
+  "test/system/pack.test.ts",
+  "test/system/cold-start.test.ts",
   "test/integration/keyring-store.test.ts",
 ];
 
@@ -134,7 +145,8 @@ function typecheck() {
 const typechecked = process.argv.includes("--typecheck") ? typecheck() : undefined;
 const requested = process.argv.slice(2).filter((a) => a !== "--typecheck");
 const files = requested.length > 0 ? requested : await allFiles();
-const pool = files.filter((f) => !isTimed(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
+const pool = files.filter((f) => !isTimed(f) && !WAITING.includes(f)).sort((a, b) => rank(LONG_FIRST)(a) - rank(LONG_FIRST)(b));
+const waiting = files.filter((f) => WAITING.includes(f)).sort((a, b) => rank(WAITING)(a) - rank(WAITING)(b));
 const timed = Object.fromEntries(
   Object.entries(TIMED).map(([name, group]) => [
     name,
@@ -158,13 +170,14 @@ const step = (out, stepFiles, options = {}) => ({ out, files: stepFiles, ...opti
 const lanes = [
   // The pool reports as it goes (stdout); the timed lanes when they end.
   { name: "the pool", steps: [step("pool", pool, { concurrency, niced: true, live: true })] },
+  { name: "the pool's waiting files", steps: [step("waiting", waiting, { niced: true })] },
   { name: "timed lane 1", steps: [step("redisFleet", timed.redisFleet), step("fileFleet", timed.fileFleet)] },
   { name: "timed lane 2", steps: [step("light", timed.light), step("otherFileFleets", timed.otherFileFleets, { after: "redisFleet" })] },
 ];
 console.log(
   `pool: ${pool.length} files, ${concurrency} at a time${canNice ? `, nice ${nice}` : ""}; ` +
-    `timed lanes: ${lanes
-      .slice(1)
+    `then ${waiting.length} that mostly wait, one at a time; timed lanes: ${lanes
+      .slice(2)
       .map((l) => l.steps.map((s) => s.files.length).join(" + "))
       .join(" and ")} files, one at a time each; ` +
     `${serial ? "one lane after another" : "all side by side"}`,
