@@ -13,7 +13,7 @@ import { createAuthInterceptor, createTokenManager, type TokenManager, type Toke
 import type { Idp } from "../test/support/idp.js";
 import { startServer } from "../test/support/server.js";
 import { fixedHeaderInterceptor } from "./baselines.js";
-import { interceptorAloneRows } from "./interceptor-alone.js";
+import { interceptorAloneRowsInChild } from "./interceptor-alone.js";
 import { latencyRows, type Row, ratio } from "./rows.js";
 
 export async function overheadRows(idp: Idp): Promise<Row[]> {
@@ -38,7 +38,7 @@ export async function overheadRows(idp: Idp): Promise<Row[]> {
   };
   const rows: Row[] = [];
   try {
-    rows.push(...(await interceptorAloneRows(login.access_token, manager)));
+    rows.push(...(await interceptorAloneRowsInChild(login.access_token)));
     const label = provider === manager ? "token manager" : "provider with current()";
     for (const concurrency of [1, 32]) {
       server.resetStats();
