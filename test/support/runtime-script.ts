@@ -5,17 +5,20 @@
  * test IdP's login, the auth interceptor on connect-web's fetch transport, a real call to
  * the test server, a proactive refresh through openid-client, and a second call.
  *
- * Setup comes in environment variables (RUNTIME_ISSUER, RUNTIME_CLIENT_ID, RUNTIME_API,
- * RUNTIME_LOGIN: the token response as JSON); one line of JSON goes to stdout.
- * RUNTIME_DPOP_JWK (optional): the login is DPoP-bound to this ES256 key pair
- * (`{ publicJwk, privateJwk }`): the manager runs with `dpop: true` and the key as the login's.
+ * Setup comes in environment variables (RUNTIME_ISSUER, RUNTIME_CLIENT_ID, RUNTIME_API) and,
+ * once the runtime has started (it prints `{"ready":true}`), the login as one line of JSON on
+ * stdin: `{ login, dpopJwk? }`, the token response and, for a DPoP-bound login, its ES256 key
+ * pair (`{ publicJwk, privateJwk }`: the manager runs with `dpop: true` and the key as the
+ * login's). A login made before the start would lose to it what the runtime took to start
+ * (a second and more under load, of a 2 s token whose JWT `exp` the server checks). The
+ * report is one line of JSON on stdout.
  */
 import process from "node:process";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { createAuthInterceptor, createTokenManager, memoryStore, type TokenEvent } from "connect-oidc";
+import { createAuthInterceptor, createTokenManager, memoryStore, type TokenEndpointResponse, type TokenEvent } from "connect-oidc";
 import { EchoService } from "../../gen/connectoidc/test/v1/echo_pb.js";
-import { importLoginKey } from "./dpop-login.js";
+import { importLoginKey, type LoginKeyJwk } from "./dpop-login.js";
 
 export interface RuntimeReport {
   readonly runtime: string;
@@ -38,6 +41,17 @@ async function fingerprint(token: string): Promise<string> {
     .slice(0, 16)}`;
 }
 
+/** Says it is ready, then reads the login: one line of JSON on stdin. */
+async function loginFromStdin(): Promise<{ login: TokenEndpointResponse; dpopJwk?: LoginKeyJwk }> {
+  console.log(JSON.stringify({ ready: true }));
+  let text = "";
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.includes("\n")) break;
+  }
+  return JSON.parse(text) as { login: TokenEndpointResponse; dpopJwk?: LoginKeyJwk };
+}
+
 async function main(): Promise<RuntimeReport> {
   const env = (name: string) => process.env[name] ?? "";
   const events: string[] = [];
@@ -45,9 +59,9 @@ async function main(): Promise<RuntimeReport> {
   const proactive = new Promise<void>((resolve) => {
     refreshed = resolve;
   });
-  const dpopJwk = env("RUNTIME_DPOP_JWK");
+  const { login, dpopJwk } = await loginFromStdin();
   const tokens = createTokenManager({
-    ...(dpopJwk !== "" ? { dpop: true as const } : {}),
+    ...(dpopJwk !== undefined ? { dpop: true as const } : {}),
     issuer: env("RUNTIME_ISSUER"),
     clientId: env("RUNTIME_CLIENT_ID"),
     allowInsecureRequests: true, // the test IdP is plain http on loopback
@@ -68,8 +82,7 @@ async function main(): Promise<RuntimeReport> {
     calls.push({ subject: res.subject, token });
   };
   try {
-    const login = JSON.parse(env("RUNTIME_LOGIN"));
-    await tokens.setTokens(dpopJwk === "" ? login : { ...login, dpopKey: await importLoginKey(JSON.parse(dpopJwk)) });
+    await tokens.setTokens(dpopJwk === undefined ? login : { ...login, dpopKey: await importLoginKey(dpopJwk) });
     await call();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([

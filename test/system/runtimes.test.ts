@@ -8,7 +8,7 @@
  * and `bun` npm packages (devDependencies), Node runs the same script as the baseline.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -86,21 +86,15 @@ describe("the built connect-oidc entry under Deno and Bun", () => {
       test(`${name}${dpop ? " with DPoP" : ""}: manager + interceptor, a call, a proactive refresh, a call with the new token`, async (t) => {
         const theIdp = dpop ? dpopIdp : idp;
         const theServer = dpop ? dpopServer : server;
-        const { login, dpopJwk } = await loginFor(theIdp, dpop);
         const started = performance.now();
-        const { stdout } = await run(command, [...args, script], {
-          cwd: root,
-          timeout: 60_000,
-          env: {
-            ...process.env,
-            RUNTIME_ISSUER: theIdp.issuer,
-            RUNTIME_CLIENT_ID: theIdp.clientId,
-            RUNTIME_API: theServer.baseUrl,
-            RUNTIME_LOGIN: JSON.stringify(login),
-            RUNTIME_DPOP_JWK: dpopJwk ?? "",
-            DENO_NO_UPDATE_CHECK: "1",
-            DENO_NO_PROMPT: "1",
-          },
+        // The login is made once the runtime has started, and sent on stdin (see runtime-script.ts).
+        const stdout = await runWithLogin(command, [...args, script], () => loginFor(theIdp, dpop), {
+          ...process.env,
+          RUNTIME_ISSUER: theIdp.issuer,
+          RUNTIME_CLIENT_ID: theIdp.clientId,
+          RUNTIME_API: theServer.baseUrl,
+          DENO_NO_UPDATE_CHECK: "1",
+          DENO_NO_PROMPT: "1",
         });
         const report = JSON.parse(stdout.trim().split("\n").at(-1)!) as RuntimeReport;
         assert.equal(report.error, undefined, `${report.runtime}: ${report.error}`);
@@ -130,8 +124,39 @@ describe("the built connect-oidc entry under Deno and Bun", () => {
 });
 
 /** A login of the test client; with DPoP bound to a new ES256 key, handed over as JWKs. */
-async function loginFor(idp: Idp, dpop: boolean): Promise<{ login: object; dpopJwk?: string }> {
+async function loginFor(idp: Idp, dpop: boolean): Promise<{ login: object; dpopJwk?: object }> {
   if (!dpop) return { login: await idp.login() };
   const { login, dpopJwk } = await boundLogin(idp);
-  return { login, dpopJwk: JSON.stringify(dpopJwk) };
+  return { login, dpopJwk };
+}
+
+/**
+ * Runs `command` until it exits (at most 60 s); when it prints its first line (`{"ready":true}`),
+ * makes the login and writes it to its stdin as one line of JSON. Its stdout, after that line.
+ */
+function runWithLogin(command: string, args: readonly string[], login: () => Promise<object>, env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: root, env, stdio: ["pipe", "pipe", "pipe"], timeout: 60_000 });
+    let stdout = "";
+    let stderr = "";
+    let sent = false;
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      if (sent || !stdout.includes("\n")) return;
+      sent = true;
+      stdout = stdout.slice(stdout.indexOf("\n") + 1);
+      login().then(
+        (value) => child.stdin.end(`${JSON.stringify(value)}\n`),
+        (error: unknown) => {
+          child.kill();
+          reject(error);
+        },
+      );
+    });
+    child.once("error", reject);
+    child.once("close", (code, signal) =>
+      code === 0 ? resolve(stdout) : reject(new Error(`${command} exited (${code ?? signal}): ${stderr}${stdout}`)),
+    );
+  });
 }
