@@ -146,7 +146,7 @@ export function createFileLock(lockPath: string, options: FileLockOptions = {}):
         const release = await acquire(
           path,
           { ...lockOptions, fs: ownerFs(owner), onCompromised: (e) => (lost ??= e) },
-          { deadline, retryMs, signal, timeout, staleMs },
+          { deadline, retryMs, signal, timeout, staleMs, ownerId: owner.id },
         );
         held.add(owner.id);
         try {
@@ -220,15 +220,22 @@ async function acquire(
     signal: AbortSignal | undefined;
     timeout: () => TokenStoreError;
     staleMs: number;
+    /** This lock() call's owner id: a lock folder carrying it is one of its own failed attempts. */
+    ownerId: string;
   },
 ): Promise<() => Promise<void>> {
   const library = await loadLockLibrary();
+  let movedAside = false; // one of this call's attempts was moved aside by a contender
   for (;;) {
     let release: (() => Promise<void>) | undefined;
     try {
       release = await library.lock(path, options);
     } catch (error) {
-      if (codeOf(error) !== "ELOCKED") throw ioError(path, error);
+      // ENOENT: a contender moved the folder just made aside (removeIfAbandoned, judging an
+      // older lock) before proper-lockfile's first look at it. Contention, not a failure.
+      const code = codeOf(error);
+      if (code === "ENOENT" && (await lockInfo(dirname(path))) !== undefined) movedAside = true;
+      else if (code !== "ELOCKED") throw ioError(path, error);
     }
     if (release !== undefined) {
       if (wait.signal?.aborted) {
@@ -237,7 +244,7 @@ async function acquire(
       }
       return release;
     }
-    if (await removeIfAbandoned(path, wait.staleMs)) continue;
+    if (await removeIfAbandoned(path, wait.staleMs, movedAside ? wait.ownerId : undefined)) continue;
     const left = wait.deadline - performance.now();
     if (left <= 0) throw wait.timeout();
     await settledWithin(undefined, Math.min(wait.retryMs, left), wait.signal);
@@ -362,22 +369,24 @@ function isAbandoned(owner: Owner | undefined, age: number, staleMs: number): bo
 
 /**
  * Removes the lock at `path` if it is abandoned; true when the caller should try again at
- * once. Two contenders may judge the same lock abandoned: the lock is moved aside first
- * (atomic), and only removed if it is still the one judged; a newer one is put back.
+ * once. Contenders judge the same lock at the same moments, so the judgement is of one
+ * folder: its age and owner record are read between two looks that must see the same folder
+ * (inode and mtime), else it changed meanwhile and is looked at again. The folder is moved
+ * aside first (atomic) and removed only if it is the one judged; a newer one is put back.
+ * `ownId` (after one of this lock() call's attempts was moved aside): its owner id. A folder
+ * carrying it is that attempt, put back by the contender: nobody holds it, whatever its age.
  */
-async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean> {
-  let info: fs.Stats;
-  try {
-    info = await lstat(path);
-  } catch (error) {
-    if (codeOf(error) === "ENOENT") return true; // released meanwhile
-    throw ioError(path, error);
-  }
+async function removeIfAbandoned(path: string, staleMs: number, ownId?: string): Promise<boolean> {
+  const info = await lockInfo(path);
+  if (info === undefined) return true; // released meanwhile
   refuseUnlessOwnLock(path, info);
   const age = Date.now() - info.mtimeMs;
-  if (Math.abs(age) <= staleMs) return false; // the common case: held, no need to read more
+  // The common case: held, no need to read more.
+  if (Math.abs(age) <= staleMs && (ownId === undefined || (await readOwner(path))?.id !== ownId)) return false;
   const owner = await readOwner(path);
-  if (!isAbandoned(owner, age, staleMs)) return false;
+  const again = await lockInfo(path);
+  if (again === undefined || again.ino !== info.ino || again.mtimeMs !== info.mtimeMs) return true; // changed: look again
+  if (owner?.id !== ownId && !isAbandoned(owner, age, staleMs)) return false;
   const aside = `${path}.abandoned-${(await nodeCrypto()).randomBytes(6).toString("hex")}`;
   try {
     await rename(path, aside);
@@ -385,15 +394,25 @@ async function removeIfAbandoned(path: string, staleMs: number): Promise<boolean
     if (codeOf(error) === "ENOENT") return true; // another contender moved it first
     throw ioError(path, error);
   }
-  const moved = await readOwner(aside);
-  if (moved?.id === owner?.id) {
+  const moved = await lockInfo(aside);
+  if (moved?.ino === info.ino) {
     await rm(aside, { recursive: true, force: true }).catch(() => {});
     return true;
   }
-  // A newer lock replaced the abandoned one between our look and the move: put it back.
+  // A newer lock replaced the judged one between the last look and the move: put it back.
   // If its place is taken meanwhile, its holder learns at its next heartbeat that it lost it.
   await rename(aside, path).catch(() => rm(aside, { recursive: true, force: true }).catch(() => {}));
   return false;
+}
+
+/** lstat of a lock folder; undefined when there is none. */
+async function lockInfo(path: string): Promise<fs.Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if (codeOf(error) === "ENOENT") return undefined;
+    throw ioError(path, error);
+  }
 }
 
 /**

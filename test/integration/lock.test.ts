@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -65,6 +65,30 @@ describe("createFileLock across processes", () => {
     assert.deepEqual(codes, Array(processes).fill(0));
     assert.equal(Number(await readFile(counter, "utf8")), processes * times);
     await assert.rejects(stat(lockPath), { code: "ENOENT" }, "the lock is gone after the last release");
+  });
+
+  test("8 processes meeting one abandoned lock at the same moment take it in turn: none fails, no update lost (5 rounds)", async () => {
+    // Contenders judge the same dead holder's lock at the same moments and move it aside;
+    // one of them could move another's just-made lock instead (a failed refresh, or a lock
+    // nobody held blocking everyone for a lease).
+    const dead = spawn(process.execPath, ["-e", "0"]);
+    await exited(dead);
+    const processes = 8;
+    for (let round = 1; round <= 5; round += 1) {
+      const lockPath = join(folder, `abandoned-${round}.lock`);
+      const counter = join(folder, `abandoned-${round}`);
+      await writeFile(counter, "0");
+      await mkdir(lockPath, { mode: 0o700 });
+      await writeFile(join(lockPath, "owner"), JSON.stringify({ pid: dead.pid, host: hostname(), id: "dead-holder" }), { mode: 0o600 });
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      await utimes(lockPath, hourAgo, hourAgo);
+      // All at one moment, once every process has started (0.2 s of CPU each, on 2 cores).
+      const startAt = String(Date.now() + 1_500);
+      const workers = Array.from({ length: processes }, () => startWorker("count", lockPath, counter, "1", startAt));
+      const codes = await Promise.all(workers.map(exited));
+      assert.deepEqual(codes, Array(processes).fill(0), `round ${round}: every process took the lock`);
+      assert.equal(Number(await readFile(counter, "utf8")), processes, `round ${round}`);
+    }
   });
 
   test("the lock of a SIGKILLed holder is taken over within the lease", async (t) => {

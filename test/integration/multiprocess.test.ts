@@ -172,7 +172,11 @@ describe("processes sharing one fileStore", () => {
         `calls over 1 s=${sum.slowCalls}, requests the server refused (then retried)=${refusedByServer(server)}`,
     );
 
-    assert.equal(sum.failures, 0, `failed calls: ${formatCounts(sum.failureCodes)}`);
+    assert.equal(
+      sum.failures,
+      0,
+      `failed calls: ${formatCounts(sum.failureCodes)}; refreshes that failed: ${reports.flatMap((r) => r.refreshFailures ?? []).join("; ")}`,
+    );
     assert.equal(idp.stats.invalidGrant, 0, "the victim's refresh token was never used twice");
     assert.equal(idp.stats.tokenRequests, idp.stats.byGrantType.refresh_token + 1, "only the victim's request was dropped");
     // Nobody touched the tokens while the victim's lock could still be alive ...

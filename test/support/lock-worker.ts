@@ -1,7 +1,9 @@
 /**
  * A process that takes a file lock, for the cross-process lock tests.
  * Usage:
- *   lock-worker.ts count <lockPath> <counterFile> <times>  increments the counter <times> times under the lock
+ *   lock-worker.ts count <lockPath> <counterFile> <times> [startAt]
+ *                                                          increments the counter <times> times under the lock
+ *                                                          (first, with startAt, waits for that epoch ms)
  *   lock-worker.ts hold <lockPath>                         takes the lock, prints "held", waits to be killed
  *   lock-worker.ts work <lockPath>                         takes the lock, prints "held", waits for a line
  *                                                          on stdin, then prints what lock() gave as JSON:
@@ -16,7 +18,7 @@ import { TokenStoreError } from "../../src/errors.js";
 import { createFileLock } from "../../src/node/lock.js";
 import { exitFlushed } from "./worker-end.js";
 
-const [mode, lockPath = "", counterFile = "", times = "0"] = process.argv.slice(2);
+const [mode, lockPath = "", counterFile = "", times = "0", startAt] = process.argv.slice(2);
 let compromised: string | null = null;
 const fileLock = createFileLock(lockPath, {
   staleMs: 2_000,
@@ -26,6 +28,7 @@ const fileLock = createFileLock(lockPath, {
 });
 
 if (mode === "count") {
+  if (startAt !== undefined) await sleep(Math.max(0, Number(startAt) - Date.now()));
   for (let i = 0; i < Number(times); i++) {
     await fileLock.lock(async () => {
       const value = Number(await readFile(counterFile, "utf8"));

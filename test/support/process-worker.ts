@@ -60,6 +60,8 @@ export interface WorkerReport {
   readonly events: Record<string, number>;
   /** Every token event with its time (epoch ms), in order. */
   readonly timeline: readonly { readonly at: number; readonly event: string }[];
+  /** Why each refresh failed: the error's chain as names, codes and reasons only (no message, no token). */
+  readonly refreshFailures?: readonly string[];
 }
 
 const { positionals, values } = parseArgs({
@@ -142,6 +144,19 @@ function failureCode(error: unknown): string {
   return parts.join("/");
 }
 
+/** An error and its causes as `name:code:reason` links, outermost first. */
+function errorChain(error: unknown): string {
+  const links: string[] = [];
+  for (
+    let e = error as { name?: unknown; code?: unknown; reason?: unknown; cause?: unknown } | undefined;
+    e != null && links.length < 6;
+    e = e.cause as typeof e
+  ) {
+    links.push([e.name, e.code, e.reason].filter((x) => typeof x === "string").join(":"));
+  }
+  return links.join(" > ");
+}
+
 async function stdinLines(): Promise<AsyncIterator<string>> {
   return createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 }
@@ -156,6 +171,7 @@ async function runCalls(): Promise<void> {
 
   const events: Record<string, number> = {};
   const timeline: { at: number; event: string }[] = [];
+  const refreshFailures: string[] = [];
   const tokens = createTokenManager({
     issuer,
     clientId,
@@ -168,6 +184,7 @@ async function runCalls(): Promise<void> {
       if (event.type === "refreshed" && event.resource !== undefined)
         events["resource-refreshed"] = (events["resource-refreshed"] ?? 0) + 1;
       timeline.push({ at: Date.now(), event: name });
+      if (event.type === "refresh-failed") refreshFailures.push(errorChain(event.error));
     },
   });
   const clientOf = (baseUrl: string, provider: TokenProvider) =>
@@ -260,6 +277,7 @@ async function runCalls(): Promise<void> {
     okAfterLastFailure,
     events,
     timeline,
+    refreshFailures,
   };
   print(report);
 }
