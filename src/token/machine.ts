@@ -108,8 +108,8 @@ interface Run extends MachineDeps {
   worked: boolean;
   /** For status(): when tokens last came, the last failure. */
   record: StatusRecord;
-  /** decide()'s answer cached for one (immutable) state: see serveUntil. */
-  served: { readonly state: State; readonly serve: ReturnType<typeof serveUntil> } | undefined;
+  /** What a call with a token at hand reads: see {@link Hot}. */
+  hot: Hot;
   readonly monotonic: () => number;
   /** Callers that arrive together share one read of the store; the next caller reads again. */
   readonly loads: SingleFlight<void>;
@@ -126,7 +126,7 @@ export function createMachine(deps: MachineDeps): Machine {
     announced: false,
     worked: false,
     record: {},
-    served: undefined,
+    hot: { state: { kind: "loading" }, token: undefined, until: Number.NEGATIVE_INFINITY, accepted: undefined },
     monotonic: monotonicOf(deps.clock),
     loads: createSingleFlight(),
     rechecks: createSingleFlight(),
@@ -138,7 +138,9 @@ export function createMachine(deps: MachineDeps): Machine {
     },
     getAccessToken: (request) => servedAtOnce(run, request) ?? getAccessToken(run, request),
     current: () => current(run),
-    accepted: (token) => apply(run, { type: "accepted", token }),
+    accepted: (token) => {
+      if (token !== run.hot.accepted || run.hot.state !== run.state) accepted(run, token);
+    },
     forResource: (resource) => resourceProvider(run, resource),
     replace: (tokens) => replace(run, tokens),
     signOut: (revoke) => signOut(run, revoke),
@@ -172,10 +174,35 @@ function servedAtOnce(run: Run, request: TokenRequest): Promise<string> | undefi
 }
 
 function servableToken(run: Run): string | undefined {
+  const hot = run.hot.state === run.state ? run.hot : hotOf(run);
+  return run.clock.now() < hot.until ? hot.token : undefined;
+}
+
+/**
+ * What every call with a token at hand reads, made once per (immutable) state: decide()'s
+ * answer "serve `token`" until the wall clock reaches `until` (see serveUntil), and the
+ * token a server accepted in this state (reporting it again changes nothing). A few fields
+ * of one small object: the interceptor's current() and accepted() run once per call, and
+ * at one call in flight they run with cold caches.
+ */
+interface Hot {
+  readonly state: State;
+  readonly token: string | undefined;
+  readonly until: number;
+  accepted: string | undefined;
+}
+
+function hotOf(run: Run): Hot {
   const state = run.state;
-  if (run.served?.state !== state) run.served = { state, serve: serveUntil(state, run.settings) };
-  const serve = run.served.serve;
-  return serve !== undefined && run.clock.now() < serve.until ? serve.token : undefined;
+  const serve = serveUntil(state, run.settings);
+  run.hot = { state, token: serve?.token, until: serve?.until ?? Number.NEGATIVE_INFINITY, accepted: undefined };
+  return run.hot;
+}
+
+/** A server accepted `token`: the state takes note; the same report in the state entered changes nothing, and is skipped. */
+function accepted(run: Run, token: string): void {
+  apply(run, { type: "accepted", token });
+  (run.hot.state === run.state ? run.hot : hotOf(run)).accepted = token;
 }
 
 /**

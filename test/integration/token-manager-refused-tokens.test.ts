@@ -111,6 +111,20 @@ describe("token manager: a token a server refuses (real oidc-provider)", () => {
     assert.equal(refreshes() - before, 1, "one forced refresh, no refresh for the 10 calls after it");
   });
 
+  it("a token accepted again after a forced refresh gave it back unchanged: its next refusal is answered at once", async () => {
+    const { manager, login } = await setup();
+    const token = login.access_token;
+    accepted(manager, token);
+    s.idp.rewriteTokenResponse((body) => ({ ...body, access_token: token }));
+    const before = refreshes();
+    assert.equal(await get(manager, { rejected: token }), token, "the forced refresh got the same token back");
+    s.idp.rewriteTokenResponse(undefined);
+    accepted(manager, token); // a server took it after all: the same report as before, in another state
+    const next = await get(manager, { rejected: token }); // and refuses it a moment later
+    assert.notEqual(next, token);
+    assert.equal(refreshes() - before, 2, "two forced refreshes, the second without a pause");
+  });
+
   it("a report of an old token returns the current one, also just after a forced refresh", async () => {
     const shortIdp = await startIdp({ accessTokenTtl: 8 });
     try {
