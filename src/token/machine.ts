@@ -108,7 +108,7 @@ interface Run extends MachineDeps {
   worked: boolean;
   /** For status(): when tokens last came, the last failure. */
   record: StatusRecord;
-  /** What a call with a token at hand reads: see {@link Hot}. */
+  /** What a call with a token at hand reads, made anew with each state: see {@link Hot}. */
   hot: Hot;
   readonly monotonic: () => number;
   /** Callers that arrive together share one read of the store; the next caller reads again. */
@@ -119,27 +119,30 @@ interface Run extends MachineDeps {
 }
 
 export function createMachine(deps: MachineDeps): Machine {
+  const loading: State = { kind: "loading" };
   const run: Run = {
+    // The two fields every call reads first: in the object itself, not behind it.
+    state: loading,
+    hot: hotOf(loading, deps.settings),
     ...deps,
-    state: { kind: "loading" },
     timer: undefined,
     announced: false,
     worked: false,
     record: {},
-    hot: { state: { kind: "loading" }, token: undefined, until: Number.NEGATIVE_INFINITY, accepted: undefined },
     monotonic: monotonicOf(deps.clock),
     loads: createSingleFlight(),
     rechecks: createSingleFlight(),
     resources: new Map(),
   };
+  const { clock } = deps;
   return {
     get state() {
       return run.state;
     },
     getAccessToken: (request) => servedAtOnce(run, request) ?? getAccessToken(run, request),
-    current: () => current(run),
+    current: () => (clock.now() < run.hot.until ? run.hot.token : current(run)),
     accepted: (token) => {
-      if (token !== run.hot.accepted || run.hot.state !== run.state) accepted(run, token);
+      if (token !== run.hot.accepted) accepted(run, token);
     },
     forResource: (resource) => resourceProvider(run, resource),
     replace: (tokens) => replace(run, tokens),
@@ -174,35 +177,31 @@ function servedAtOnce(run: Run, request: TokenRequest): Promise<string> | undefi
 }
 
 function servableToken(run: Run): string | undefined {
-  const hot = run.hot.state === run.state ? run.hot : hotOf(run);
-  return run.clock.now() < hot.until ? hot.token : undefined;
+  return run.clock.now() < run.hot.until ? run.hot.token : undefined;
 }
 
 /**
- * What every call with a token at hand reads, made once per (immutable) state: decide()'s
+ * What every call with a token at hand reads, made with each (immutable) state: decide()'s
  * answer "serve `token`" until the wall clock reaches `until` (see serveUntil), and the
  * token a server accepted in this state (reporting it again changes nothing). A few fields
  * of one small object: the interceptor's current() and accepted() run once per call, and
- * at one call in flight they run with cold caches.
+ * at one call in flight they run with cold caches (each object and function touched costs).
  */
 interface Hot {
-  readonly state: State;
   readonly token: string | undefined;
   readonly until: number;
   accepted: string | undefined;
 }
 
-function hotOf(run: Run): Hot {
-  const state = run.state;
-  const serve = serveUntil(state, run.settings);
-  run.hot = { state, token: serve?.token, until: serve?.until ?? Number.NEGATIVE_INFINITY, accepted: undefined };
-  return run.hot;
+function hotOf(state: State, settings: MachineDeps["settings"]): Hot {
+  const serve = serveUntil(state, settings);
+  return { token: serve?.token, until: serve?.until ?? Number.NEGATIVE_INFINITY, accepted: undefined };
 }
 
 /** A server accepted `token`: the state takes note; the same report in the state entered changes nothing, and is skipped. */
 function accepted(run: Run, token: string): void {
   apply(run, { type: "accepted", token });
-  (run.hot.state === run.state ? run.hot : hotOf(run)).accepted = token;
+  run.hot.accepted = token;
 }
 
 /**
@@ -336,6 +335,7 @@ function apply(run: Run, input: Input): void {
   const next = transition(previous, input);
   if (next === previous) return;
   run.state = next;
+  run.hot = hotOf(next, run.settings);
   run.dpop.remember(loginOf(next)?.tokens);
   if (input.type === "replaced" || (input.type === "rechecked" && next.kind === "ready")) run.announced = false;
   arm(run, 0);
