@@ -13,20 +13,20 @@ export function bearerScheme(): AuthScheme {
   // building `Bearer <token>` anew (about 1 KB for a JWT) each time costs a copy per call.
   let lastToken: string | undefined;
   let lastValue = "";
-  const setAtOnce = (header: Headers, token: string) => {
+  const authorizationOf = (token: string) => {
     if (token !== lastToken) {
       lastValue = `Bearer ${token}`;
       lastToken = token;
     }
-    setHeader(header, "authorization", lastValue);
+    return lastValue;
   };
   return {
     authorize<R extends UnaryRequest | StreamRequest>(req: R, token: string): R {
       const header = new Headers(req.header);
-      setAtOnce(header, token);
+      setHeader(header, "authorization", authorizationOf(token));
       return { ...req, header };
     },
-    setAtOnce,
+    authorizationOf,
     note() {}, // a bearer call looks at no header
     answer(url, refusal) {
       const error = challengeFailure("Bearer", url, refusal);

@@ -14,10 +14,10 @@ export interface AuthScheme {
    */
   authorize<R extends UnaryRequest | StreamRequest>(req: R, token: string): R | Promise<R>;
   /**
-   * Present only when the scheme's headers need no waiting: sets them on `header` in place
-   * (the fast path of a call whose token is at hand). Throws like {@link setHeader}.
+   * Present only when the scheme's one header, `authorization`, needs no waiting: its value
+   * for `token` (the fast path of a call whose token is at hand sets it in place).
    */
-  readonly setAtOnce?: (header: Headers, token: string) => void;
+  readonly authorizationOf?: (token: string) => string;
   /** The server at `url` sent these headers or trailers (DPoP: they may carry a nonce). */
   note(url: string, headers: Headers | undefined): void;
   /**

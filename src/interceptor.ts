@@ -90,14 +90,36 @@ export function createAuthInterceptor(tokens: TokenProvider, options: AuthInterc
     throw new ConfigurationError("createAuthInterceptor: `onEvent` must be a function");
   }
   const call: Call = { tokens, scheme, retry: options.retry ?? true, onEvent: options.onEvent };
-  const setAtOnce = scheme.setAtOnce;
-  if (setAtOnce === undefined || typeof tokens.current !== "function") {
+  const authorizationOf = scheme.authorizationOf;
+  if (authorizationOf === undefined || typeof tokens.current !== "function") {
     return (next) => (req) => (req.header.has("authorization") ? send(next, req) : authorized(call, next, req));
   }
+  // The fast path: a unary call whose token is at hand gets its header in place (no copy, no
+  // await) and goes to `next` at once. The header is taken off again when the call ends (an
+  // outer interceptor that re-sends the same request then gets a token of its own); a refusal
+  // takes the reactive path below with a copy of the headers, like any other call. Written
+  // flat: at one call in flight it runs with cold caches, where every function and object it
+  // touches costs.
   return (next) => (req) => {
     if (req.header.has("authorization")) return send(next, req);
     const token = req.stream ? undefined : current(tokens);
-    return token === undefined ? authorized(call, next, req) : unaryAtOnce(call, next, req as UnaryRequest, token, setAtOnce);
+    if (token === undefined) return authorized(call, next, req);
+    try {
+      req.header.set("authorization", authorizationOf(token));
+    } catch {
+      return unary(call, next, req as UnaryRequest, token); // meets the same refusal there, and answers it
+    }
+    return send(next, req).then(
+      (res) => {
+        req.header.delete("authorization");
+        accept(tokens, token);
+        return res;
+      },
+      (error: unknown) => {
+        req.header.delete("authorization");
+        return afterFailure(call, req, token, error, (t) => unaryAttempt(call, next, req as UnaryRequest, t));
+      },
+    );
   };
 }
 
@@ -128,31 +150,6 @@ function current(tokens: TokenProvider): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * The fast path: a unary call whose token is at hand gets its header in place (no copy, no
- * await) and goes to `next` at once. The header is taken off again when the call ends, so
- * an outer interceptor that re-sends the same request gets a token of its own; a refusal
- * takes the reactive path below with a copy of the headers, like any other call.
- */
-function unaryAtOnce(call: Call, next: Next, req: UnaryRequest, token: string, setAtOnce: (header: Headers, token: string) => void) {
-  try {
-    setAtOnce(req.header, token);
-  } catch {
-    return unary(call, next, req, token); // meets the same refusal there, and answers it
-  }
-  return send(next, req).then(
-    (res) => {
-      req.header.delete("authorization");
-      accept(call.tokens, token);
-      return res;
-    },
-    (error: unknown) => {
-      req.header.delete("authorization");
-      return afterFailure(call, req, token, error, (t) => unaryAttempt(call, next, req, t));
-    },
-  );
 }
 
 /** A call without a token at hand, a stream, or a DPoP call: wait for the token, then send. */
