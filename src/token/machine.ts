@@ -134,13 +134,12 @@ export function createMachine(deps: MachineDeps): Machine {
     rechecks: createSingleFlight(),
     resources: new Map(),
   };
-  const { clock } = deps;
   return {
     get state() {
       return run.state;
     },
     getAccessToken: (request) => servedAtOnce(run, request) ?? getAccessToken(run, request),
-    current: () => (clock.now() < run.hot.until ? run.hot.token : current(run)),
+    current: () => servableToken(run) ?? current(run),
     accepted: (token) => {
       if (token !== run.hot.accepted) accepted(run, token);
     },
@@ -255,8 +254,6 @@ async function getAccessToken(run: Run, request: TokenRequest = {}, resource?: s
 
 /** What getAccessToken() would resolve with now without waiting; a due background refresh starts, as from the timer. */
 function current(run: Run, resource?: string): string | undefined {
-  const token = resource === undefined ? servableToken(run) : undefined;
-  if (token !== undefined) return token;
   const decision = decide(run.state, now(run), false, run.settings, resource);
   if (decision.do === "serve") return decision.token;
   if (decision.do !== "serve-and-refresh") return undefined;
