@@ -555,7 +555,9 @@ describe("test server", () => {
     });
 
     it("refuses an expired token (no clock tolerance)", async () => {
-      const shortIdp = await startIdp({ accessTokenTtl: 1 });
+      // exp is whole seconds from an iat rounded down: a 1 s token may have 0.1 s left when
+      // it is issued, and under load expired before its first call. 3 s leaves at least 2 s.
+      const shortIdp = await startIdp({ accessTokenTtl: 3 });
       const shortServer = await startServer({ idp: shortIdp, http2: false });
       try {
         const short = createClient(EchoService, createConnectTransport({ baseUrl: shortServer.baseUrl, httpVersion: "1.1" }));
